@@ -1,0 +1,287 @@
+//! Incremental decoder of the chunked transfer coding (RFC 9112 §7.1).
+//!
+//! Strict where framing is at stake: every line ends in CRLF (a bare LF is an error, since lenient
+//! line endings in chunked bodies are a known request-smuggling vector), sizes are hex without
+//! sign or whitespace before them, and data must be followed by CRLF. Chunk extensions are skipped
+//! and trailer fields dropped, both bounded.
+
+use super::RequestError;
+
+/// A chunk-size line (size plus extensions) longer than this is refused. Extensions carry nothing
+/// we use, and an unbounded line would let a peer hold the connection without sending a body.
+const CHUNK_LINE_BYTES_MAX: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading hex digits of a chunk size.
+    Size {
+        size: u64,
+        digits: bool,
+    },
+    /// After the size: optional whitespace and `;extension`s, up to CR.
+    Extension {
+        size: u64,
+    },
+    /// Saw the CR ending a size line.
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        remaining: u64,
+    },
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line, or of the empty line ending the body.
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+#[derive(Debug)]
+pub(super) struct ChunkedDecoder {
+    state: State,
+    line_bytes: usize,
+    trailer_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    pub(super) fn new() -> Self {
+        Self {
+            state: State::Size {
+                size: 0,
+                digits: false,
+            },
+            line_bytes: 0,
+            trailer_bytes: 0,
+        }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Consumes bytes of `input`, appending chunk data to `body`, and returns how many it used.
+    /// It stops right after the final CRLF, so what follows belongs to the next request.
+    pub(super) fn decode(
+        &mut self,
+        input: &[u8],
+        body: &mut Vec<u8>,
+        body_bytes_max: usize,
+        trailer_bytes_max: usize,
+    ) -> Result<usize, RequestError> {
+        let mut pos = 0;
+        while pos < input.len() {
+            if let State::Data { remaining } = self.state {
+                // Bulk copy: the only state that sees many bytes per call.
+                let available = input.len() - pos;
+                let n = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(available);
+                body.extend_from_slice(&input[pos..pos + n]);
+                pos += n;
+                let remaining = remaining - n as u64;
+                self.state = if remaining == 0 {
+                    State::DataCr
+                } else {
+                    State::Data { remaining }
+                };
+                continue;
+            }
+            let byte = input[pos];
+            pos += 1;
+            self.state = match self.state {
+                State::Size { size, digits } => {
+                    self.line_bytes += 1;
+                    if self.line_bytes > CHUNK_LINE_BYTES_MAX {
+                        return Err(RequestError::BadChunk);
+                    }
+                    match (hex_value(byte), byte) {
+                        (Some(value), _) => {
+                            if size > u64::MAX >> 4 {
+                                return Err(RequestError::ChunkSizeOverflow);
+                            }
+                            State::Size {
+                                size: size << 4 | u64::from(value),
+                                digits: true,
+                            }
+                        }
+                        (None, b'\r') if digits => State::SizeLf { size },
+                        (None, b';' | b' ' | b'\t') if digits => State::Extension { size },
+                        _ => return Err(RequestError::BadChunk),
+                    }
+                }
+                State::Extension { size } => {
+                    self.line_bytes += 1;
+                    if self.line_bytes > CHUNK_LINE_BYTES_MAX {
+                        return Err(RequestError::BadChunk);
+                    }
+                    match byte {
+                        b'\r' => State::SizeLf { size },
+                        b'\t' | b' '..=0x7e | 0x80..=0xff => State::Extension { size },
+                        _ => return Err(RequestError::BadChunk),
+                    }
+                }
+                State::SizeLf { size } => {
+                    if byte != b'\n' {
+                        return Err(RequestError::BadChunk);
+                    }
+                    self.line_bytes = 0;
+                    if size == 0 {
+                        State::TrailerStart
+                    } else {
+                        let total = u64::try_from(body.len())
+                            .unwrap_or(u64::MAX)
+                            .saturating_add(size);
+                        if total > u64::try_from(body_bytes_max).unwrap_or(u64::MAX) {
+                            return Err(RequestError::BodyTooLarge);
+                        }
+                        State::Data { remaining: size }
+                    }
+                }
+                State::DataCr if byte == b'\r' => State::DataLf,
+                State::DataLf if byte == b'\n' => State::Size {
+                    size: 0,
+                    digits: false,
+                },
+                State::TrailerStart | State::TrailerLine => {
+                    self.trailer_bytes += 1;
+                    if self.trailer_bytes > trailer_bytes_max {
+                        return Err(RequestError::TrailersTooLarge);
+                    }
+                    match byte {
+                        b'\r' if self.state == State::TrailerStart => State::EndLf,
+                        b'\r' => State::TrailerLf,
+                        b'\t' | b' '..=0x7e | 0x80..=0xff => State::TrailerLine,
+                        _ => return Err(RequestError::BadChunk),
+                    }
+                }
+                State::TrailerLf if byte == b'\n' => State::TrailerStart,
+                State::EndLf if byte == b'\n' => {
+                    self.state = State::Done;
+                    return Ok(pos);
+                }
+                State::Done => {
+                    // Never reached: the caller stops feeding once done. Give the byte back.
+                    return Ok(pos - 1);
+                }
+                State::Data { .. }
+                | State::DataCr
+                | State::DataLf
+                | State::TrailerLf
+                | State::EndLf => return Err(RequestError::BadChunk),
+            };
+        }
+        Ok(pos)
+    }
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<(usize, Vec<u8>), RequestError> {
+        let mut decoder = ChunkedDecoder::new();
+        let mut body = Vec::new();
+        let used = decoder.decode(input, &mut body, 1 << 20, 1024)?;
+        assert!(decoder.is_done(), "not done after {used} bytes");
+        Ok((used, body))
+    }
+
+    #[test]
+    fn decodes_chunks_extensions_and_trailers() {
+        let input =
+            b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX: y\r\n\r\nNEXT";
+        let (used, body) = decode_all(input).unwrap();
+        assert_eq!(body, b"hello world");
+        assert_eq!(&input[used..], b"NEXT");
+    }
+
+    #[test]
+    fn uppercase_hex_and_leading_zeros() {
+        let (_, body) = decode_all(b"000A\r\n0123456789\r\n00\r\n\r\n").unwrap();
+        assert_eq!(body, b"0123456789");
+    }
+
+    #[test]
+    fn byte_by_byte_matches_whole() {
+        let input = b"3\r\nabc\r\n1;e\r\nd\r\n0\r\nT: v\r\n\r\n";
+        let mut decoder = ChunkedDecoder::new();
+        let mut body = Vec::new();
+        for byte in input.iter() {
+            assert_eq!(
+                decoder.decode(std::slice::from_ref(byte), &mut body, 100, 100),
+                Ok(1)
+            );
+        }
+        assert!(decoder.is_done());
+        assert_eq!(body, b"abcd");
+    }
+
+    #[test]
+    fn rejects_malformed_framing() {
+        for bad in [
+            &b"\r\n"[..],             // no size
+            b"x\r\n",                 // not hex
+            b" 5\r\nhello\r\n",       // whitespace before size
+            b"-5\r\n",                // sign
+            b"5\nhello\r\n",          // bare LF after size
+            b"5\r\nhelloX\r\n",       // data longer than size
+            b"5\r\nhello\n0\r\n\r\n", // bare LF after data
+            b"0\r\nT: v\n\r\n",       // bare LF in trailer
+            b"0\r\n\n",               // bare LF ending the body
+            b"5;\x00\r\n",            // control byte in extension
+        ] {
+            let mut decoder = ChunkedDecoder::new();
+            let mut body = Vec::new();
+            let result = decoder.decode(bad, &mut body, 100, 100);
+            assert_eq!(
+                result,
+                Err(RequestError::BadChunk),
+                "input {:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_size_overflow_and_limits() {
+        let mut decoder = ChunkedDecoder::new();
+        assert_eq!(
+            decoder.decode(b"10000000000000000\r\n", &mut Vec::new(), usize::MAX, 100),
+            Err(RequestError::ChunkSizeOverflow)
+        );
+        // Sixteen hex digits fit in a u64; the body limit refuses it.
+        let mut decoder = ChunkedDecoder::new();
+        assert_eq!(
+            decoder.decode(b"ffffffffffffffff\r\n", &mut Vec::new(), 1 << 20, 100),
+            Err(RequestError::BodyTooLarge)
+        );
+        let mut decoder = ChunkedDecoder::new();
+        assert_eq!(
+            decoder.decode(b"6\r\nabcdef\r\n5\r\n", &mut Vec::new(), 10, 100),
+            Err(RequestError::BodyTooLarge)
+        );
+        let mut decoder = ChunkedDecoder::new();
+        assert_eq!(
+            decoder.decode(b"0\r\nTrailer: 0123456789\r\n\r\n", &mut Vec::new(), 10, 8),
+            Err(RequestError::TrailersTooLarge)
+        );
+        let mut decoder = ChunkedDecoder::new();
+        let long_line = [b"1;".as_slice(), &[b'x'; CHUNK_LINE_BYTES_MAX]].concat();
+        assert_eq!(
+            decoder.decode(&long_line, &mut Vec::new(), 10, 8),
+            Err(RequestError::BadChunk)
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The per-core HTTP/1.1 server: the sans-IO codec ([`crate::http1`]) on top of any
+//! [`Transport`], so the same server runs over kernel sockets and over smoltcp.
+//!
+//! The server turns transport events into complete requests for the caller (the runtime's
+//! scheduler), and the caller's responses into bytes on the wire. It owns the per-connection
+//! codecs, their deadlines, back-pressure (a connection whose requests are not answered stops
+//! being read) and graceful drain. It does not know what a Worker is.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use kernel_shim::ring::{Completion, Ring};
+
+use crate::http1::{self, ConnState, RequestId, Response, ServerConn};
+use crate::transport::{ConnEvent, ConnId, SendError, Transport};
+
+/// One request, complete with its body, for the caller to answer with [`HttpServer::respond`].
+#[derive(Debug)]
+pub struct IncomingRequest {
+    pub conn: ConnId,
+    pub peer: SocketAddr,
+    pub request: http1::Request,
+}
+
+/// Counters a core reports as metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    pub conns_accepted: u64,
+    pub requests: u64,
+    /// Requests the codec refused (4xx/5xx written by the server itself).
+    pub protocol_errors: u64,
+    /// Bytes read from peers and written to them.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// The most input bytes a paused connection may hold beyond what the codec took: the transport
+/// may deliver a few more reads after a pause before the pause takes effect.
+const STASH_BYTES_MAX: usize = 4 << 20;
+
+#[derive(Debug)]
+struct Conn {
+    codec: ServerConn,
+    peer: SocketAddr,
+    /// Bytes read but not yet taken by the codec (it was back-pressured).
+    stash: Vec<u8>,
+    recv_paused: bool,
+    /// Requests handed to the caller and not yet answered.
+    in_flight: usize,
+    /// `close` was asked of the transport; only its `Closed` event is awaited now.
+    closing: bool,
+}
+
+pub struct HttpServer<T: Transport> {
+    transport: T,
+    limits: http1::Limits,
+    conns: HashMap<ConnId, Conn>,
+    /// Codec deadlines, earliest first. Entries go stale when a connection's deadline moves;
+    /// a stale entry only causes one extra `poll`.
+    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    ids: HashMap<(u32, u32), ConnId>,
+    draining: bool,
+    listener_closed: bool,
+    stats: ServerStats,
+    touched: Vec<ConnId>,
+}
+
+impl<T: Transport> std::fmt::Debug for HttpServer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer").field("conns", &self.conns.len()).field("draining", &self.draining).finish()
+    }
+}
+
+impl<T: Transport> HttpServer<T> {
+    pub fn new(transport: T, limits: http1::Limits) -> HttpServer<T> {
+        HttpServer {
+            transport,
+            limits: limits.clamped(),
+            conns: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            ids: HashMap::new(),
+            draining: false,
+            listener_closed: false,
+            stats: ServerStats::default(),
+            touched: Vec::new(),
+        }
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    pub fn open_conns(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Handles one completion carrying the transport's tag; complete requests are appended to
+    /// `requests`.
+    pub fn on_completion(&mut self, ring: &mut Ring, completion: Completion, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        let limits = self.limits;
+        let conns = &mut self.conns;
+        let touched = &mut self.touched;
+        let stats = &mut self.stats;
+        let mut listener_closed = false;
+        let mut removed: Vec<ConnId> = Vec::new();
+        self.transport.on_completion(ring, completion, &mut |event| match event {
+            ConnEvent::Accepted { conn, peer } => {
+                stats.conns_accepted += 1;
+                conns.insert(conn, Conn { codec: ServerConn::new(limits, now), peer, stash: Vec::new(), recv_paused: false, in_flight: 0, closing: false });
+                touched.push(conn);
+            }
+            ConnEvent::Received { conn, bytes } => {
+                stats.bytes_in += bytes.len() as u64;
+                let Some(c) = conns.get_mut(&conn) else { return };
+                if c.closing {
+                    return;
+                }
+                if c.stash.is_empty() {
+                    let taken = c.codec.receive(bytes, now);
+                    c.stash.extend_from_slice(&bytes[taken..]);
+                } else {
+                    c.stash.extend_from_slice(bytes);
+                }
+                touched.push(conn);
+            }
+            ConnEvent::PeerClosed { conn } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    c.codec.peer_closed(now);
+                    touched.push(conn);
+                }
+            }
+            ConnEvent::SendDone { conn } => touched.push(conn),
+            ConnEvent::Failed { conn, .. } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    // The transport tears the connection down; nothing more can be written.
+                    c.closing = true;
+                }
+            }
+            ConnEvent::Closed { conn } => {
+                conns.remove(&conn);
+                removed.push(conn);
+            }
+            ConnEvent::ListenerClosed => listener_closed = true,
+            // The server only accepts; outbound connections belong to other users of the transport.
+            ConnEvent::Connected { .. } | ConnEvent::ConnectFailed { .. } => {}
+        });
+        if listener_closed {
+            self.listener_closed = true;
+        }
+        for conn in removed {
+            self.ids.remove(&(conn.slot, conn.generation));
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        for conn in touched.drain(..) {
+            self.service(ring, conn, now, requests);
+        }
+        self.touched = touched;
+    }
+
+    /// Answers a request. Stale connections (closed meanwhile) are ignored.
+    pub fn respond(&mut self, ring: &mut Ring, conn: ConnId, id: RequestId, mut response: Response, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        let draining = self.draining;
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if draining {
+            // Tell the client not to send more on this connection.
+            response.headers.push(("connection".into(), b"close".to_vec()));
+        }
+        if c.codec.respond(id, response).is_ok() {
+            c.in_flight = c.in_flight.saturating_sub(1);
+        } else {
+            // The codec refused the response (e.g. a header with a control character): the
+            // caller's bug must not leave the client hanging.
+            let fallback = Response::new(500).with_header("content-type", "text/plain").with_body(&b"invalid response\n"[..]);
+            if c.codec.respond(id, fallback).is_ok() {
+                c.in_flight = c.in_flight.saturating_sub(1);
+            }
+        }
+        self.service(ring, conn, now, requests);
+    }
+
+    /// The earliest codec deadline, for the scheduler's wait.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Applies codec timeouts due at `now`.
+    pub fn poll(&mut self, ring: &mut Ring, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        while let Some(Reverse((at, slot, generation))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(&conn) = self.ids.get(&(slot, generation)) else { continue };
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.codec.poll(now);
+            }
+            self.service(ring, conn, now, requests);
+        }
+    }
+
+    /// Graceful drain: stop accepting, close idle connections now and busy ones once their
+    /// requests are answered.
+    pub fn drain(&mut self, ring: &mut Ring, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.transport.stop_accepting(ring);
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.service(ring, conn, now, requests);
+        }
+    }
+
+    /// Drained: the listener is closed and no connection is left.
+    pub fn is_drained(&self) -> bool {
+        self.draining && self.listener_closed && self.conns.is_empty()
+    }
+
+    /// Requests handed out and not yet answered, over all connections.
+    pub fn in_flight(&self) -> usize {
+        self.conns.values().map(|c| c.in_flight).sum()
+    }
+
+    /// Brings one connection up to date: feeds stashed input, hands out requests, writes
+    /// output, closes when the codec is done, and records its next deadline.
+    fn service(&mut self, ring: &mut Ring, conn: ConnId, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        // Input the codec could not take yet: offer it again when it wants more.
+        if !c.stash.is_empty() && c.codec.wants_read() {
+            let taken = c.codec.receive(&c.stash, now);
+            c.stash.drain(..taken);
+        }
+        if c.stash.len() > STASH_BYTES_MAX {
+            // More than the pause should ever let through: the peer is not playing fair.
+            c.closing = true;
+            self.transport.abort(ring, conn);
+            return;
+        }
+        let should_pause = !c.stash.is_empty();
+        if should_pause && !c.recv_paused {
+            c.recv_paused = true;
+            self.transport.pause_recv(ring, conn);
+        } else if !should_pause && c.recv_paused {
+            c.recv_paused = false;
+            self.transport.resume_recv(ring, conn);
+        }
+
+        while let Some(request) = c.codec.poll_request() {
+            c.in_flight += 1;
+            self.stats.requests += 1;
+            requests.push(IncomingRequest { conn, peer: c.peer, request });
+        }
+        if c.codec.error().is_some() && c.codec.state() != ConnState::Open {
+            // Counted once: the codec stops reading after its error response.
+            if !c.stash.is_empty() || c.in_flight == 0 {
+                c.stash.clear();
+            }
+        }
+
+        // Output: one buffer at a time, so the transport's queue stays bounded; the rest waits
+        // in the codec (whose backlog bound stops reading new requests).
+        if self.transport.queued_bytes(conn) == 0 {
+            let mut out = Vec::new();
+            c.codec.take_output(&mut out);
+            if !out.is_empty() {
+                self.stats.bytes_out += out.len() as u64;
+                match self.transport.send_owned(ring, conn, out) {
+                    Ok(()) => {}
+                    Err(SendError::Closed) => c.closing = true,
+                    Err(SendError::QueueFull { .. }) => {
+                        // Cannot happen with an empty queue unless one response exceeds the
+                        // transport's bound; the connection cannot make progress.
+                        c.closing = true;
+                        self.transport.abort(ring, conn);
+                        return;
+                    }
+                }
+            }
+        }
+
+        let codec_done = c.codec.state() == ConnState::Closed;
+        let drained_idle = self.draining && c.in_flight == 0;
+        if (codec_done || drained_idle) && self.transport.queued_bytes(conn) == 0 {
+            let mut rest = Vec::new();
+            c.codec.take_output(&mut rest);
+            if rest.is_empty() {
+                c.closing = true;
+                if c.codec.error().is_some() {
+                    self.stats.protocol_errors += 1;
+                }
+                // Graceful: flushes what was sent, shuts our side down, then closes.
+                self.transport.close(ring, conn);
+                return;
+            }
+            self.stats.bytes_out += rest.len() as u64;
+            let _ = self.transport.send_owned(ring, conn, rest);
+        }
+
+        if let Some(at) = c.codec.poll_at() {
+            self.ids.insert((conn.slot, conn.generation), conn);
+            self.deadlines.push(Reverse((at, conn.slot, conn.generation)));
+        }
+    }
+}
