@@ -1,14 +1,16 @@
-//! placeholder
-pub fn hello() -> String {
-    let platform = v8::new_single_threaded_default_platform(false).make_shared();
-    v8::V8::set_flags_from_string("--single-threaded");
-    v8::V8::initialize_platform(platform);
-    v8::V8::initialize();
-    let mut isolate = v8::Isolate::new(Default::default());
-    v8::scope!(let hs, &mut isolate);
-    let context = v8::Context::new(hs, Default::default());
-    let scope = &mut v8::ContextScope::new(hs, context);
-    let code = v8::String::new(scope, "typeof WebAssembly").unwrap();
-    let out = v8::Script::compile(scope, code, None).unwrap().run(scope).unwrap();
-    out.to_rust_string_lossy(scope)
-}
+//! The V8 side of isobar: isolates, the Workers API, and (soon) the per-core scheduler.
+//!
+//! This crate owns everything that touches V8. It must not talk to Linux directly (that is
+//! kernel-shim's job) and must never let a tenant's error become a panic: a panic on a core
+//! thread would take down every tenant on it.
+
+pub mod engine;
+mod ops;
+pub mod state;
+pub mod worker;
+
+pub use state::{Outcome, WireResponse};
+pub use worker::{LoadError, RequestParts, ScriptFormat, Worker, WorkerSpec};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Tests of the Workers API and of Worker life cycles, run in real V8 isolates.
+//!
+//! The API tests are self-checking module workers under `runtime/tests/js/`: each answers "ok"
+//! or fails with the assertion that broke.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::{LoadError, Outcome, RequestParts, ScriptFormat, Worker, WorkerSpec};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+fn spec_from_source(name: &str, source: &str, format: ScriptFormat) -> WorkerSpec {
+    WorkerSpec { name: name.into(), path: js_dir().join(format!("{name}.js")), source: source.into(), format }
+}
+
+fn load_file(name: &str) -> Worker {
+    let path = js_dir().join(format!("{name}.js"));
+    let source = std::fs::read_to_string(&path).unwrap();
+    let spec = WorkerSpec { name: name.into(), path, source, format: ScriptFormat::Auto };
+    Worker::new(&spec).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Dispatches one request and drives microtasks and timers until it finishes (at most 5 s).
+fn request(worker: &mut Worker, id: u64, parts: &RequestParts) -> Option<Outcome> {
+    worker.dispatch(id, parts, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut outcomes = Vec::new();
+    loop {
+        worker.run_microtasks();
+        worker.take_outcomes(&mut outcomes);
+        if let Some(i) = outcomes.iter().position(|o| matches!(o, Outcome::Response { id: x, .. } | Outcome::Failed { id: x, .. } if *x == id)) {
+            return Some(outcomes.swap_remove(i));
+        }
+        let next = worker.next_timer()?;
+        if next > deadline {
+            return None;
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        worker.fire_timers(Instant::now());
+    }
+}
+
+fn get(url: &str) -> RequestParts<'_> {
+    RequestParts { method: "GET", url, headers: &[], body: b"" }
+}
+
+fn body_of(outcome: Option<Outcome>) -> (u16, String) {
+    match outcome {
+        Some(Outcome::Response { response, .. }) => (response.status, String::from_utf8_lossy(&response.body).into_owned()),
+        Some(Outcome::Failed { message, .. }) => panic!("request failed: {message}"),
+        None => panic!("request never finished"),
+    }
+}
+
+fn api_test(name: &str, parts: &RequestParts) {
+    let mut worker = load_file(name);
+    assert_eq!(body_of(request(&mut worker, 1, parts)), (200, "ok".to_string()), "{name}");
+}
+
+#[test]
+fn api_headers() {
+    let headers: &[(&str, &[u8])] = &[("x-test", b"yes")];
+    api_test("headers", &RequestParts { method: "GET", url: "http://example.com/", headers, body: b"" });
+}
+
+#[test]
+fn api_request_response() {
+    let headers: &[(&str, &[u8])] = &[("content-type", b"application/json")];
+    let parts = RequestParts { method: "POST", url: "http://example.com/path?q=1", headers, body: br#"{"hello":"world"}"# };
+    api_test("fetch_types", &parts);
+}
+
+#[test]
+fn api_url() {
+    api_test("url", &get("http://example.com/"));
+}
+
+#[test]
+fn api_encoding_base64_crypto() {
+    api_test("encoding", &get("http://example.com/"));
+}
+
+#[test]
+fn api_timers_and_microtasks() {
+    api_test("timers", &get("http://example.com/"));
+}
+
+#[test]
+fn api_events_and_abort() {
+    api_test("events", &get("http://example.com/"));
+}
+
+#[test]
+fn service_worker_format() {
+    let source = r#"addEventListener("fetch", (event) => {
+        event.respondWith(new Response("sw " + new URL(event.request.url).pathname, { headers: { "x-a": "b" } }));
+    });"#;
+    let mut worker = Worker::new(&spec_from_source("sw", source, ScriptFormat::Auto)).unwrap();
+    match request(&mut worker, 7, &get("http://h/p")) {
+        Some(Outcome::Response { id, response }) => {
+            assert_eq!(id, 7);
+            assert_eq!(response.body, b"sw /p");
+            assert!(response.headers.contains(&("x-a".to_string(), b"b".to_vec())));
+            assert!(response.headers.iter().any(|(k, v)| k == "content-type" && v == b"text/plain;charset=UTF-8"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn module_format_is_detected_and_sync_responses_work() {
+    let source = "export default { fetch(r) { return new Response(r.method, { status: 418 }); } }";
+    let mut worker = Worker::new(&spec_from_source("m", source, ScriptFormat::Auto)).unwrap();
+    assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))), (418, "GET".to_string()));
+}
+
+#[test]
+fn errors_in_handlers_fail_the_request_and_the_next_one_works() {
+    let source = r#"export default { async fetch(r) {
+        const path = new URL(r.url).pathname;
+        if (path === "/throw") throw new Error("boom");
+        if (path === "/reject") return Promise.reject(new TypeError("nope"));
+        if (path === "/string") return "not a response";
+        if (path === "/error") return Response.error();
+        return new Response("fine");
+    } }"#;
+    let mut worker = Worker::new(&spec_from_source("errors", source, ScriptFormat::Auto)).unwrap();
+    for (path, needle) in [("/throw", "Error: boom"), ("/reject", "TypeError: nope"), ("/string", "not a Response"), ("/error", "Response.error()")] {
+        let url = format!("http://h{path}");
+        match request(&mut worker, 1, &get(&url)) {
+            Some(Outcome::Failed { message, .. }) => assert!(message.contains(needle), "{path}: {message}"),
+            other => panic!("{path}: expected a failure, got {other:?}"),
+        }
+        assert_eq!(body_of(request(&mut worker, 2, &get("http://h/ok"))), (200, "fine".to_string()));
+    }
+}
+
+#[test]
+fn stack_of_a_thrown_error_names_the_file_and_line() {
+    let source = "export default {\n  fetch() {\n    throw new Error('deep');\n  }\n}\n";
+    let mut worker = Worker::new(&spec_from_source("stack", source, ScriptFormat::Module)).unwrap();
+    match request(&mut worker, 1, &get("http://h/")) {
+        Some(Outcome::Failed { message, .. }) => assert!(message.contains("stack.js:3:"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_handler_that_never_responds_leaves_no_outcome_and_no_timer() {
+    let source = "export default { fetch() { return new Promise(() => {}); } }";
+    let mut worker = Worker::new(&spec_from_source("hang", source, ScriptFormat::Auto)).unwrap();
+    assert!(request(&mut worker, 1, &get("http://h/")).is_none());
+    assert!(!worker.has_timers());
+}
+
+#[test]
+fn compile_errors_name_file_line_and_column() {
+    let source = "export default {\n  fetch() {\n    return new Response(;\n  }\n}\n";
+    let error = Worker::new(&spec_from_source("broken", source, ScriptFormat::Auto)).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, LoadError::Compile { line: 3, .. }), "{text}");
+    assert!(text.contains("broken.js:3:"), "{text}");
+    assert!(text.contains("SyntaxError"), "{text}");
+}
+
+#[test]
+fn missing_handlers_are_start_up_errors() {
+    let error = Worker::new(&spec_from_source("nohandler", "export const x = 1;", ScriptFormat::Auto)).unwrap_err();
+    assert!(error.to_string().contains("no default export"), "{error}");
+    let error = Worker::new(&spec_from_source("nolistener", "var x = 1;", ScriptFormat::Auto)).unwrap_err();
+    assert!(error.to_string().contains("no fetch handler"), "{error}");
+    let error = Worker::new(&spec_from_source("throws", "throw new Error('at load')", ScriptFormat::Auto)).unwrap_err();
+    assert!(error.to_string().contains("at load"), "{error}");
+}
+
+#[test]
+fn imports_resolve_beside_the_worker_and_not_outside_it() {
+    let error = Worker::new(&spec_from_source("escape", "import x from '../../Cargo.toml'; export default { fetch() {} }", ScriptFormat::Auto)).unwrap_err();
+    assert!(error.to_string().contains("outside the worker's directory"), "{error}");
+    let error = Worker::new(&spec_from_source("bare", "import x from 'lodash'; export default { fetch() {} }", ScriptFormat::Auto)).unwrap_err();
+    assert!(error.to_string().contains("only relative imports"), "{error}");
+}
+
+#[test]
+fn tenants_do_not_see_each_others_globals() {
+    let a = "globalThis.secret = 'a-only'; export default { fetch() { return new Response(String(globalThis.secret)); } }";
+    let b = "export default { fetch() { return new Response(String(globalThis.secret)); } }";
+    let mut wa = Worker::new(&spec_from_source("a", a, ScriptFormat::Auto)).unwrap();
+    let mut wb = Worker::new(&spec_from_source("b", b, ScriptFormat::Auto)).unwrap();
+    assert_eq!(body_of(request(&mut wa, 1, &get("http://h/"))).1, "a-only");
+    assert_eq!(body_of(request(&mut wb, 1, &get("http://h/"))).1, "undefined");
+}
+
+#[test]
+fn workers_can_be_dropped_in_any_order() {
+    let source = "export default { fetch() { return new Response('x'); } }";
+    let mut workers: Vec<Option<Worker>> = (0..5).map(|i| Some(Worker::new(&spec_from_source(&format!("w{i}"), source, ScriptFormat::Auto)).unwrap())).collect();
+    for i in [2, 0, 4] {
+        workers[i] = None;
+    }
+    for w in workers.iter_mut().flatten() {
+        assert_eq!(body_of(request(w, 1, &get("http://h/"))).1, "x");
+    }
+    let late = Worker::new(&spec_from_source("late", source, ScriptFormat::Auto)).unwrap();
+    workers.clear();
+    drop(late);
+}
+
+#[test]
+fn date_now_does_not_move_while_a_request_runs() {
+    let source = "export default { fetch() { const a = Date.now(); let x = 0; for (let i = 0; i < 3e7; i++) x += i; return new Response(String(Date.now() - a)); } }";
+    let mut worker = Worker::new(&spec_from_source("clock", source, ScriptFormat::Auto)).unwrap();
+    assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))).1, "0");
+}
