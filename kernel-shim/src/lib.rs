@@ -11,6 +11,7 @@
 
 pub mod cpu;
 pub mod eventfd;
+pub mod limits;
 pub mod net;
 pub mod random;
 pub mod ring;

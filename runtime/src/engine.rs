@@ -12,11 +12,12 @@ static PLATFORM: OnceLock<v8::SharedRef<v8::Platform>> = OnceLock::new();
 /// Flags every isolate of the process runs with.
 ///
 /// - `--single-threaded`: no concurrent marking, sweeping or compilation threads.
-/// - `--no-harmony-sharedarraybuffer` / `--no-enable-sharedarraybuffer-per-context`: no shared
-///   memory between isolates and no high-resolution timer built from a counting thread.
+/// - `--enable-sharedarraybuffer-per-context`: the SharedArrayBuffer constructor then exists only
+///   where the embedder enables it, and isobar never does: no shared memory, and no
+///   high-resolution timer built from a counting thread.
 /// - `--disallow-code-generation-from-strings` is NOT set here: Workers forbid eval at request
 ///   time only; see the isolate's code-generation callback.
-const FLAGS: &str = "--single-threaded --no-harmony-sharedarraybuffer";
+const FLAGS: &str = "--single-threaded --enable-sharedarraybuffer-per-context";
 
 /// Initialises V8 for this process. Cheap and idempotent after the first call.
 pub fn init() {

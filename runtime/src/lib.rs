@@ -1,4 +1,5 @@
-//! The V8 side of isobar: isolates, the Workers API, and (soon) the per-core scheduler.
+//! The V8 side of isobar: isolates, the Workers API, and the per-core scheduler that runs them
+//! beside the core's io_uring ring and HTTP server.
 //!
 //! This crate owns everything that touches V8. It must not talk to Linux directly (that is
 //! kernel-shim's job) and must never let a tenant's error become a panic: a panic on a core
@@ -6,10 +7,13 @@
 
 pub mod engine;
 mod ops;
+pub mod scheduler;
+pub mod server;
 pub mod state;
 pub mod worker;
 
 pub use state::{Outcome, WireResponse};
+pub use server::{CoreEvent, Server, ServerConfig, StartError};
 pub use worker::{LoadError, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
 #[cfg(test)]

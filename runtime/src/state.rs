@@ -201,6 +201,8 @@ pub struct IsolateState {
     pub decoders: Decoders,
     /// Requests that finished since the scheduler last looked.
     pub outcomes: Vec<Outcome>,
+    /// Rejected promises without a handler yet: (identity hash, description).
+    unhandled_rejections: Vec<(i32, String)>,
 }
 
 impl IsolateState {
@@ -211,16 +213,41 @@ impl IsolateState {
             timers: Timers::default(),
             decoders: Decoders::default(),
             outcomes: Vec::new(),
+            unhandled_rejections: Vec::new(),
+        }
+    }
+
+    /// How many possibly-unhandled rejections are remembered between checkpoints; beyond it
+    /// they are reported at once (a tenant cannot make the list grow without bound).
+    const UNHANDLED_REJECTIONS_MAX: usize = 1024;
+
+    pub fn note_unhandled_rejection(&mut self, hash: i32, text: String) {
+        if self.unhandled_rejections.len() >= Self::UNHANDLED_REJECTIONS_MAX {
+            self.report_unhandled_rejections();
+        }
+        self.unhandled_rejections.push((hash, text));
+    }
+
+    pub fn forget_unhandled_rejection(&mut self, hash: i32) {
+        if let Some(i) = self.unhandled_rejections.iter().position(|(h, _)| *h == hash) {
+            self.unhandled_rejections.swap_remove(i);
+        }
+    }
+
+    /// Logs the rejections that are still unhandled after a microtask checkpoint.
+    pub fn report_unhandled_rejections(&mut self) {
+        for (_, text) in std::mem::take(&mut self.unhandled_rejections) {
+            self.log(LogLevel::Error, &format!("Uncaught (in promise) {text}"));
         }
     }
 
     pub fn log(&mut self, level: LogLevel, message: &str) {
         let name = &*self.name;
         match level {
-            LogLevel::Debug => tracing::debug!(target: "console", worker = name, "{message}"),
-            LogLevel::Info => tracing::info!(target: "console", worker = name, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "console", worker = name, "{message}"),
-            LogLevel::Error => tracing::error!(target: "console", worker = name, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "worker", "[{name}] {message}"),
+            LogLevel::Info => tracing::info!(target: "worker", "[{name}] {message}"),
+            LogLevel::Warn => tracing::warn!(target: "worker", "[{name}] {message}"),
+            LogLevel::Error => tracing::error!(target: "worker", "[{name}] {message}"),
         }
     }
 }

@@ -215,3 +215,10 @@ fn date_now_does_not_move_while_a_request_runs() {
     let mut worker = Worker::new(&spec_from_source("clock", source, ScriptFormat::Auto)).unwrap();
     assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))).1, "0");
 }
+
+#[test]
+fn no_shared_array_buffer() {
+    let source = "export default { fetch() { return new Response(typeof SharedArrayBuffer); } }";
+    let mut worker = Worker::new(&spec_from_source("sab", source, ScriptFormat::Auto)).unwrap();
+    assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))).1, "undefined");
+}

@@ -271,6 +271,7 @@ impl Worker {
             scope.perform_microtask_checkpoint();
         }
         engine::pump(isolate);
+        self.state.borrow_mut().report_unhandled_rejections();
     }
 
     /// Fires every timer due at `now`, each followed by a microtask checkpoint.
@@ -334,20 +335,24 @@ impl Drop for Worker {
 }
 
 extern "C" fn promise_reject_callback(message: v8::PromiseRejectMessage) {
-    // An unhandled rejection outside of a request's own promise chain (for example in a
-    // waitUntil() or a timer) is logged like the browser's "Uncaught (in promise)".
-    if message.get_event() != v8::PromiseRejectEvent::PromiseRejectWithNoHandler {
-        return;
-    }
+    // A rejection with no handler is only *possibly* unhandled: a handler may be attached
+    // later in the same turn (as isobar's own dispatch does for an async fetch handler that
+    // throws before its first await). Like browsers, isobar notes it here and reports it only
+    // if it is still unhandled after the microtask checkpoint (Worker::run_microtasks).
     let promise = message.get_promise();
+    let hash = promise.get_identity_hash().get();
     v8::callback_scope!(unsafe scope, &message);
-    let text = match message.get_value() {
-        Some(value) => describe_value(scope, value),
-        None => "undefined".to_string(),
-    };
-    let _ = promise;
-    if let Some(state) = scope.get_slot::<Rc<RefCell<IsolateState>>>().cloned() {
-        state.borrow_mut().log(crate::state::LogLevel::Error, &format!("Uncaught (in promise) {text}"));
+    let Some(state) = scope.get_slot::<Rc<RefCell<IsolateState>>>().cloned() else { return };
+    match message.get_event() {
+        v8::PromiseRejectEvent::PromiseRejectWithNoHandler => {
+            let text = match message.get_value() {
+                Some(value) => describe_value(scope, value),
+                None => "undefined".to_string(),
+            };
+            state.borrow_mut().note_unhandled_rejection(hash, text);
+        }
+        v8::PromiseRejectEvent::PromiseHandlerAddedAfterReject => state.borrow_mut().forget_unhandled_rejection(hash),
+        _ => {}
     }
 }
 

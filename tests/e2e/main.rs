@@ -1,2 +1,3 @@
-#[test]
-fn nested() { let o = isobar_e2e::build(); eprintln!("{}", String::from_utf8_lossy(&o.stderr)); assert!(o.status.success()); }
+//! End-to-end tests of the isobar binary: real processes, real sockets, loopback only.
+
+mod skeleton;

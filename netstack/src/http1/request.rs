@@ -171,7 +171,7 @@ pub(super) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots[..headers_max]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(error) => return Err(parse_error(error)),
+        Err(error) => return Err(parse_error(error, buf)),
     };
     if len > limits.head_bytes_max {
         return Err(RequestError::HeadTooLarge);
@@ -243,9 +243,12 @@ pub(super) fn overflow_error(buf: &[u8], limits: &Limits) -> RequestError {
     }
 }
 
-fn parse_error(error: httparse::Error) -> RequestError {
+fn parse_error(error: httparse::Error, head: &[u8]) -> RequestError {
     match error {
-        httparse::Error::Version => RequestError::UnsupportedVersion,
+        // 505 only for a well-formed version we do not speak (HTTP/2.0, HTTP/3); a request line
+        // that merely does not end in a version is malformed.
+        httparse::Error::Version if names_http_version(head) => RequestError::UnsupportedVersion,
+        httparse::Error::Version => RequestError::Malformed,
         httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
         httparse::Error::HeaderName
         | httparse::Error::HeaderValue
@@ -253,6 +256,14 @@ fn parse_error(error: httparse::Error) -> RequestError {
         | httparse::Error::Status
         | httparse::Error::Token => RequestError::Malformed,
     }
+}
+
+/// Whether the request line's third word looks like `HTTP/<digit>...`.
+fn names_http_version(head: &[u8]) -> bool {
+    let line_end = head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(head.len());
+    let mut words = head[..line_end].split(|&b| b == b' ');
+    let version = words.nth(2).unwrap_or_default();
+    version.len() > 5 && version.starts_with(b"HTTP/") && version[5].is_ascii_digit()
 }
 
 /// What the framing-relevant header fields said, gathered in one pass.
@@ -568,6 +579,9 @@ mod tests {
             parse("GET / HTTP/3\r\n\r\n").unwrap_err(),
             RequestError::UnsupportedVersion
         );
+        // Not a version at all: malformed, not "unsupported".
+        assert_eq!(parse("THIS IS NOT HTTP\r\n\r\n").unwrap_err(), RequestError::Malformed);
+        assert_eq!(parse("GET / HTTPS/1.1\r\n\r\n").unwrap_err(), RequestError::Malformed);
     }
 
     #[test]

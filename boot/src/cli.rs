@@ -1,0 +1,64 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// isobar runs Cloudflare-Workers-compatible JavaScript in V8 isolates, one pinned scheduler
+/// thread per core, with io_uring for all I/O.
+#[derive(Debug, Parser)]
+#[command(name = "isobar", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log filter, e.g. `info`, `warn`, `isobar=debug` (RUST_LOG syntax).
+    #[arg(long, global = true, default_value = "info", env = "ISOBAR_LOG")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve one Worker script on every core.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The Worker script: an ES module (`export default { fetch }`) or a service worker
+    /// (`addEventListener('fetch', ...)`).
+    pub file: PathBuf,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Number of cores to use (default: every CPU this process may run on).
+    #[arg(long)]
+    pub cores: Option<usize>,
+
+    /// How to treat the script.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// Seconds to wait for in-flight requests after SIGTERM or Ctrl-C before exiting anyway.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+
+    /// Name of the worker in logs (default: the script's file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Module if the script uses import/export, else service worker.
+    Auto,
+    Module,
+    ServiceWorker,
+}

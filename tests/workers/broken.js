@@ -1,0 +1,6 @@
+export default {
+  async fetch(request) {
+    const x = ;
+    return new Response("unreachable");
+  },
+};
