@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Name of the worker in logs (default: the script's file stem).
     #[arg(long)]
     pub name: Option<String>,
+
+    /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
+    #[arg(long, allow_hyphen_values = true)]
+    pub v8_flags: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -62,7 +62,8 @@ fn init_logging(filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let path = args.file.as_path();
-    let source = std::fs::read_to_string(path).with_context(|| format!("cannot read the worker script {}", path.display()))?;
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the worker script {}", path.display()))?;
     let name = args.name.clone().unwrap_or_else(|| worker_name(path));
     let format = match args.format {
         Format::Auto => runtime::ScriptFormat::Auto,
@@ -70,6 +71,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Format::ServiceWorker => runtime::ScriptFormat::ServiceWorker,
     };
     let worker = runtime::WorkerSpec { name: name.clone(), path: path.to_path_buf(), source, format };
+    if let Some(flags) = &args.v8_flags {
+        runtime::engine::set_extra_flags(flags);
+    }
 
     match kernel_shim::limits::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "open files limit"),
@@ -78,25 +82,45 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let usable = kernel_shim::cpu::usable_cpus().context("cannot read the CPUs this process may run on")?;
     let cores = args.cores.unwrap_or(usable.len());
     if cores == 0 || cores > usable.len() {
-        bail!("--cores {cores}: this process may run on {} CPU(s) ({:?}); choose 1..={}", usable.len(), usable, usable.len());
+        bail!(
+            "--cores {cores}: this process may run on {} CPU(s) ({:?}); choose 1..={}",
+            usable.len(),
+            usable,
+            usable.len()
+        );
     }
     let cpus: Vec<usize> = usable[..cores].to_vec();
 
     // The first listener resolves port 0; the others share its address through SO_REUSEPORT,
     // and the kernel spreads new connections over them.
-    let first = kernel_shim::net::reuseport_listener(args.listen, 1024).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = kernel_shim::net::local_addr(std::os::fd::AsFd::as_fd(&first)).context("cannot read the listening address")?;
+    let first = kernel_shim::net::reuseport_listener(args.listen, 1024)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr =
+        kernel_shim::net::local_addr(std::os::fd::AsFd::as_fd(&first)).context("cannot read the listening address")?;
     let mut listeners = vec![first];
     for _ in 1..cores {
-        listeners.push(kernel_shim::net::reuseport_listener(addr, 1024).with_context(|| format!("cannot listen on {addr}"))?);
+        listeners.push(
+            kernel_shim::net::reuseport_listener(addr, 1024).with_context(|| format!("cannot listen on {addr}"))?,
+        );
     }
 
     let http = netstack::http1::Limits { body_bytes_max: args.body_limit, ..Default::default() };
-    let config = runtime::ServerConfig { worker, listeners, cpus: cpus.clone(), http, net: Default::default(), ring: Default::default() };
+    let config = runtime::ServerConfig {
+        worker,
+        listeners,
+        cpus: cpus.clone(),
+        http,
+        net: Default::default(),
+        ring: Default::default(),
+    };
     let mut server = runtime::Server::start(config)?;
 
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
-    println!("isobar listening on http://{addr} (worker {name} from {}, {cores} core(s) on CPU {})", path.display(), cpu_list.join(","));
+    println!(
+        "isobar listening on http://{addr} (worker {name} from {}, {cores} core(s) on CPU {})",
+        path.display(),
+        cpu_list.join(",")
+    );
     let _ = std::io::stdout().flush();
 
     wait_and_drain(&mut server, Duration::from_secs(args.drain_timeout))

@@ -23,10 +23,7 @@ pub fn current_thread_cpus() -> io::Result<Vec<usize>> {
 /// Restricts the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     if cpu >= CPU_MASK_BITS_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("CPU {cpu} is beyond {CPU_MASK_BITS_MAX}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("CPU {cpu} is beyond {CPU_MASK_BITS_MAX}")));
     }
     let words = (cpu / 64 + 1).max(16);
     let mut mask = vec![0u64; words];
@@ -42,10 +39,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
 /// CPU time consumed by the calling thread (CLOCK_THREAD_CPUTIME_ID): what per-tenant metering
 /// charges, as opposed to wall time.
 pub fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid, writable timespec.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
     // The clock exists on every Linux and the pointer is valid, so this cannot fail.
@@ -59,23 +53,14 @@ fn affinity(pid: libc::pid_t) -> io::Result<Vec<usize>> {
         let mut mask = vec![0u64; words];
         // SAFETY: `mask` is writable for `words * 8` bytes, the length passed; the raw syscall
         // returns how many bytes it wrote.
-        let written = unsafe {
-            libc::syscall(
-                libc::SYS_sched_getaffinity,
-                pid,
-                words * 8,
-                mask.as_mut_ptr(),
-            )
-        };
+        let written = unsafe { libc::syscall(libc::SYS_sched_getaffinity, pid, words * 8, mask.as_mut_ptr()) };
         if written >= 0 {
             let written_words = (written as usize).div_ceil(8).min(words);
             let cpus = mask[..written_words]
                 .iter()
                 .enumerate()
                 .flat_map(|(word, bits)| {
-                    (0..64)
-                        .filter(move |bit| bits & (1 << bit) != 0)
-                        .map(move |bit| word * 64 + bit)
+                    (0..64).filter(move |bit| bits & (1 << bit) != 0).map(move |bit| word * 64 + bit)
                 })
                 .collect();
             return Ok(cpus);

@@ -34,8 +34,7 @@ impl EventFd {
         let one = 1u64.to_ne_bytes();
         for _ in 0..16 {
             // SAFETY: `one` is readable for its 8 bytes, the length passed.
-            let written =
-                unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+            let written = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
             if written == one.len() as isize {
                 return Ok(());
             }
@@ -44,10 +43,7 @@ impl EventFd {
                 return Err(error);
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::Interrupted,
-            "eventfd write interrupted 16 times",
-        ))
+        Err(io::Error::new(io::ErrorKind::Interrupted, "eventfd write interrupted 16 times"))
     }
 
     /// The descriptor, for the core's `Op::Read`.

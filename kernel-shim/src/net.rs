@@ -22,11 +22,7 @@ pub enum ListenError {
     /// could not create a TCP socket for {addr}: {error}
     Socket { addr: SocketAddr, error: io::Error },
     /// could not set {option} on the listener for {addr}: {error}
-    SetOption {
-        addr: SocketAddr,
-        option: &'static str,
-        error: io::Error,
-    },
+    SetOption { addr: SocketAddr, option: &'static str, error: io::Error },
     /// could not bind {addr}: {error}
     Bind { addr: SocketAddr, error: io::Error },
     /// could not listen on {addr}: {error}
@@ -67,11 +63,7 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, Lis
         (libc::SOL_SOCKET, libc::SO_REUSEPORT, "SO_REUSEPORT"),
         (libc::IPPROTO_TCP, libc::TCP_NODELAY, "TCP_NODELAY"),
     ] {
-        set_int_option(fd.as_fd(), level, name, 1).map_err(|error| ListenError::SetOption {
-            addr,
-            option,
-            error,
-        })?;
+        set_int_option(fd.as_fd(), level, name, 1).map_err(|error| ListenError::SetOption { addr, option, error })?;
     }
     let raw = RawSocketAddr::from(addr);
     // SAFETY: `raw` is a valid sockaddr of `raw.len()` bytes for the duration of the call.
@@ -87,10 +79,7 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, Lis
     let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
     // SAFETY: listen only reads its integer arguments.
     if unsafe { libc::listen(fd.as_raw_fd(), backlog) } != 0 {
-        return Err(ListenError::Listen {
-            addr,
-            error: io::Error::last_os_error(),
-        });
+        return Err(ListenError::Listen { addr, error: io::Error::last_os_error() });
     }
     Ok(fd)
 }
@@ -118,13 +107,7 @@ pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes of the sizes passed.
     let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&raw mut value).cast(),
-            &mut len,
-        )
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw mut value).cast(), &mut len)
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -148,12 +131,7 @@ fn new_socket(family: Family) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn set_int_option(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
+fn set_int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `value` is a live c_int and the length passed is its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -170,8 +148,7 @@ fn set_int_option(
     Ok(())
 }
 
-type NameFn =
-    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+type NameFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
 fn socket_name(fd: BorrowedFd<'_>, name: NameFn) -> io::Result<SocketAddr> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
@@ -209,22 +186,14 @@ impl RawSocketAddr {
                 // aligned enough for one.
                 let sin = unsafe { &*(&raw const self.storage).cast::<libc::sockaddr_in>() };
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(sin.sin_port),
-                )))
+                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
             }
             libc::AF_INET6 if self.len as usize >= size_of::<libc::sockaddr_in6>() => {
                 // SAFETY: as above, for sockaddr_in6.
                 let sin6 = unsafe { &*(&raw const self.storage).cast::<libc::sockaddr_in6>() };
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
                 let port = u16::from_be(sin6.sin6_port);
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    port,
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )))
+                Some(SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
             }
             _ => None,
         }
@@ -255,10 +224,7 @@ impl From<SocketAddr> for RawSocketAddr {
                 size_of::<libc::sockaddr_in6>()
             }
         };
-        RawSocketAddr {
-            storage,
-            len: len as libc::socklen_t,
-        }
+        RawSocketAddr { storage, len: len as libc::socklen_t }
     }
 }
 
@@ -272,12 +238,7 @@ mod tests {
     fn accept_one(listener: &OwnedFd) -> OwnedFd {
         // SAFETY: accept4 writes nothing through the null address pointers.
         let fd = unsafe {
-            libc::accept4(
-                listener.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
+            libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
         };
         assert!(fd >= 0, "accept4: {}", io::Error::last_os_error());
         // SAFETY: accept4 returned a new descriptor that only we own.
@@ -296,10 +257,7 @@ mod tests {
         // Linux copies TCP_NODELAY from the listener into each accepted socket, so the accept
         // path does not need a setsockopt per connection.
         assert!(nodelay(accepted.as_fd()).unwrap());
-        assert_eq!(
-            peer_addr(accepted.as_fd()).unwrap(),
-            client.local_addr().unwrap()
-        );
+        assert_eq!(peer_addr(accepted.as_fd()).unwrap(), client.local_addr().unwrap());
         client.write_all(b"hi").unwrap();
         let mut stream = TcpStream::from(accepted);
         let mut got = [0u8; 2];
@@ -323,10 +281,7 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         let error = reuseport_listener(addr, 16).unwrap_err();
-        assert!(
-            matches!(error, ListenError::AddressInUse { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, ListenError::AddressInUse { .. }), "{error:?}");
         assert!(error.to_string().contains("already in use"), "{error}");
     }
 
@@ -334,10 +289,7 @@ mod tests {
     fn address_not_available_is_reported() {
         // TEST-NET-1 (RFC 5737) is on no interface of this host; binding sends nothing.
         let error = reuseport_listener("192.0.2.1:0".parse().unwrap(), 16).unwrap_err();
-        assert!(
-            matches!(error, ListenError::AddressNotAvailable { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, ListenError::AddressNotAvailable { .. }), "{error:?}");
     }
 
     #[test]

@@ -19,12 +19,7 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 4] = [
-        Signal::Interrupt,
-        Signal::Terminate,
-        Signal::Hangup,
-        Signal::Child,
-    ];
+    pub const ALL: [Signal; 4] = [Signal::Interrupt, Signal::Terminate, Signal::Hangup, Signal::Child];
 
     pub const fn number(self) -> libc::c_int {
         match self {
@@ -36,9 +31,7 @@ impl Signal {
     }
 
     pub fn from_number(number: libc::c_int) -> Option<Signal> {
-        Signal::ALL
-            .into_iter()
-            .find(|signal| signal.number() == number)
+        Signal::ALL.into_iter().find(|signal| signal.number() == number)
     }
 }
 
@@ -99,10 +92,7 @@ mod tests {
             // pending for this thread instead of running the default action.
             let rc = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) };
             assert_eq!(rc, 0);
-            assert_eq!(
-                wait_signal(&[Signal::Hangup, Signal::Child]).unwrap(),
-                Signal::Hangup
-            );
+            assert_eq!(wait_signal(&[Signal::Hangup, Signal::Child]).unwrap(), Signal::Hangup);
         })
         .join()
         .unwrap();

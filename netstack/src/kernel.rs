@@ -77,25 +77,18 @@ impl Purpose {
 }
 
 fn key(purpose: Purpose, slot: u32, generation: u32) -> u64 {
-    let low =
-        (u64::from(purpose as u8) << 48) | (u64::from(generation & 0xffff) << 32) | u64::from(slot);
+    let low = (u64::from(purpose as u8) << 48) | (u64::from(generation & 0xffff) << 32) | u64::from(slot);
     tagged_key(TAG_NET, low)
 }
 
 /// Counters of operations in flight: a completion without a matching submission is a bug in
 /// this module, caught in release builds too.
 fn decrement(counter: &mut u32) {
-    *counter = counter
-        .checked_sub(1)
-        .expect("a completion for an operation that was not counted");
+    *counter = counter.checked_sub(1).expect("a completion for an operation that was not counted");
 }
 
 fn decode(key: u64) -> (Purpose, u32, u16) {
-    assert_eq!(
-        key_tag(key),
-        TAG_NET,
-        "a completion without TAG_NET reached KernelNet"
-    );
+    assert_eq!(key_tag(key), TAG_NET, "a completion without TAG_NET reached KernelNet");
     let code = (key >> 48) as u8;
     let purpose = Purpose::ALL.into_iter().find(|p| *p as u8 == code);
     let purpose = purpose.unwrap_or_else(|| panic!("KernelNet key with unknown purpose {code}"));
@@ -223,10 +216,7 @@ impl KernelNet {
     /// Starts accepting on `listener` (bound and listening, e.g. from
     /// [`kernel_shim::net::reuseport_listener`]; one per core).
     pub fn listen(&mut self, ring: &mut Ring, listener: OwnedFd) {
-        assert!(
-            self.listener.is_none() && !self.stopping,
-            "KernelNet listens on one listener, once"
-        );
+        assert!(self.listener.is_none() && !self.stopping, "KernelNet listens on one listener, once");
         self.listener = Some(listener);
         self.arm_accept(ring);
     }
@@ -242,41 +232,25 @@ impl KernelNet {
     }
 
     fn arm_accept(&mut self, ring: &mut Ring) {
-        let fd = self
-            .listener
-            .as_ref()
-            .expect("accept without a listener")
-            .as_raw_fd();
-        self.accept_op = Some(ring.submit(
-            Op::AcceptMulti { fd },
-            key(Purpose::Accept, LISTENER_SLOT, 0),
-        ));
+        let fd = self.listener.as_ref().expect("accept without a listener").as_raw_fd();
+        self.accept_op = Some(ring.submit(Op::AcceptMulti { fd }, key(Purpose::Accept, LISTENER_SLOT, 0)));
         self.listener_ops += 1;
     }
 
     fn close_listener(&mut self, ring: &mut Ring) {
         if let Some(fd) = self.listener.take() {
-            ring.submit(
-                Op::Close { fd },
-                key(Purpose::ListenerClose, LISTENER_SLOT, 0),
-            );
+            ring.submit(Op::Close { fd }, key(Purpose::ListenerClose, LISTENER_SLOT, 0));
             self.listener_ops += 1;
         }
     }
 
     fn slot_of(&self, conn: ConnId) -> Option<usize> {
         let slot = conn.slot as usize;
-        self.conns
-            .get(slot)
-            .filter(|c| c.generation == conn.generation)
-            .map(|_| slot)
+        self.conns.get(slot).filter(|c| c.generation == conn.generation).map(|_| slot)
     }
 
     fn id(&self, slot: usize) -> ConnId {
-        ConnId {
-            slot: slot as u32,
-            generation: self.conns[slot].generation,
-        }
+        ConnId { slot: slot as u32, generation: self.conns[slot].generation }
     }
 
     fn insert(&mut self, fd: OwnedFd, phase: Phase) -> usize {
@@ -287,10 +261,7 @@ impl KernelNet {
 
     fn submit(&mut self, ring: &mut Ring, slot: usize, purpose: Purpose, op: Op) -> OpId {
         let conn = &mut self.conns[slot];
-        let fd_bound = matches!(
-            op,
-            Op::RecvMulti { .. } | Op::Send { .. } | Op::Connect { .. } | Op::Shutdown { .. }
-        );
+        let fd_bound = matches!(op, Op::RecvMulti { .. } | Op::Send { .. } | Op::Connect { .. } | Op::Shutdown { .. });
         conn.ops += 1;
         conn.fd_ops += u32::from(fd_bound);
         ring.submit(op, key(purpose, slot as u32, conn.generation))
@@ -332,10 +303,7 @@ impl KernelNet {
         // An empty queue takes one buffer of any size: a caller that sends one response at a
         // time (the HTTP server) must be able to send a response larger than the bound.
         if c.queued_bytes() > 0 && c.queued_bytes() + len > queued_bytes_max {
-            return Err(SendError::QueueFull {
-                queued_bytes: c.queued_bytes(),
-                queued_bytes_max,
-            });
+            return Err(SendError::QueueFull { queued_bytes: c.queued_bytes(), queued_bytes_max });
         }
         Ok(slot)
     }
@@ -350,9 +318,7 @@ impl KernelNet {
     /// Everything queued has been sent: what the connection does next.
     fn on_drained(&mut self, ring: &mut Ring, slot: usize, events: &mut impl FnMut(ConnEvent<'_>)) {
         match self.conns[slot].phase {
-            Phase::Open => events(ConnEvent::SendDone {
-                conn: self.id(slot),
-            }),
+            Phase::Open => events(ConnEvent::SendDone { conn: self.id(slot) }),
             Phase::Draining => self.begin_linger(ring, slot),
             Phase::Connecting | Phase::Lingering | Phase::TearingDown => {}
         }
@@ -367,15 +333,7 @@ impl KernelNet {
             return;
         }
         let fd = conn.raw_fd;
-        self.submit(
-            ring,
-            slot,
-            Purpose::Shutdown,
-            Op::Shutdown {
-                fd,
-                how: Shutdown::Write,
-            },
-        );
+        self.submit(ring, slot, Purpose::Shutdown, Op::Shutdown { fd, how: Shutdown::Write });
         self.rearm_recv_if_wanted(ring, slot);
     }
 
@@ -389,10 +347,7 @@ impl KernelNet {
         conn.phase = Phase::TearingDown;
         conn.pending = Vec::new();
         conn.spare = Vec::new();
-        let fd = conn
-            .fd
-            .take()
-            .expect("a connection not yet torn down owns its fd");
+        let fd = conn.fd.take().expect("a connection not yet torn down owns its fd");
         let (raw_fd, fd_ops, timer) = (conn.raw_fd, conn.fd_ops, conn.close_timer_op.take());
         if let Some(target) = timer {
             self.submit(ring, slot, Purpose::Cancel, Op::Cancel { target });
@@ -405,22 +360,10 @@ impl KernelNet {
         self.submit(ring, slot, Purpose::Close, Op::Close { fd });
     }
 
-    fn fail(
-        &mut self,
-        ring: &mut Ring,
-        slot: usize,
-        error: Errno,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    ) {
+    fn fail(&mut self, ring: &mut Ring, slot: usize, error: Errno, events: &mut impl FnMut(ConnEvent<'_>)) {
         match self.conns[slot].phase {
-            Phase::Open => events(ConnEvent::Failed {
-                conn: self.id(slot),
-                error,
-            }),
-            Phase::Connecting => events(ConnEvent::ConnectFailed {
-                conn: self.id(slot),
-                error,
-            }),
+            Phase::Open => events(ConnEvent::Failed { conn: self.id(slot), error }),
+            Phase::Connecting => events(ConnEvent::ConnectFailed { conn: self.id(slot), error }),
             // The caller already closed it; it only waits for `Closed`.
             Phase::Draining | Phase::Lingering | Phase::TearingDown => {}
         }
@@ -430,12 +373,7 @@ impl KernelNet {
     fn release_if_done(&mut self, slot: usize, events: &mut impl FnMut(ConnEvent<'_>)) {
         let conn = &self.conns[slot];
         if conn.phase == Phase::TearingDown && conn.ops == 0 {
-            assert!(
-                conn.fd.is_none()
-                    && conn.fd_ops == 0
-                    && conn.recv_op.is_none()
-                    && !conn.send_in_flight
-            );
+            assert!(conn.fd.is_none() && conn.fd_ops == 0 && conn.recv_op.is_none() && !conn.send_in_flight);
             let id = self.id(slot);
             self.conns.remove(slot);
             events(ConnEvent::Closed { conn: id });
@@ -458,20 +396,12 @@ impl KernelNet {
             }
         };
         let slot = self.insert(fd, Phase::Open);
-        events(ConnEvent::Accepted {
-            conn: self.id(slot),
-            peer,
-        });
+        events(ConnEvent::Accepted { conn: self.id(slot), peer });
         // The callback cannot have paused it (it cannot reach us), so reading starts now.
         self.arm_recv(ring, slot);
     }
 
-    fn on_accept(
-        &mut self,
-        ring: &mut Ring,
-        c: Completion,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    ) {
+    fn on_accept(&mut self, ring: &mut Ring, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
         if !c.more {
             self.accept_op = None;
             decrement(&mut self.listener_ops);
@@ -488,24 +418,15 @@ impl KernelNet {
         if self.stopping {
             self.close_listener(ring);
         } else if c.result.is_err() {
-            let op = Op::Timeout {
-                after: Duration::from_millis(ACCEPT_RETRY_MS),
-            };
-            self.accept_retry_op =
-                Some(ring.submit(op, key(Purpose::AcceptRetry, LISTENER_SLOT, 0)));
+            let op = Op::Timeout { after: Duration::from_millis(ACCEPT_RETRY_MS) };
+            self.accept_retry_op = Some(ring.submit(op, key(Purpose::AcceptRetry, LISTENER_SLOT, 0)));
             self.listener_ops += 1;
         } else {
             self.arm_accept(ring);
         }
     }
 
-    fn on_recv(
-        &mut self,
-        ring: &mut Ring,
-        slot: usize,
-        c: Completion,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    ) {
+    fn on_recv(&mut self, ring: &mut Ring, slot: usize, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
         let conn = &mut self.conns[slot];
         if !c.more {
             conn.recv_op = None;
@@ -514,14 +435,8 @@ impl KernelNet {
         match (c.result, c.data) {
             (Ok(_), CompletionData::Provided { buf_id, len }) => {
                 if conn.phase == Phase::Open {
-                    let id = ConnId {
-                        slot: slot as u32,
-                        generation: conn.generation,
-                    };
-                    events(ConnEvent::Received {
-                        conn: id,
-                        bytes: ring.provided(buf_id, len),
-                    });
+                    let id = ConnId { slot: slot as u32, generation: conn.generation };
+                    events(ConnEvent::Received { conn: id, bytes: ring.provided(buf_id, len) });
                 }
                 // The codec copied what it keeps; the buffer goes straight back to the kernel.
                 ring.recycle(buf_id);
@@ -529,9 +444,7 @@ impl KernelNet {
             (Ok(0), _) => {
                 conn.peer_closed = true;
                 match conn.phase {
-                    Phase::Open => events(ConnEvent::PeerClosed {
-                        conn: self.id(slot),
-                    }),
+                    Phase::Open => events(ConnEvent::PeerClosed { conn: self.id(slot) }),
                     Phase::Lingering => self.teardown(ring, slot),
                     Phase::Connecting | Phase::Draining | Phase::TearingDown => {}
                 }
@@ -546,13 +459,7 @@ impl KernelNet {
         }
     }
 
-    fn on_send(
-        &mut self,
-        ring: &mut Ring,
-        slot: usize,
-        c: Completion,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    ) {
+    fn on_send(&mut self, ring: &mut Ring, slot: usize, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
         let conn = &mut self.conns[slot];
         conn.send_in_flight = false;
         decrement(&mut conn.fd_ops);
@@ -570,16 +477,7 @@ impl KernelNet {
                     // Partial: send the rest of the same buffer.
                     conn.send_in_flight = true;
                     let fd = conn.raw_fd;
-                    self.submit(
-                        ring,
-                        slot,
-                        Purpose::Send,
-                        Op::Send {
-                            fd,
-                            buf,
-                            offset: offset + sent,
-                        },
-                    );
+                    self.submit(ring, slot, Purpose::Send, Op::Send { fd, buf, offset: offset + sent });
                     return;
                 }
                 assert_eq!(conn.in_flight_bytes, 0);
@@ -600,13 +498,7 @@ impl KernelNet {
         }
     }
 
-    fn on_connect(
-        &mut self,
-        ring: &mut Ring,
-        slot: usize,
-        c: Completion,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    ) {
+    fn on_connect(&mut self, ring: &mut Ring, slot: usize, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
         let conn = &mut self.conns[slot];
         decrement(&mut conn.fd_ops);
         if conn.phase != Phase::Connecting {
@@ -615,9 +507,7 @@ impl KernelNet {
         match c.result {
             Ok(_) => {
                 conn.phase = Phase::Open;
-                events(ConnEvent::Connected {
-                    conn: self.id(slot),
-                });
+                events(ConnEvent::Connected { conn: self.id(slot) });
                 self.rearm_recv_if_wanted(ring, slot);
                 self.after_enqueue(ring, slot);
             }
@@ -636,12 +526,7 @@ impl KernelNet {
 }
 
 impl Transport for KernelNet {
-    fn on_completion(
-        &mut self,
-        ring: &mut Ring,
-        c: Completion,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    ) {
+    fn on_completion(&mut self, ring: &mut Ring, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
         let (purpose, slot, generation) = decode(c.key);
         match purpose {
             Purpose::Accept => return self.on_accept(ring, c, events),
@@ -667,12 +552,8 @@ impl Transport for KernelNet {
         }
         let slot = slot as usize;
         let conn = self.conns.get_mut(slot);
-        let conn = conn
-            .unwrap_or_else(|| panic!("completion {purpose:?} for free connection slot {slot}"));
-        assert_eq!(
-            conn.generation as u16, generation,
-            "completion for an older connection in slot {slot}"
-        );
+        let conn = conn.unwrap_or_else(|| panic!("completion {purpose:?} for free connection slot {slot}"));
+        assert_eq!(conn.generation as u16, generation, "completion for an older connection in slot {slot}");
         if !c.more {
             decrement(&mut conn.ops);
         }
@@ -701,12 +582,7 @@ impl Transport for KernelNet {
         Ok(())
     }
 
-    fn send_owned(
-        &mut self,
-        ring: &mut Ring,
-        conn: ConnId,
-        bytes: Vec<u8>,
-    ) -> Result<(), SendError> {
+    fn send_owned(&mut self, ring: &mut Ring, conn: ConnId, bytes: Vec<u8>) -> Result<(), SendError> {
         let slot = self.check_send(conn, bytes.len())?;
         let c = &mut self.conns[slot];
         if c.pending.is_empty() {
@@ -723,8 +599,7 @@ impl Transport for KernelNet {
     }
 
     fn queued_bytes(&self, conn: ConnId) -> usize {
-        self.slot_of(conn)
-            .map_or(0, |slot| self.conns[slot].queued_bytes())
+        self.slot_of(conn).map_or(0, |slot| self.conns[slot].queued_bytes())
     }
 
     fn close(&mut self, ring: &mut Ring, conn: ConnId) {
@@ -790,12 +665,7 @@ impl Transport for KernelNet {
         let fd = tcp_socket(Family::of(&addr)).map_err(|error| ConnectError::Socket { error })?;
         let raw_fd = fd.as_raw_fd();
         let slot = self.insert(fd, Phase::Connecting);
-        self.submit(
-            ring,
-            slot,
-            Purpose::Connect,
-            Op::Connect { fd: raw_fd, addr },
-        );
+        self.submit(ring, slot, Purpose::Connect, Op::Connect { fd: raw_fd, addr });
         Ok(self.id(slot))
     }
 
@@ -806,18 +676,12 @@ impl Transport for KernelNet {
         self.stopping = true;
         if let Some(target) = self.accept_op {
             // The listener is closed when the accept's last completion arrives.
-            ring.submit(
-                Op::Cancel { target },
-                key(Purpose::ListenerCancel, LISTENER_SLOT, 0),
-            );
+            ring.submit(Op::Cancel { target }, key(Purpose::ListenerCancel, LISTENER_SLOT, 0));
             self.listener_ops += 1;
             return;
         }
         if let Some(target) = self.accept_retry_op.take() {
-            ring.submit(
-                Op::Cancel { target },
-                key(Purpose::ListenerCancel, LISTENER_SLOT, 0),
-            );
+            ring.submit(Op::Cancel { target }, key(Purpose::ListenerCancel, LISTENER_SLOT, 0));
             self.listener_ops += 1;
         }
         self.close_listener(ring);

@@ -106,7 +106,13 @@ impl<T: Transport> HttpServer<T> {
 
     /// Handles one completion carrying the transport's tag; complete requests are appended to
     /// `requests`.
-    pub fn on_completion(&mut self, ring: &mut Ring, completion: Completion, now: Instant, requests: &mut Vec<IncomingRequest>) {
+    pub fn on_completion(
+        &mut self,
+        ring: &mut Ring,
+        completion: Completion,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) {
         let limits = self.limits;
         let conns = &mut self.conns;
         let touched = &mut self.touched;
@@ -116,7 +122,17 @@ impl<T: Transport> HttpServer<T> {
         self.transport.on_completion(ring, completion, &mut |event| match event {
             ConnEvent::Accepted { conn, peer } => {
                 stats.conns_accepted += 1;
-                conns.insert(conn, Conn { codec: ServerConn::new(limits, now), peer, stash: Vec::new(), recv_paused: false, in_flight: 0, closing: false });
+                conns.insert(
+                    conn,
+                    Conn {
+                        codec: ServerConn::new(limits, now),
+                        peer,
+                        stash: Vec::new(),
+                        recv_paused: false,
+                        in_flight: 0,
+                        closing: false,
+                    },
+                );
                 touched.push(conn);
             }
             ConnEvent::Received { conn, bytes } => {
@@ -168,7 +184,15 @@ impl<T: Transport> HttpServer<T> {
     }
 
     /// Answers a request. Stale connections (closed meanwhile) are ignored.
-    pub fn respond(&mut self, ring: &mut Ring, conn: ConnId, id: RequestId, mut response: Response, now: Instant, requests: &mut Vec<IncomingRequest>) {
+    pub fn respond(
+        &mut self,
+        ring: &mut Ring,
+        conn: ConnId,
+        id: RequestId,
+        mut response: Response,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) {
         let draining = self.draining;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if draining {
@@ -180,7 +204,8 @@ impl<T: Transport> HttpServer<T> {
         } else {
             // The codec refused the response (e.g. a header with a control character): the
             // caller's bug must not leave the client hanging.
-            let fallback = Response::new(500).with_header("content-type", "text/plain").with_body(&b"invalid response\n"[..]);
+            let fallback =
+                Response::new(500).with_header("content-type", "text/plain").with_body(&b"invalid response\n"[..]);
             if c.codec.respond(id, fallback).is_ok() {
                 c.in_flight = c.in_flight.saturating_sub(1);
             }

@@ -67,11 +67,7 @@ pub struct NetLimits {
 
 impl Default for NetLimits {
     fn default() -> NetLimits {
-        NetLimits {
-            conns_max: 10_000,
-            send_queue_bytes_max: 1 << 20,
-            close_timeout_ms: 5_000,
-        }
+        NetLimits { conns_max: 10_000, send_queue_bytes_max: 1 << 20, close_timeout_ms: 5_000 }
     }
 }
 
@@ -81,10 +77,7 @@ pub enum SendError {
     /// the connection is closed or closing
     Closed,
     /// the send queue holds {queued_bytes} bytes and may hold {queued_bytes_max}: wait for SendDone
-    QueueFull {
-        queued_bytes: usize,
-        queued_bytes_max: usize,
-    },
+    QueueFull { queued_bytes: usize, queued_bytes_max: usize },
 }
 
 /// Why an outbound connection was not started.
@@ -99,24 +92,14 @@ pub enum ConnectError {
 /// A byte-stream transport driven by the core's ring. See the module documentation.
 pub trait Transport {
     /// Handles one completion whose key carries this transport's tag.
-    fn on_completion(
-        &mut self,
-        ring: &mut Ring,
-        completion: Completion,
-        events: &mut impl FnMut(ConnEvent<'_>),
-    );
+    fn on_completion(&mut self, ring: &mut Ring, completion: Completion, events: &mut impl FnMut(ConnEvent<'_>));
 
     /// Queues a copy of `bytes`. At most one send is in flight per connection; later bytes are
     /// coalesced behind it and partial sends continue where they stopped.
     fn send(&mut self, ring: &mut Ring, conn: ConnId, bytes: &[u8]) -> Result<(), SendError>;
 
     /// Queues `bytes` without copying them when nothing else is queued.
-    fn send_owned(
-        &mut self,
-        ring: &mut Ring,
-        conn: ConnId,
-        bytes: Vec<u8>,
-    ) -> Result<(), SendError>;
+    fn send_owned(&mut self, ring: &mut Ring, conn: ConnId, bytes: Vec<u8>) -> Result<(), SendError>;
 
     /// Bytes queued on `conn` and not yet sent (0 for a stale id).
     fn queued_bytes(&self, conn: ConnId) -> usize;

@@ -59,43 +59,21 @@ impl Harness {
         let addr = local_addr(listener.as_fd()).unwrap();
         let mut net = KernelNet::new(limits);
         net.listen(&mut ring, listener);
-        Harness {
-            ring,
-            net,
-            addr,
-            backlog: VecDeque::new(),
-            seen: Vec::new(),
-        }
+        Harness { ring, net, addr, backlog: VecDeque::new(), seen: Vec::new() }
     }
 
     fn with_limits(limits: NetLimits) -> Harness {
-        Harness::new(
-            limits,
-            RingConfig {
-                entries: 256,
-                recv_buffers: 64,
-                recv_buffer_bytes: 4096,
-            },
-        )
+        Harness::new(limits, RingConfig { entries: 256, recv_buffers: 64, recv_buffer_bytes: 4096 })
     }
 
     /// One turn of the event loop: wait up to 20 ms, handle every completion, queue the events.
     fn turn(&mut self) {
         let mut completions = Vec::new();
-        self.ring
-            .wait(Some(Duration::from_millis(20)), &mut completions)
-            .unwrap();
+        self.ring.wait(Some(Duration::from_millis(20)), &mut completions).unwrap();
         let mut events = Vec::new();
         for completion in completions {
-            assert_eq!(
-                key_tag(completion.key),
-                TAG_NET,
-                "only KernelNet submits to this ring"
-            );
-            self.net
-                .on_completion(&mut self.ring, completion, &mut |e: ConnEvent<'_>| {
-                    events.push(Event::from(e))
-                });
+            assert_eq!(key_tag(completion.key), TAG_NET, "only KernelNet submits to this ring");
+            self.net.on_completion(&mut self.ring, completion, &mut |e: ConnEvent<'_>| events.push(Event::from(e)));
         }
         self.seen.extend(events.iter().cloned());
         self.backlog.extend(events);
@@ -122,11 +100,7 @@ impl Harness {
             if let Some(index) = self.backlog.iter().position(&wanted) {
                 return self.backlog.remove(index).unwrap();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no expected event within 10 s; seen: {:?}",
-                self.seen
-            );
+            assert!(Instant::now() < deadline, "no expected event within 10 s; seen: {:?}", self.seen);
             self.turn();
         }
     }
@@ -150,19 +124,13 @@ impl Harness {
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     stream
 }
 
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i * 7 + seed * 13) % 251) as u8)
-        .collect()
+    (0..len).map(|i| ((i * 7 + seed * 13) % 251) as u8).collect()
 }
 
 #[test]
@@ -178,8 +146,7 @@ fn echo_200_concurrent_clients() {
         .map(|t| {
             let all_connected = Arc::clone(&all_connected);
             std::thread::spawn(move || {
-                let mut streams: Vec<TcpStream> =
-                    (0..CLIENTS_PER_THREAD).map(|_| connect(addr)).collect();
+                let mut streams: Vec<TcpStream> = (0..CLIENTS_PER_THREAD).map(|_| connect(addr)).collect();
                 // Hold every connection open until all 200 exist.
                 all_connected.wait();
                 for (i, stream) in streams.iter_mut().enumerate() {
@@ -188,10 +155,7 @@ fn echo_200_concurrent_clients() {
                 for (i, stream) in streams.iter_mut().enumerate() {
                     let mut echoed = vec![0u8; 10_000];
                     stream.read_exact(&mut echoed).unwrap();
-                    assert!(
-                        echoed == pattern(10_000, t * 1000 + i),
-                        "client {t}/{i} got other bytes back"
-                    );
+                    assert!(echoed == pattern(10_000, t * 1000 + i), "client {t}/{i} got other bytes back");
                     stream.shutdown(Shutdown::Write).unwrap();
                     let mut rest = Vec::new();
                     stream.read_to_end(&mut rest).unwrap();
@@ -220,22 +184,14 @@ fn echo_200_concurrent_clients() {
     assert_eq!(accepted, CLIENTS);
     assert_eq!(open_max, CLIENTS, "all clients were connected at once");
     assert_eq!(h.net.open_conns(), 0);
-    assert_eq!(
-        h.ring.buffers_lent(),
-        0,
-        "every provided buffer went back to the kernel"
-    );
+    assert_eq!(h.ring.buffers_lent(), 0, "every provided buffer went back to the kernel");
 }
 
 #[test]
 fn echo_survives_an_exhausted_buffer_pool() {
     // Two 64-byte buffers for a 20 kB message: the multishot recv ends with ENOBUFS again and
     // again, and KernelNet re-arms it each time without losing a byte.
-    let ring = RingConfig {
-        entries: 64,
-        recv_buffers: 2,
-        recv_buffer_bytes: 64,
-    };
+    let ring = RingConfig { entries: 64, recv_buffers: 2, recv_buffer_bytes: 64 };
     let mut h = Harness::new(NetLimits::default(), ring);
     let mut client = connect(h.addr);
     let message = pattern(20_000, 3);
@@ -254,35 +210,21 @@ fn echo_survives_an_exhausted_buffer_pool() {
         }
         received_bytes == expected.len()
     });
-    let received_events = h
-        .seen
-        .iter()
-        .filter(|e| matches!(e, Event::Received(..)))
-        .count();
-    assert!(
-        received_events >= expected.len() / 64,
-        "every event carried at most one 64-byte buffer"
-    );
-    h.run(Duration::from_secs(10), |_, event| {
-        matches!(event, Event::SendDone(_))
-    });
+    let received_events = h.seen.iter().filter(|e| matches!(e, Event::Received(..))).count();
+    assert!(received_events >= expected.len() / 64, "every event carried at most one 64-byte buffer");
+    h.run(Duration::from_secs(10), |_, event| matches!(event, Event::SendDone(_)));
     assert!(writer.join().unwrap() == expected);
     assert_eq!(h.ring.buffers_lent(), 0);
 }
 
 #[test]
 fn a_client_that_closes_mid_stream_is_torn_down() {
-    let limits = NetLimits {
-        send_queue_bytes_max: 16 << 20,
-        ..NetLimits::default()
-    };
+    let limits = NetLimits { send_queue_bytes_max: 16 << 20, ..NetLimits::default() };
     let mut h = Harness::with_limits(limits);
     let mut client = connect(h.addr);
     let conn = h.accept_one();
     // A response far larger than the socket buffers; the client reads a little and leaves.
-    h.net
-        .send_owned(&mut h.ring, conn, pattern(8 << 20, 1))
-        .unwrap();
+    h.net.send_owned(&mut h.ring, conn, pattern(8 << 20, 1)).unwrap();
     let reader = std::thread::spawn(move || {
         let mut some = vec![0u8; 64 * 1024];
         client.read_exact(&mut some).unwrap();
@@ -290,27 +232,13 @@ fn a_client_that_closes_mid_stream_is_torn_down() {
     });
     h.expect(|e| matches!(e, Event::Closed(c) if *c == conn));
     reader.join().unwrap();
-    let failed = h
-        .seen
-        .iter()
-        .find(|e| matches!(e, Event::Failed(..) | Event::PeerClosed(..)));
-    assert!(
-        failed.is_some(),
-        "the transport noticed the departure: {:?}",
-        h.seen
-    );
+    let failed = h.seen.iter().find(|e| matches!(e, Event::Failed(..) | Event::PeerClosed(..)));
+    assert!(failed.is_some(), "the transport noticed the departure: {:?}", h.seen);
     if let Some(Event::Failed(_, error)) = failed {
-        assert!(
-            [Errno::BROKEN_PIPE, Errno::CONNECTION_RESET].contains(error),
-            "{error:?}"
-        );
+        assert!([Errno::BROKEN_PIPE, Errno::CONNECTION_RESET].contains(error), "{error:?}");
     }
     assert_eq!(h.net.open_conns(), 0);
-    assert_eq!(
-        h.net.send(&mut h.ring, conn, b"late"),
-        Err(SendError::Closed),
-        "the id is stale"
-    );
+    assert_eq!(h.net.send(&mut h.ring, conn, b"late"), Err(SendError::Closed), "the id is stale");
     assert_eq!(h.ring.buffers_lent(), 0);
 }
 
@@ -322,10 +250,7 @@ fn a_client_that_resets_before_the_response_is_torn_down() {
     (&client).write_all(b"GET / HTTP/1.1\r\n").unwrap();
     h.expect(|e| matches!(e, Event::Received(c, _) if *c == conn));
     // SO_LINGER {on, 0}: close sends a reset instead of a FIN.
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: `linger` is a live struct of the size passed, for a socket we own.
     let rc = unsafe {
         libc::setsockopt(
@@ -349,10 +274,7 @@ fn a_client_that_resets_before_the_response_is_torn_down() {
 #[test]
 fn graceful_close_flushes_queued_output_first() {
     const RESPONSE_BYTES: usize = 4 << 20;
-    let limits = NetLimits {
-        send_queue_bytes_max: 8 << 20,
-        ..NetLimits::default()
-    };
+    let limits = NetLimits { send_queue_bytes_max: 8 << 20, ..NetLimits::default() };
     let mut h = Harness::with_limits(limits);
     let client = connect(h.addr);
     let conn = h.accept_one();
@@ -363,11 +285,7 @@ fn graceful_close_flushes_queued_output_first() {
     }
     assert_eq!(h.net.queued_bytes(conn), RESPONSE_BYTES);
     h.net.close(&mut h.ring, conn);
-    assert_eq!(
-        h.net.send(&mut h.ring, conn, b"x"),
-        Err(SendError::Closed),
-        "closing refuses more output"
-    );
+    assert_eq!(h.net.send(&mut h.ring, conn, b"x"), Err(SendError::Closed), "closing refuses more output");
     let reader = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50)); // let the close meet a full socket
         let mut got = Vec::new();
@@ -375,11 +293,7 @@ fn graceful_close_flushes_queued_output_first() {
         got
     });
     h.expect(|e| matches!(e, Event::Closed(c) if *c == conn));
-    assert!(
-        h.seen.iter().all(|e| !matches!(e, Event::Failed(..))),
-        "{:?}",
-        h.seen
-    );
+    assert!(h.seen.iter().all(|e| !matches!(e, Event::Failed(..))), "{:?}", h.seen);
     let got = reader.join().unwrap();
     assert_eq!(got.len(), RESPONSE_BYTES);
     assert!(got == response);
@@ -388,10 +302,7 @@ fn graceful_close_flushes_queued_output_first() {
 
 #[test]
 fn graceful_close_gives_up_after_the_close_timeout() {
-    let limits = NetLimits {
-        close_timeout_ms: 100,
-        ..NetLimits::default()
-    };
+    let limits = NetLimits { close_timeout_ms: 100, ..NetLimits::default() };
     let mut h = Harness::with_limits(limits);
     let client = connect(h.addr);
     let conn = h.accept_one();
@@ -411,9 +322,7 @@ fn outbound_connect_to_a_std_listener() {
     let server_addr = server.local_addr().unwrap();
     let peer = std::thread::spawn(move || {
         let (mut stream, _) = server.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut ping = [0u8; 4];
         stream.read_exact(&mut ping).unwrap();
         stream.write_all(b"pong").unwrap();
@@ -444,17 +353,11 @@ fn outbound_connect_to_a_std_listener() {
 
 #[test]
 fn outbound_connect_to_a_closed_port_fails_then_closes() {
-    let closed_addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed_addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut h = Harness::with_limits(NetLimits::default());
     let conn = h.net.connect(&mut h.ring, closed_addr).unwrap();
     let failed = h.expect(|e| matches!(e, Event::ConnectFailed(..)));
-    assert_eq!(
-        failed,
-        Event::ConnectFailed(conn, Errno::CONNECTION_REFUSED)
-    );
+    assert_eq!(failed, Event::ConnectFailed(conn, Errno::CONNECTION_REFUSED));
     h.expect(|e| *e == Event::Closed(conn));
     assert_eq!(h.net.open_conns(), 0);
 }
@@ -489,26 +392,16 @@ fn stop_accepting_refuses_new_connections_while_open_ones_finish() {
 
 #[test]
 fn connections_beyond_conns_max_are_closed_at_once() {
-    let mut h = Harness::with_limits(NetLimits {
-        conns_max: 2,
-        ..NetLimits::default()
-    });
+    let mut h = Harness::with_limits(NetLimits { conns_max: 2, ..NetLimits::default() });
     let kept: Vec<TcpStream> = (0..2).map(|_| connect(h.addr)).collect();
     h.accept_one();
     h.accept_one();
     let mut extra = connect(h.addr);
     let deadline = Instant::now() + Duration::from_secs(10);
     while h.net.refused_conns() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the third connection was not refused"
-        );
+        assert!(Instant::now() < deadline, "the third connection was not refused");
         h.turn();
-        assert!(
-            h.backlog.is_empty(),
-            "a refused connection makes no event: {:?}",
-            h.backlog
-        );
+        assert!(h.backlog.is_empty(), "a refused connection makes no event: {:?}", h.backlog);
     }
     assert_eq!(h.net.open_conns(), 2);
     // The CLOSE reaches the kernel with the next wait.
@@ -530,10 +423,7 @@ fn paused_connections_are_not_read_until_resumed() {
     h.net.pause_recv(&mut h.ring, conn);
     assert!(h.idle(Duration::from_millis(50)).is_empty());
     client.write_all(b"wait for it").unwrap();
-    assert!(
-        h.idle(Duration::from_millis(200)).is_empty(),
-        "a paused connection delivered bytes"
-    );
+    assert!(h.idle(Duration::from_millis(200)).is_empty(), "a paused connection delivered bytes");
     h.net.resume_recv(&mut h.ring, conn);
     let received = h.expect(|e| matches!(e, Event::Received(..)));
     assert_eq!(received, Event::Received(conn, b"wait for it".to_vec()));
@@ -543,19 +433,13 @@ fn paused_connections_are_not_read_until_resumed() {
 
 #[test]
 fn the_send_queue_is_bounded() {
-    let mut h = Harness::with_limits(NetLimits {
-        send_queue_bytes_max: 1000,
-        ..NetLimits::default()
-    });
+    let mut h = Harness::with_limits(NetLimits { send_queue_bytes_max: 1000, ..NetLimits::default() });
     let _client = connect(h.addr);
     let conn = h.accept_one();
     h.net.send(&mut h.ring, conn, &[1; 600]).unwrap();
     assert_eq!(
         h.net.send(&mut h.ring, conn, &[2; 600]),
-        Err(SendError::QueueFull {
-            queued_bytes: 600,
-            queued_bytes_max: 1000
-        })
+        Err(SendError::QueueFull { queued_bytes: 600, queued_bytes_max: 1000 })
     );
     h.expect(|e| *e == Event::SendDone(conn));
     h.net.send(&mut h.ring, conn, &[2; 600]).unwrap();

@@ -19,10 +19,21 @@ static PLATFORM: OnceLock<v8::SharedRef<v8::Platform>> = OnceLock::new();
 ///   time only; see the isolate's code-generation callback.
 const FLAGS: &str = "--single-threaded --enable-sharedarraybuffer-per-context";
 
+static EXTRA_FLAGS: OnceLock<String> = OnceLock::new();
+
+/// Adds V8 flags (e.g. `--trace-gc`) for diagnosis; must be called before the first isolate.
+/// Returns false if V8 was already initialised (the flags would be ignored).
+pub fn set_extra_flags(flags: &str) -> bool {
+    PLATFORM.get().is_none() && EXTRA_FLAGS.set(flags.to_string()).is_ok()
+}
+
 /// Initialises V8 for this process. Cheap and idempotent after the first call.
 pub fn init() {
     PLATFORM.get_or_init(|| {
         v8::V8::set_flags_from_string(FLAGS);
+        if let Some(extra) = EXTRA_FLAGS.get() {
+            v8::V8::set_flags_from_string(extra);
+        }
         let platform = v8::new_single_threaded_default_platform(false).make_shared();
         v8::V8::initialize_platform(platform.clone());
         v8::V8::initialize();

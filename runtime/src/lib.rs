@@ -12,8 +12,8 @@ pub mod server;
 pub mod state;
 pub mod worker;
 
-pub use state::{Outcome, WireResponse};
 pub use server::{CoreEvent, Server, ServerConfig, StartError};
+pub use state::{Outcome, WireResponse};
 pub use worker::{LoadError, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
 #[cfg(test)]

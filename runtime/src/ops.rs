@@ -38,10 +38,7 @@ pub(crate) fn table() -> Vec<(&'static str, v8::FunctionCallback)> {
 
 fn state(scope: &mut Scope) -> Rc<RefCell<IsolateState>> {
     // Every isolate isobar creates gets its state slot before any script runs (Worker::new).
-    scope
-        .get_slot::<Rc<RefCell<IsolateState>>>()
-        .expect("isolate state slot is set at creation")
-        .clone()
+    scope.get_slot::<Rc<RefCell<IsolateState>>>().expect("isolate state slot is set at creation").clone()
 }
 
 fn throw_type_error(scope: &mut Scope, message: &str) {
@@ -56,7 +53,12 @@ fn throw_range_error(scope: &mut Scope, message: &str) {
     scope.throw_exception(error);
 }
 
-fn string_arg<'s>(scope: &mut Scope<'_, '_>, args: &v8::FunctionCallbackArguments<'s>, i: i32, op: &str) -> Option<v8::Local<'s, v8::String>> {
+fn string_arg<'s>(
+    scope: &mut Scope<'_, '_>,
+    args: &v8::FunctionCallbackArguments<'s>,
+    i: i32,
+    op: &str,
+) -> Option<v8::Local<'s, v8::String>> {
     match v8::Local::<v8::String>::try_from(args.get(i)) {
         Ok(s) => Some(s),
         Err(_) => {
@@ -66,7 +68,12 @@ fn string_arg<'s>(scope: &mut Scope<'_, '_>, args: &v8::FunctionCallbackArgument
     }
 }
 
-fn u8_array_arg<'s>(scope: &mut Scope<'_, '_>, args: &v8::FunctionCallbackArguments<'s>, i: i32, op: &str) -> Option<v8::Local<'s, v8::Uint8Array>> {
+fn u8_array_arg<'s>(
+    scope: &mut Scope<'_, '_>,
+    args: &v8::FunctionCallbackArguments<'s>,
+    i: i32,
+    op: &str,
+) -> Option<v8::Local<'s, v8::Uint8Array>> {
     match v8::Local::<v8::Uint8Array>::try_from(args.get(i)) {
         Ok(a) => Some(a),
         Err(_) => {
@@ -215,7 +222,8 @@ fn decoder_new(scope: &mut Scope, args: v8::FunctionCallbackArguments, mut rv: v
         throw_range_error(scope, "TextDecoder: unsupported encoding");
         return;
     };
-    let decoder = if ignore_bom { encoding.new_decoder_without_bom_handling() } else { encoding.new_decoder_with_bom_removal() };
+    let decoder =
+        if ignore_bom { encoding.new_decoder_without_bom_handling() } else { encoding.new_decoder_with_bom_removal() };
     match state(scope).borrow_mut().decoders.insert(decoder, fatal) {
         Some(id) => rv.set_uint32(id),
         None => throw_range_error(scope, "TextDecoder: too many streaming decoders are open in this worker"),

@@ -122,7 +122,11 @@ impl Core {
     /// Sets up a core on the calling thread (which it pins): ring, transport, isolate.
     pub fn new(config: CoreConfig, mailbox: Receiver<Command>, wake: Arc<EventFd>) -> Result<Core, CoreError> {
         let index = config.index;
-        kernel_shim::cpu::pin_current_thread(config.cpu).map_err(|error| CoreError::Pin { index, cpu: config.cpu, error })?;
+        kernel_shim::cpu::pin_current_thread(config.cpu).map_err(|error| CoreError::Pin {
+            index,
+            cpu: config.cpu,
+            error,
+        })?;
         let mut ring = Ring::new(config.ring).map_err(|error| CoreError::Ring { index, error })?;
         let worker = Worker::new(&config.worker).map_err(|error| CoreError::Load { index, error })?;
         let mut net = KernelNet::new(config.net);
@@ -247,7 +251,8 @@ impl Core {
             return;
         };
         let names: Vec<String> = request.headers().map(|(name, _)| name.to_ascii_lowercase()).collect();
-        let headers: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(request.headers().map(|(_, value)| value)).collect();
+        let headers: Vec<(&str, &[u8])> =
+            names.iter().map(String::as_str).zip(request.headers().map(|(_, value)| value)).collect();
         let id = self.next_request_id;
         self.next_request_id += 1;
         self.pending.insert(id, Pending { conn, request: request.id() });
@@ -260,7 +265,15 @@ impl Core {
             Outcome::Response { id, response } => (id, response),
             Outcome::Failed { id, message } => {
                 tracing::error!(target: "worker", "[{}] {message}", self.worker_name);
-                (id, WireResponse { status: 500, reason: String::new(), headers: vec![("content-type".into(), b"text/plain".to_vec())], body: b"worker threw an exception\n".to_vec() })
+                (
+                    id,
+                    WireResponse {
+                        status: 500,
+                        reason: String::new(),
+                        headers: vec![("content-type".into(), b"text/plain".to_vec())],
+                        body: b"worker threw an exception\n".to_vec(),
+                    },
+                )
             }
         };
         let Some(pending) = self.pending.remove(&id) else { return };

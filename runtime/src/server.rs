@@ -30,11 +30,19 @@ pub struct ServerConfig {
 /// A core's life as the main thread sees it.
 #[derive(Debug)]
 pub enum CoreEvent {
-    Ready { index: usize },
+    Ready {
+        index: usize,
+    },
     /// Start-up failed; the message names the cause.
-    Failed { index: usize, error: CoreError },
+    Failed {
+        index: usize,
+        error: CoreError,
+    },
     /// The loop ended: `Ok` after a drain, `Err` if its ring failed.
-    Exited { index: usize, result: Result<(), String> },
+    Exited {
+        index: usize,
+        result: Result<(), String>,
+    },
 }
 
 #[derive(Debug)]
@@ -73,7 +81,15 @@ impl Server {
         for (index, (listener, cpu)) in config.listeners.into_iter().zip(config.cpus).enumerate() {
             let (mailbox_tx, mailbox_rx) = bounded::<Command>(16);
             let wake = Arc::new(EventFd::new().map_err(StartError::EventFd)?);
-            let core_config = CoreConfig { index, cpu, listener, worker: config.worker.clone(), http: config.http, net: config.net, ring: config.ring };
+            let core_config = CoreConfig {
+                index,
+                cpu,
+                listener,
+                worker: config.worker.clone(),
+                http: config.http,
+                net: config.net,
+                ring: config.ring,
+            };
             let events_tx = events_tx.clone();
             let core_wake = wake.clone();
             let thread = std::thread::Builder::new()

@@ -31,10 +31,16 @@ pub struct WireResponse {
 /// How one request ended inside the isolate.
 #[derive(Debug)]
 pub enum Outcome {
-    Response { id: u64, response: WireResponse },
+    Response {
+        id: u64,
+        response: WireResponse,
+    },
     /// The handler threw, rejected, returned a non-Response, or never responded; `message` is
     /// what goes to the worker's log (usually a stack trace).
-    Failed { id: u64, message: String },
+    Failed {
+        id: u64,
+        message: String,
+    },
 }
 
 /// The isolate's view of time. It moves only when the scheduler says so (between I/O events),
@@ -54,9 +60,7 @@ impl Clock {
 
     /// Moves the clock to `now` (the time the scheduler observed at its last I/O event).
     pub fn advance(&mut self, now: Instant) {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
         // Millisecond resolution, like Cloudflare's, and never backwards.
         let ms = wall.as_millis() as f64;
         if ms > self.wall_ms {
@@ -167,9 +171,8 @@ impl Decoders {
     pub fn decode(&mut self, id: u32, bytes: &[u8], last: bool) -> Option<Result<String, ()>> {
         let (decoder, fatal) = self.slots.get_mut(&id)?;
         let fatal = *fatal;
-        let mut out = String::with_capacity(
-            decoder.max_utf8_buffer_length(bytes.len()).unwrap_or(bytes.len() * 3 + 16),
-        );
+        let mut out =
+            String::with_capacity(decoder.max_utf8_buffer_length(bytes.len()).unwrap_or(bytes.len() * 3 + 16));
         let result = if fatal {
             let (result, _read) = decoder.decode_to_string_without_replacement(bytes, &mut out, last);
             match result {

@@ -31,7 +31,10 @@ fn request(worker: &mut Worker, id: u64, parts: &RequestParts) -> Option<Outcome
     loop {
         worker.run_microtasks();
         worker.take_outcomes(&mut outcomes);
-        if let Some(i) = outcomes.iter().position(|o| matches!(o, Outcome::Response { id: x, .. } | Outcome::Failed { id: x, .. } if *x == id)) {
+        if let Some(i) = outcomes
+            .iter()
+            .position(|o| matches!(o, Outcome::Response { id: x, .. } | Outcome::Failed { id: x, .. } if *x == id))
+        {
             return Some(outcomes.swap_remove(i));
         }
         let next = worker.next_timer()?;
@@ -49,7 +52,9 @@ fn get(url: &str) -> RequestParts<'_> {
 
 fn body_of(outcome: Option<Outcome>) -> (u16, String) {
     match outcome {
-        Some(Outcome::Response { response, .. }) => (response.status, String::from_utf8_lossy(&response.body).into_owned()),
+        Some(Outcome::Response { response, .. }) => {
+            (response.status, String::from_utf8_lossy(&response.body).into_owned())
+        }
         Some(Outcome::Failed { message, .. }) => panic!("request failed: {message}"),
         None => panic!("request never finished"),
     }
@@ -69,7 +74,8 @@ fn api_headers() {
 #[test]
 fn api_request_response() {
     let headers: &[(&str, &[u8])] = &[("content-type", b"application/json")];
-    let parts = RequestParts { method: "POST", url: "http://example.com/path?q=1", headers, body: br#"{"hello":"world"}"# };
+    let parts =
+        RequestParts { method: "POST", url: "http://example.com/path?q=1", headers, body: br#"{"hello":"world"}"# };
     api_test("fetch_types", &parts);
 }
 
@@ -128,7 +134,12 @@ fn errors_in_handlers_fail_the_request_and_the_next_one_works() {
         return new Response("fine");
     } }"#;
     let mut worker = Worker::new(&spec_from_source("errors", source, ScriptFormat::Auto)).unwrap();
-    for (path, needle) in [("/throw", "Error: boom"), ("/reject", "TypeError: nope"), ("/string", "not a Response"), ("/error", "Response.error()")] {
+    for (path, needle) in [
+        ("/throw", "Error: boom"),
+        ("/reject", "TypeError: nope"),
+        ("/string", "not a Response"),
+        ("/error", "Response.error()"),
+    ] {
         let url = format!("http://h{path}");
         match request(&mut worker, 1, &get(&url)) {
             Some(Outcome::Failed { message, .. }) => assert!(message.contains(needle), "{path}: {message}"),
@@ -178,15 +189,26 @@ fn missing_handlers_are_start_up_errors() {
 
 #[test]
 fn imports_resolve_beside_the_worker_and_not_outside_it() {
-    let error = Worker::new(&spec_from_source("escape", "import x from '../../Cargo.toml'; export default { fetch() {} }", ScriptFormat::Auto)).unwrap_err();
+    let error = Worker::new(&spec_from_source(
+        "escape",
+        "import x from '../../Cargo.toml'; export default { fetch() {} }",
+        ScriptFormat::Auto,
+    ))
+    .unwrap_err();
     assert!(error.to_string().contains("outside the worker's directory"), "{error}");
-    let error = Worker::new(&spec_from_source("bare", "import x from 'lodash'; export default { fetch() {} }", ScriptFormat::Auto)).unwrap_err();
+    let error = Worker::new(&spec_from_source(
+        "bare",
+        "import x from 'lodash'; export default { fetch() {} }",
+        ScriptFormat::Auto,
+    ))
+    .unwrap_err();
     assert!(error.to_string().contains("only relative imports"), "{error}");
 }
 
 #[test]
 fn tenants_do_not_see_each_others_globals() {
-    let a = "globalThis.secret = 'a-only'; export default { fetch() { return new Response(String(globalThis.secret)); } }";
+    let a =
+        "globalThis.secret = 'a-only'; export default { fetch() { return new Response(String(globalThis.secret)); } }";
     let b = "export default { fetch() { return new Response(String(globalThis.secret)); } }";
     let mut wa = Worker::new(&spec_from_source("a", a, ScriptFormat::Auto)).unwrap();
     let mut wb = Worker::new(&spec_from_source("b", b, ScriptFormat::Auto)).unwrap();
@@ -197,7 +219,9 @@ fn tenants_do_not_see_each_others_globals() {
 #[test]
 fn workers_can_be_dropped_in_any_order() {
     let source = "export default { fetch() { return new Response('x'); } }";
-    let mut workers: Vec<Option<Worker>> = (0..5).map(|i| Some(Worker::new(&spec_from_source(&format!("w{i}"), source, ScriptFormat::Auto)).unwrap())).collect();
+    let mut workers: Vec<Option<Worker>> = (0..5)
+        .map(|i| Some(Worker::new(&spec_from_source(&format!("w{i}"), source, ScriptFormat::Auto)).unwrap()))
+        .collect();
     for i in [2, 0, 4] {
         workers[i] = None;
     }

@@ -166,7 +166,8 @@ impl Worker {
 
         let ops_object = v8::Object::new(scope);
         for (name, callback) in ops::table() {
-            let function = v8::Function::new_raw(scope, callback).ok_or_else(|| bootstrap_error("ops", "cannot create an op"))?;
+            let function =
+                v8::Function::new_raw(scope, callback).ok_or_else(|| bootstrap_error("ops", "cannot create an op"))?;
             let key = v8::String::new(scope, name).unwrap();
             ops_object.set(scope, key.into(), function.into());
         }
@@ -174,7 +175,8 @@ impl Worker {
         for (file, source) in BOOTSTRAP {
             v8::tc_scope!(let tc, scope);
             let init = run_classic(tc, file, source).map_err(|m| bootstrap_error(file, &m))?;
-            let init = v8::Local::<v8::Function>::try_from(init).map_err(|_| bootstrap_error(file, "the script does not evaluate to a function"))?;
+            let init = v8::Local::<v8::Function>::try_from(init)
+                .map_err(|_| bootstrap_error(file, "the script does not evaluate to a function"))?;
             let undefined = v8::undefined(tc).into();
             if init.call(tc, undefined, &[ops_object.into(), internals.into(), global.into()]).is_none() {
                 return Err(bootstrap_error(file, &exception_text(tc)));
@@ -193,7 +195,10 @@ impl Worker {
                 {
                     v8::tc_scope!(let tc, scope);
                     let origin = script_origin(tc, &file, false);
-                    let code = v8::String::new(tc, &spec.source).ok_or_else(|| LoadError::Evaluate { file: file.clone(), message: "the script is too large".into() })?;
+                    let code = v8::String::new(tc, &spec.source).ok_or_else(|| LoadError::Evaluate {
+                        file: file.clone(),
+                        message: "the script is too large".into(),
+                    })?;
                     let Some(script) = v8::Script::compile(tc, code, Some(&origin)) else {
                         return Err(compile_error(tc, &file));
                     };
@@ -370,7 +375,11 @@ fn bootstrap_error(file: &str, message: &str) -> LoadError {
     LoadError::Bootstrap { file: file.to_string(), message: message.to_string() }
 }
 
-fn get_function<'s>(scope: &mut v8::PinScope<'s, '_>, object: v8::Local<v8::Object>, name: &str) -> Result<v8::Local<'s, v8::Function>, LoadError> {
+fn get_function<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    object: v8::Local<v8::Object>,
+    name: &str,
+) -> Result<v8::Local<'s, v8::Function>, LoadError> {
     let key = v8::String::new(scope, name).unwrap();
     object
         .get(scope, key.into())
@@ -383,7 +392,11 @@ fn script_origin<'s>(scope: &mut v8::PinScope<'s, '_>, name: &str, is_module: bo
     v8::ScriptOrigin::new(scope, name.into(), 0, 0, false, 0, None, false, false, is_module, None)
 }
 
-fn run_classic<'s>(tc: &mut v8::PinnedRef<'s, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>, file: &str, source: &str) -> Result<v8::Local<'s, v8::Value>, String> {
+fn run_classic<'s>(
+    tc: &mut v8::PinnedRef<'s, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>,
+    file: &str,
+    source: &str,
+) -> Result<v8::Local<'s, v8::Value>, String> {
     let origin = script_origin(tc, file, false);
     let code = v8::String::new(tc, source).ok_or("source too large")?;
     let script = v8::Script::compile(tc, code, Some(&origin)).ok_or_else(|| exception_text(tc))?;
@@ -403,7 +416,13 @@ fn exception_text(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScop
 
 fn compile_error(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>, file: &str) -> LoadError {
     let Some(message) = tc.message() else {
-        return LoadError::Compile { file: file.to_string(), line: 0, column: 0, message: exception_text(tc), excerpt: String::new() };
+        return LoadError::Compile {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            message: exception_text(tc),
+            excerpt: String::new(),
+        };
     };
     let text = message.get(tc).to_rust_string_lossy(tc);
     let line = message.get_line_number(tc).unwrap_or(0);
@@ -458,11 +477,16 @@ struct ModuleMap {
     error: Option<LoadError>,
 }
 
-fn compile_module_at<'s>(scope: &mut v8::PinScope<'s, '_>, path: &Path, source: &str) -> Result<v8::Local<'s, v8::Module>, LoadError> {
+fn compile_module_at<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    path: &Path,
+    source: &str,
+) -> Result<v8::Local<'s, v8::Module>, LoadError> {
     let file = path.display().to_string();
     v8::tc_scope!(let tc, scope);
     let origin = script_origin(tc, &file, true);
-    let code = v8::String::new(tc, source).ok_or_else(|| LoadError::Evaluate { file: file.clone(), message: "the module is too large".into() })?;
+    let code = v8::String::new(tc, source)
+        .ok_or_else(|| LoadError::Evaluate { file: file.clone(), message: "the module is too large".into() })?;
     let mut source = v8::script_compiler::Source::new(code, Some(&origin));
     match v8::script_compiler::compile_module(tc, &mut source) {
         Some(module) => {
@@ -500,7 +524,10 @@ fn load_module(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local
                     return Err(LoadError::Evaluate { file: file.clone(), message: describe_value(tc, reason) });
                 }
                 v8::PromiseState::Pending => {
-                    return Err(LoadError::Evaluate { file: file.clone(), message: "top-level await did not settle during start-up".into() });
+                    return Err(LoadError::Evaluate {
+                        file: file.clone(),
+                        message: "top-level await did not settle during start-up".into(),
+                    });
                 }
                 v8::PromiseState::Fulfilled => {}
             }
@@ -529,7 +556,8 @@ fn resolve_module<'s>(
         (map.path_of.get(&referrer.get_identity_hash().get())?.clone(), map.root.clone())
     };
     let fail = |scope: &mut v8::PinScope, reason: String| {
-        let error = LoadError::Import { file: referrer_path.display().to_string(), specifier: specifier.clone(), reason };
+        let error =
+            LoadError::Import { file: referrer_path.display().to_string(), specifier: specifier.clone(), reason };
         if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
             map.error.get_or_insert(error);
         }
@@ -546,7 +574,10 @@ fn resolve_module<'s>(
     };
     let canonical_root = root.canonicalize().unwrap_or(root);
     if !path.starts_with(&canonical_root) {
-        return fail(scope, format!("{} is outside the worker's directory {}", path.display(), canonical_root.display()));
+        return fail(
+            scope,
+            format!("{} is outside the worker's directory {}", path.display(), canonical_root.display()),
+        );
     }
     if let Some(existing) = scope.get_slot::<ModuleMap>().and_then(|m| m.by_path.get(&path).cloned()) {
         return Some(v8::Local::new(scope, existing));

@@ -21,7 +21,12 @@ fn hello_example_answers() {
 fn echo_returns_method_url_headers_and_body() {
     let isobar = Isobar::start(&["run", "examples/echo.js"]);
     let mut client = isobar.connect();
-    let response = client.request("PUT", "/some/path?x=1&y=%20", &[("X-Custom", "Value 1"), ("content-type", "text/plain")], b"the body \xc3\xa9");
+    let response = client.request(
+        "PUT",
+        "/some/path?x=1&y=%20",
+        &[("X-Custom", "Value 1"), ("content-type", "text/plain")],
+        b"the body \xc3\xa9",
+    );
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/json"));
     let json = response.json();
@@ -123,7 +128,9 @@ fn head_and_expect_continue_and_chunked_bodies() {
     assert_eq!(done.json()["body"], "hello");
 
     // A chunked request body.
-    client.send_raw(b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    client.send_raw(
+        b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
     let chunked = client.read_response(false);
     assert_eq!(chunked.json()["body"], "hello world");
 }
@@ -131,7 +138,12 @@ fn head_and_expect_continue_and_chunked_bodies() {
 #[test]
 fn malformed_request_gets_400_and_the_server_stays_up() {
     let isobar = Isobar::start(&["run", "examples/hello.js"]);
-    for garbage in [&b"THIS IS NOT HTTP\r\n\r\n"[..], b"GET / HTTP/1.1\r\nbad header line\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n", b"\x00\x01\x02\r\n\r\n"] {
+    for garbage in [
+        &b"THIS IS NOT HTTP\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nbad header line\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\x00\x01\x02\r\n\r\n",
+    ] {
         let mut client = isobar.connect();
         client.send_raw(garbage);
         let response = client.read_response(false);

@@ -62,7 +62,12 @@ impl Isobar {
         if args.first() == Some(&"run") && !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
         let stderr = Arc::new(Mutex::new(String::new()));
         collect(child.stderr.take().expect("piped stderr"), stderr.clone());
         let stdout = child.stdout.take().expect("piped stdout");
@@ -161,7 +166,12 @@ fn collect(stderr: ChildStderr, into: Arc<Mutex<String>>) {
 
 /// Runs isobar expecting it to fail at start-up; returns (exit code, stderr).
 pub fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
-    let output = Command::new(isobar_bin()).current_dir(workspace()).args(args).stdin(Stdio::null()).output().expect("run isobar");
+    let output = Command::new(isobar_bin())
+        .current_dir(workspace())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run isobar");
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -245,7 +255,11 @@ impl Client {
                 httparse::Status::Complete(head_len) => {
                     let status = parsed.code.unwrap_or(0);
                     let reason = parsed.reason.unwrap_or("").to_string();
-                    let headers: Vec<(String, String)> = parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned())).collect();
+                    let headers: Vec<(String, String)> = parsed
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect();
                     let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
                     if (100..200).contains(&status) {
                         self.buffer.drain(..head_len);
@@ -304,7 +318,8 @@ impl Client {
                 self.read_more()?;
             };
             let size_text = String::from_utf8_lossy(&self.buffer[..line_end]).to_string();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
             self.buffer.drain(..line_end + 2);
             if size == 0 {
                 // Trailers end with an empty line.
@@ -330,7 +345,8 @@ impl Client {
     pub fn is_closed_by_peer(&mut self, timeout: Duration) -> bool {
         self.stream.set_read_timeout(Some(timeout)).unwrap();
         let mut byte = [0u8; 1];
-        let closed = matches!(self.stream.read(&mut byte), Ok(0)) || matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+        let closed = matches!(self.stream.read(&mut byte), Ok(0))
+            || matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
         self.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         closed
     }

@@ -46,10 +46,7 @@ pub const fn key_tag(key: u64) -> u8 {
 
 /// A key carrying `tag` in its top 8 bits and `low` (which must fit in 56 bits) below.
 pub const fn tagged_key(tag: u8, low: u64) -> u64 {
-    assert!(
-        low >> KEY_TAG_SHIFT == 0,
-        "the low part of a key must fit in 56 bits"
-    );
+    assert!(low >> KEY_TAG_SHIFT == 0, "the low part of a key must fit in 56 bits");
     ((tag as u64) << KEY_TAG_SHIFT) | low
 }
 
@@ -68,11 +65,7 @@ pub struct RingConfig {
 
 impl Default for RingConfig {
     fn default() -> RingConfig {
-        RingConfig {
-            entries: 256,
-            recv_buffers: 256,
-            recv_buffer_bytes: 16 * 1024,
-        }
+        RingConfig { entries: 256, recv_buffers: 256, recv_buffer_bytes: 16 * 1024 }
     }
 }
 
@@ -93,19 +86,11 @@ pub enum Op {
     Recv { fd: RawFd, buf: Vec<u8> },
     /// Sends `buf[offset..]` (with MSG_NOSIGNAL); may be partial: the completion gives back
     /// `buf` and `offset`, and the caller resubmits from `offset + result`.
-    Send {
-        fd: RawFd,
-        buf: Vec<u8>,
-        offset: usize,
-    },
+    Send { fd: RawFd, buf: Vec<u8>, offset: usize },
     /// `read(2)` into the spare capacity of `buf`, like [`Op::Recv`] (eventfd, TAP).
     Read { fd: RawFd, buf: Vec<u8> },
     /// `write(2)` of `buf[offset..]`, like [`Op::Send`] (eventfd, TAP).
-    Write {
-        fd: RawFd,
-        buf: Vec<u8>,
-        offset: usize,
-    },
+    Write { fd: RawFd, buf: Vec<u8>, offset: usize },
     /// Connects a socket (from [`crate::net::tcp_socket`]) to `addr`.
     Connect { fd: RawFd, addr: SocketAddr },
     /// Fires after `after`: completes with `Ok(0)`, or `Err(Errno::CANCELED)` when cancelled.
@@ -176,12 +161,7 @@ impl Errno {
 
 impl fmt::Debug for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Errno({}: {})",
-            self.0,
-            io::Error::from_raw_os_error(self.0)
-        )
+        write!(f, "Errno({}: {})", self.0, io::Error::from_raw_os_error(self.0))
     }
 }
 
@@ -305,12 +285,9 @@ impl Ring {
             return Err(RingError::Config("entries must be between 1 and 32768"));
         }
         if config.recv_buffers != 0
-            && (!config.recv_buffers.is_power_of_two()
-                || config.recv_buffers > provided::BUFFERS_MAX)
+            && (!config.recv_buffers.is_power_of_two() || config.recv_buffers > provided::BUFFERS_MAX)
         {
-            return Err(RingError::Config(
-                "recv_buffers must be 0 or a power of two up to 32768",
-            ));
+            return Err(RingError::Config("recv_buffers must be 0 or a power of two up to 32768"));
         }
         if config.recv_buffers != 0 && config.recv_buffer_bytes == 0 {
             return Err(RingError::Config("recv_buffer_bytes must be > 0"));
@@ -337,22 +314,14 @@ impl Ring {
     /// Queues `op`; its completions carry `key`. If the submission queue is full the queued
     /// entries are flushed to the kernel first; an op is never lost.
     pub fn submit(&mut self, op: Op, key: u64) -> OpId {
-        assert!(
-            self.ops.len() < OPS_MAX,
-            "more than {OPS_MAX} io_uring operations in flight"
-        );
+        assert!(self.ops.len() < OPS_MAX, "more than {OPS_MAX} io_uring operations in flight");
         self.generation = self.generation.wrapping_add(1);
         let slot = self.ops.vacant_key();
         let id = OpId::new(slot, self.generation);
         let (sqe, kind, held) = build_sqe(op);
         // The SQE's pointers target heap memory owned by `held` (a Vec's buffer, a Box): moving
         // `held` into the slab does not move what they point at.
-        self.ops.insert(Slot {
-            generation: self.generation,
-            key,
-            kind,
-            held,
-        });
+        self.ops.insert(Slot { generation: self.generation, key, kind, held });
         self.push(sqe.user_data(id.0));
         id
     }
@@ -360,11 +329,7 @@ impl Ring {
     /// Submits everything queued, then waits until at least one completion is ready or
     /// `timeout` passes (`None`: no limit; `Some(ZERO)`: just poll). Appends the completions to
     /// `out` and returns how many it appended (0 on timeout or signal).
-    pub fn wait(
-        &mut self,
-        timeout: Option<Duration>,
-        out: &mut Vec<Completion>,
-    ) -> Result<usize, RingError> {
+    pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> Result<usize, RingError> {
         let before = out.len();
         self.submit_backlog()?;
         let entered = if !self.uring.completion().is_empty() {
@@ -394,26 +359,18 @@ impl Ring {
 
     /// The first `len` bytes of provided buffer `buf_id`, lent by a [`CompletionData::Provided`].
     pub fn provided(&self, buf_id: u16, len: u32) -> &[u8] {
-        self.buffers
-            .as_ref()
-            .expect("a ring without provided buffers lent one")
-            .bytes(buf_id, len)
+        self.buffers.as_ref().expect("a ring without provided buffers lent one").bytes(buf_id, len)
     }
 
     /// Gives provided buffer `buf_id` back to the kernel. Every lent buffer must come back
     /// exactly once, or the pool shrinks until every multishot recv ends with ENOBUFS.
     pub fn recycle(&mut self, buf_id: u16) {
-        self.buffers
-            .as_mut()
-            .expect("a ring without provided buffers lent one")
-            .give_back(buf_id);
+        self.buffers.as_mut().expect("a ring without provided buffers lent one").give_back(buf_id);
     }
 
     /// Bytes in each provided buffer (the most one multishot completion carries).
     pub fn provided_buffer_bytes(&self) -> u32 {
-        self.buffers
-            .as_ref()
-            .map_or(0, ProvidedBuffers::buffer_bytes)
+        self.buffers.as_ref().map_or(0, ProvidedBuffers::buffer_bytes)
     }
 
     /// Provided buffers currently lent to the caller.
@@ -466,14 +423,9 @@ impl Ring {
                 return Ok(());
             }
             self.move_backlog();
-            self.uring
-                .submit()
-                .map_err(|error| RingError::Enter { error })?;
+            self.uring.submit().map_err(|error| RingError::Enter { error })?;
         }
-        assert!(
-            self.backlog.is_empty(),
-            "the kernel accepted no SQE for {rounds_max} rounds"
-        );
+        assert!(self.backlog.is_empty(), "the kernel accepted no SQE for {rounds_max} rounds");
         Ok(())
     }
 
@@ -484,13 +436,7 @@ impl Ring {
             if cqe.user_data() == DROP_CANCEL_USER_DATA {
                 continue;
             }
-            out.push(complete(
-                &mut self.ops,
-                self.buffers.as_mut(),
-                cqe.user_data(),
-                cqe.result(),
-                cqe.flags(),
-            ));
+            out.push(complete(&mut self.ops, self.buffers.as_mut(), cqe.user_data(), cqe.result(), cqe.flags()));
         }
     }
 }
@@ -499,9 +445,7 @@ impl Ring {
 fn build_sqe(op: Op) -> (squeue::Entry, Kind, Held) {
     match op {
         Op::AcceptMulti { fd } => {
-            let sqe = opcode::AcceptMulti::new(types::Fd(fd))
-                .flags(libc::SOCK_CLOEXEC)
-                .build();
+            let sqe = opcode::AcceptMulti::new(types::Fd(fd)).flags(libc::SOCK_CLOEXEC).build();
             (sqe, Kind::AcceptMulti, Held::Nothing)
         }
         Op::RecvMulti { fd } => {
@@ -510,32 +454,22 @@ fn build_sqe(op: Op) -> (squeue::Entry, Kind, Held) {
         }
         Op::Recv { fd, mut buf } => {
             let (ptr, len) = spare_capacity(&mut buf);
-            (
-                opcode::Recv::new(types::Fd(fd), ptr, len).build(),
-                Kind::Fill,
-                Held::Buffer(buf),
-            )
+            (opcode::Recv::new(types::Fd(fd), ptr, len).build(), Kind::Fill, Held::Buffer(buf))
         }
         Op::Read { fd, mut buf } => {
             let (ptr, len) = spare_capacity(&mut buf);
             // Offset -1: the file position (or none, for eventfd and TAP).
-            let sqe = opcode::Read::new(types::Fd(fd), ptr, len)
-                .offset(u64::MAX)
-                .build();
+            let sqe = opcode::Read::new(types::Fd(fd), ptr, len).offset(u64::MAX).build();
             (sqe, Kind::Fill, Held::Buffer(buf))
         }
         Op::Send { fd, buf, offset } => {
             let (ptr, len) = unsent(&buf, offset);
-            let sqe = opcode::Send::new(types::Fd(fd), ptr, len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build();
+            let sqe = opcode::Send::new(types::Fd(fd), ptr, len).flags(libc::MSG_NOSIGNAL).build();
             (sqe, Kind::Drain, Held::Sent { buf, offset })
         }
         Op::Write { fd, buf, offset } => {
             let (ptr, len) = unsent(&buf, offset);
-            let sqe = opcode::Write::new(types::Fd(fd), ptr, len)
-                .offset(u64::MAX)
-                .build();
+            let sqe = opcode::Write::new(types::Fd(fd), ptr, len).offset(u64::MAX).build();
             (sqe, Kind::Drain, Held::Sent { buf, offset })
         }
         Op::Connect { fd, addr } => {
@@ -548,18 +482,10 @@ fn build_sqe(op: Op) -> (squeue::Entry, Kind, Held) {
             let sqe = opcode::Timeout::new(&*timespec).build();
             (sqe, Kind::Timeout, Held::Time(timespec))
         }
-        Op::Cancel { target } => (
-            opcode::AsyncCancel::new(target.0).build(),
-            Kind::Other,
-            Held::Nothing,
-        ),
+        Op::Cancel { target } => (opcode::AsyncCancel::new(target.0).build(), Kind::Other, Held::Nothing),
         Op::CancelFd { fd } => {
             let builder = types::CancelBuilder::fd(types::Fd(fd)).all();
-            (
-                opcode::AsyncCancel2::new(builder).build(),
-                Kind::Other,
-                Held::Nothing,
-            )
+            (opcode::AsyncCancel2::new(builder).build(), Kind::Other, Held::Nothing)
         }
         Op::Shutdown { fd, how } => {
             let how = match how {
@@ -567,11 +493,7 @@ fn build_sqe(op: Op) -> (squeue::Entry, Kind, Held) {
                 Shutdown::Write => libc::SHUT_WR,
                 Shutdown::Both => libc::SHUT_RDWR,
             };
-            (
-                opcode::Shutdown::new(types::Fd(fd), how).build(),
-                Kind::Other,
-                Held::Nothing,
-            )
+            (opcode::Shutdown::new(types::Fd(fd), how).build(), Kind::Other, Held::Nothing)
         }
         Op::Close { fd } => {
             // The kernel closes it; from here the number is the op's, not an `OwnedFd`'s.
@@ -583,20 +505,13 @@ fn build_sqe(op: Op) -> (squeue::Entry, Kind, Held) {
 
 fn spare_capacity(buf: &mut Vec<u8>) -> (*mut u8, u32) {
     let spare = buf.capacity() - buf.len();
-    assert!(
-        spare > 0,
-        "a read into a buffer without spare capacity would look like end of file"
-    );
+    assert!(spare > 0, "a read into a buffer without spare capacity would look like end of file");
     let len = u32::try_from(spare).unwrap_or(u32::MAX);
     (buf.spare_capacity_mut().as_mut_ptr().cast::<u8>(), len)
 }
 
 fn unsent(buf: &[u8], offset: usize) -> (*const u8, u32) {
-    assert!(
-        offset <= buf.len(),
-        "send offset {offset} past the end of a {}-byte buffer",
-        buf.len()
-    );
+    assert!(offset <= buf.len(), "send offset {offset} past the end of a {}-byte buffer", buf.len());
     let rest = &buf[offset..];
     (rest.as_ptr(), u32::try_from(rest.len()).unwrap_or(u32::MAX))
 }
@@ -610,17 +525,11 @@ fn complete(
     flags: u32,
 ) -> Completion {
     let id = OpId(user_data);
-    let slot = ops
-        .get(id.slot())
-        .filter(|slot| slot.generation == id.generation());
+    let slot = ops.get(id.slot()).filter(|slot| slot.generation == id.generation());
     let slot = slot.unwrap_or_else(|| panic!("CQE for {id:?}, which this ring did not submit"));
     let (key, kind) = (slot.key, slot.kind);
     let more = cqueue::more(flags);
-    let mut result = if res >= 0 {
-        Ok(res as u32)
-    } else {
-        Err(Errno(-res))
-    };
+    let mut result = if res >= 0 { Ok(res as u32) } else { Err(Errno(-res)) };
     let mut data = CompletionData::None;
 
     match kind {
@@ -647,10 +556,7 @@ fn complete(
             }
         }
         Kind::Fill | Kind::Drain | Kind::Connect | Kind::Other => {
-            assert!(
-                !more,
-                "a single-shot operation posted a CQE with IORING_CQE_F_MORE"
-            );
+            assert!(!more, "a single-shot operation posted a CQE with IORING_CQE_F_MORE");
         }
     }
 
@@ -671,13 +577,7 @@ fn complete(
             Held::Nothing | Held::Addr(_) | Held::Time(_) => {}
         }
     }
-    Completion {
-        key,
-        op: id,
-        result,
-        more,
-        data,
-    }
+    Completion { key, op: id, result, more, data }
 }
 
 impl Drop for Ring {
@@ -691,10 +591,7 @@ impl Drop for Ring {
             let deadline = Instant::now() + Duration::from_millis(DROP_DRAIN_MS);
             let mut scratch = Vec::new();
             while !self.ops.is_empty() && Instant::now() < deadline {
-                if self
-                    .wait(Some(Duration::from_millis(10)), &mut scratch)
-                    .is_err()
-                {
+                if self.wait(Some(Duration::from_millis(10)), &mut scratch).is_err() {
                     break;
                 }
                 scratch.clear();

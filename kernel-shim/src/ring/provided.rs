@@ -42,13 +42,9 @@ impl Mapping {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(RingError::BufferMemory {
-                bytes,
-                error: io::Error::last_os_error(),
-            });
+            return Err(RingError::BufferMemory { bytes, error: io::Error::last_os_error() });
         }
-        let ptr =
-            NonNull::new(ptr.cast::<u8>()).expect("mmap never returns NULL without MAP_FIXED");
+        let ptr = NonNull::new(ptr.cast::<u8>()).expect("mmap never returns NULL without MAP_FIXED");
         Ok(Mapping { ptr, bytes })
     }
 }
@@ -82,13 +78,10 @@ impl ProvidedBuffers {
         assert!(count.is_power_of_two() && count <= BUFFERS_MAX);
         assert!(buffer_bytes > 0);
         let page_bytes = page_bytes();
-        let entries_bytes =
-            (usize::from(count) * size_of::<BufRingEntry>()).next_multiple_of(page_bytes);
+        let entries_bytes = (usize::from(count) * size_of::<BufRingEntry>()).next_multiple_of(page_bytes);
         let data_bytes = usize::from(count)
             .checked_mul(buffer_bytes as usize)
-            .ok_or(RingError::Config(
-                "recv_buffers * recv_buffer_bytes overflows",
-            ))?;
+            .ok_or(RingError::Config("recv_buffers * recv_buffer_bytes overflows"))?;
         let mut pool = ProvidedBuffers {
             entries: Mapping::new(entries_bytes)?,
             data: Mapping::new(data_bytes)?,
@@ -122,11 +115,7 @@ impl ProvidedBuffers {
 
     /// The kernel handed buffer `id` to the caller in a completion.
     pub(super) fn lend(&mut self, id: u16) {
-        assert!(
-            id < self.count,
-            "the kernel selected buffer {id} of a pool of {}",
-            self.count
-        );
+        assert!(id < self.count, "the kernel selected buffer {id} of a pool of {}", self.count);
         assert!(!self.lent[usize::from(id)], "buffer {id} was lent twice");
         self.lent[usize::from(id)] = true;
         self.lent_count += 1;
@@ -135,15 +124,8 @@ impl ProvidedBuffers {
 
     /// The caller is done with buffer `id`: publish it to the kernel again.
     pub(super) fn give_back(&mut self, id: u16) {
-        assert!(
-            id < self.count,
-            "recycle of buffer {id} outside a pool of {}",
-            self.count
-        );
-        assert!(
-            self.lent[usize::from(id)],
-            "recycle of buffer {id} that the kernel already has"
-        );
+        assert!(id < self.count, "recycle of buffer {id} outside a pool of {}", self.count);
+        assert!(self.lent[usize::from(id)], "recycle of buffer {id} that the kernel already has");
         self.lent[usize::from(id)] = false;
         self.lent_count -= 1;
 
@@ -155,8 +137,7 @@ impl ProvidedBuffers {
         // and the ring never holds more than `count` buffers (each id is in it at most once, by
         // the `lent` accounting above), so the kernel is not reading it now.
         let entry = unsafe { &mut *base.add(index) };
-        entry
-            .set_addr(self.data.ptr.as_ptr() as u64 + u64::from(id) * u64::from(self.buffer_bytes));
+        entry.set_addr(self.data.ptr.as_ptr() as u64 + u64::from(id) * u64::from(self.buffer_bytes));
         entry.set_len(self.buffer_bytes);
         entry.set_bid(id);
         self.tail = self.tail.wrapping_add(1);
@@ -169,10 +150,7 @@ impl ProvidedBuffers {
 
     /// The first `len` bytes of lent buffer `id`.
     pub(super) fn bytes(&self, id: u16, len: u32) -> &[u8] {
-        assert!(
-            id < self.count && self.lent[usize::from(id)],
-            "buffer {id} is not lent out"
-        );
+        assert!(id < self.count && self.lent[usize::from(id)], "buffer {id} is not lent out");
         assert!(len <= self.buffer_bytes);
         let offset = usize::from(id) * self.buffer_bytes as usize;
         // SAFETY: the range lies inside `data`; the buffer is lent, so the kernel does not write

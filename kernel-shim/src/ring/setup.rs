@@ -98,10 +98,7 @@ pub(super) fn create(entries: u32, cq_entries: u32) -> Result<IoUring, RingError
 
 fn check_kernel(uring: &IoUring) -> Result<(), RingError> {
     let mut probe = Probe::new();
-    uring
-        .submitter()
-        .register_probe(&mut probe)
-        .map_err(|error| RingError::Probe { error })?;
+    uring.submitter().register_probe(&mut probe).map_err(|error| RingError::Probe { error })?;
     for (code, name, linux) in OPCODES_REQUIRED {
         if !probe.is_supported(code) {
             return Err(RingError::OpcodeMissing { name, linux });
@@ -109,22 +106,13 @@ fn check_kernel(uring: &IoUring) -> Result<(), RingError> {
     }
     let params = uring.params();
     if !params.is_feature_nodrop() {
-        return Err(RingError::FeatureMissing {
-            name: "NODROP",
-            linux: "5.5",
-        });
+        return Err(RingError::FeatureMissing { name: "NODROP", linux: "5.5" });
     }
     if !params.is_feature_ext_arg() {
-        return Err(RingError::FeatureMissing {
-            name: "EXT_ARG",
-            linux: "5.11",
-        });
+        return Err(RingError::FeatureMissing { name: "EXT_ARG", linux: "5.11" });
     }
     if !params.is_feature_fast_poll() {
-        return Err(RingError::FeatureMissing {
-            name: "FAST_POLL",
-            linux: "5.7",
-        });
+        return Err(RingError::FeatureMissing { name: "FAST_POLL", linux: "5.7" });
     }
     Ok(())
 }
@@ -164,13 +152,7 @@ mod tests {
             "io_uring is disabled by sysctl kernel.io_uring_disabled=2; set it to 0 \
              (sysctl -w kernel.io_uring_disabled=0)"
         );
-        let missing = RingError::OpcodeMissing {
-            name: "RECV (multishot)",
-            linux: "6.0",
-        };
-        assert_eq!(
-            missing.to_string(),
-            "opcode RECV (multishot) is missing: Linux >= 6.0 is required"
-        );
+        let missing = RingError::OpcodeMissing { name: "RECV (multishot)", linux: "6.0" };
+        assert_eq!(missing.to_string(), "opcode RECV (multishot) is missing: Linux >= 6.0 is required");
     }
 }

@@ -21,18 +21,11 @@ struct Driver {
 
 impl Driver {
     fn new(config: RingConfig) -> Driver {
-        Driver {
-            ring: Ring::new(config).unwrap(),
-            queue: VecDeque::new(),
-        }
+        Driver { ring: Ring::new(config).unwrap(), queue: VecDeque::new() }
     }
 
     fn small() -> Driver {
-        Driver::new(RingConfig {
-            entries: 64,
-            recv_buffers: 64,
-            recv_buffer_bytes: 4096,
-        })
+        Driver::new(RingConfig { entries: 64, recv_buffers: 64, recv_buffer_bytes: 4096 })
     }
 
     /// The next completion with `key`, leaving others queued.
@@ -42,14 +35,9 @@ impl Driver {
             if let Some(index) = self.queue.iter().position(|c| c.key == key) {
                 return self.queue.remove(index).unwrap();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no completion with key {key} within {COMPLETION_WAIT_MS} ms"
-            );
+            assert!(Instant::now() < deadline, "no completion with key {key} within {COMPLETION_WAIT_MS} ms");
             let mut out = Vec::new();
-            self.ring
-                .wait(Some(Duration::from_millis(50)), &mut out)
-                .unwrap();
+            self.ring.wait(Some(Duration::from_millis(50)), &mut out).unwrap();
             self.queue.extend(out);
         }
     }
@@ -64,22 +52,11 @@ fn listener() -> (OwnedFd, std::net::SocketAddr) {
 /// A connected pair: (accepted through the ring, std client).
 fn accepted_pair(driver: &mut Driver) -> (OwnedFd, TcpStream, OwnedFd) {
     let (listen_fd, addr) = listener();
-    driver.ring.submit(
-        Op::AcceptMulti {
-            fd: listen_fd.as_raw_fd(),
-        },
-        1,
-    );
+    driver.ring.submit(Op::AcceptMulti { fd: listen_fd.as_raw_fd() }, 1);
     let client = TcpStream::connect(addr).unwrap();
     let accepted = driver.next(1);
-    assert!(
-        accepted.more,
-        "multishot accept ended: {:?}",
-        accepted.result
-    );
-    let CompletionData::Accepted(fd) = accepted.data else {
-        panic!("{accepted:?}")
-    };
+    assert!(accepted.more, "multishot accept ended: {:?}", accepted.result);
+    let CompletionData::Accepted(fd) = accepted.data else { panic!("{accepted:?}") };
     (fd, client, listen_fd)
 }
 
@@ -87,41 +64,27 @@ fn accepted_pair(driver: &mut Driver) -> (OwnedFd, TcpStream, OwnedFd) {
 fn accept_recv_multishot_and_send_round_trip() {
     let mut driver = Driver::small();
     let (listen_fd, addr) = listener();
-    driver.ring.submit(
-        Op::AcceptMulti {
-            fd: listen_fd.as_raw_fd(),
-        },
-        1,
-    );
+    driver.ring.submit(Op::AcceptMulti { fd: listen_fd.as_raw_fd() }, 1);
     let mut clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let mut fds = Vec::new();
     for _ in 0..3 {
         let c = driver.next(1);
         assert!(c.more);
-        let CompletionData::Accepted(fd) = c.data else {
-            panic!("{c:?}")
-        };
+        let CompletionData::Accepted(fd) = c.data else { panic!("{c:?}") };
         fds.push(fd);
     }
     // Accept order is not connection order: map each accepted fd to its client by port.
     for (i, fd) in fds.iter().enumerate() {
         let key = 100 + i as u64;
-        driver
-            .ring
-            .submit(Op::RecvMulti { fd: fd.as_raw_fd() }, key);
+        driver.ring.submit(Op::RecvMulti { fd: fd.as_raw_fd() }, key);
         let peer = crate::net::peer_addr(fd.as_fd()).unwrap();
-        let client = clients
-            .iter_mut()
-            .find(|c| c.local_addr().unwrap() == peer)
-            .unwrap();
+        let client = clients.iter_mut().find(|c| c.local_addr().unwrap() == peer).unwrap();
         let message = format!("hello {i}");
         client.write_all(message.as_bytes()).unwrap();
         let mut got = Vec::new();
         while got.len() < message.len() {
             let c = driver.next(key);
-            let CompletionData::Provided { buf_id, len } = c.data else {
-                panic!("{c:?}")
-            };
+            let CompletionData::Provided { buf_id, len } = c.data else { panic!("{c:?}") };
             assert_eq!(c.result, Ok(len));
             got.extend_from_slice(driver.ring.provided(buf_id, len));
             driver.ring.recycle(buf_id);
@@ -129,19 +92,10 @@ fn accept_recv_multishot_and_send_round_trip() {
         assert_eq!(got, message.as_bytes());
 
         let reply = format!("world {i}").into_bytes();
-        driver.ring.submit(
-            Op::Send {
-                fd: fd.as_raw_fd(),
-                buf: reply.clone(),
-                offset: 0,
-            },
-            200,
-        );
+        driver.ring.submit(Op::Send { fd: fd.as_raw_fd(), buf: reply.clone(), offset: 0 }, 200);
         let c = driver.next(200);
         assert_eq!(c.result, Ok(reply.len() as u32));
-        let CompletionData::Sent { buf, offset: 0 } = c.data else {
-            panic!("{c:?}")
-        };
+        let CompletionData::Sent { buf, offset: 0 } = c.data else { panic!("{c:?}") };
         assert_eq!(buf, reply);
         let mut echoed = vec![0u8; reply.len()];
         client.read_exact(&mut echoed).unwrap();
@@ -168,22 +122,13 @@ fn partial_sends_continue_from_the_returned_offset() {
     let reader = std::thread::spawn(move || {
         // Read late, so the first send meets a full socket and completes partially.
         std::thread::sleep(Duration::from_millis(100));
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut got = vec![0u8; total_bytes];
         client.read_exact(&mut got).unwrap();
         got
     });
 
-    driver.ring.submit(
-        Op::Send {
-            fd: fd.as_raw_fd(),
-            buf: payload,
-            offset: 0,
-        },
-        7,
-    );
+    driver.ring.submit(Op::Send { fd: fd.as_raw_fd(), buf: payload, offset: 0 }, 7);
     let mut partial_sends = 0;
     let mut sends = 0;
     loop {
@@ -191,37 +136,21 @@ fn partial_sends_continue_from_the_returned_offset() {
         assert!(sends < 100_000);
         let c = driver.next(7);
         let sent = c.result.unwrap() as usize;
-        let CompletionData::Sent { buf, offset } = c.data else {
-            panic!("{c:?}")
-        };
+        let CompletionData::Sent { buf, offset } = c.data else { panic!("{c:?}") };
         assert!(sent > 0);
         if offset + sent == buf.len() {
             break;
         }
         partial_sends += 1;
-        driver.ring.submit(
-            Op::Send {
-                fd: fd.as_raw_fd(),
-                buf,
-                offset: offset + sent,
-            },
-            7,
-        );
+        driver.ring.submit(Op::Send { fd: fd.as_raw_fd(), buf, offset: offset + sent }, 7);
     }
-    assert!(
-        partial_sends >= 1,
-        "an 8 MiB send to a sleeping reader completed in one piece"
-    );
+    assert!(partial_sends >= 1, "an 8 MiB send to a sleeping reader completed in one piece");
     assert!(reader.join().unwrap() == expected);
 }
 
 #[test]
 fn exhausted_buffers_end_multishot_with_enobufs_and_rearm_works() {
-    let mut driver = Driver::new(RingConfig {
-        entries: 16,
-        recv_buffers: 2,
-        recv_buffer_bytes: 64,
-    });
+    let mut driver = Driver::new(RingConfig { entries: 16, recv_buffers: 2, recv_buffer_bytes: 64 });
     let (fd, mut client, _listen_fd) = accepted_pair(&mut driver);
     let message: Vec<u8> = (0..1000u32).map(|i| (i % 256) as u8).collect();
     client.write_all(&message).unwrap();
@@ -262,10 +191,7 @@ fn exhausted_buffers_end_multishot_with_enobufs_and_rearm_works() {
         if !c.more {
             rearms += 1;
             assert!(rearms < 1000);
-            assert!(
-                matches!(c.result, Ok(1..) | Err(Errno::NO_BUFFERS)),
-                "{c:?}"
-            );
+            assert!(matches!(c.result, Ok(1..) | Err(Errno::NO_BUFFERS)), "{c:?}");
             driver.ring.submit(Op::RecvMulti { fd: fd.as_raw_fd() }, 5);
         }
     }
@@ -277,32 +203,17 @@ fn exhausted_buffers_end_multishot_with_enobufs_and_rearm_works() {
 fn timeout_fires_and_can_be_cancelled() {
     let mut driver = Driver::small();
     let start = Instant::now();
-    driver.ring.submit(
-        Op::Timeout {
-            after: Duration::from_millis(20),
-        },
-        3,
-    );
+    driver.ring.submit(Op::Timeout { after: Duration::from_millis(20) }, 3);
     let c = driver.next(3);
     assert_eq!(c.result, Ok(0));
     assert!(start.elapsed() >= Duration::from_millis(20));
 
-    let timer = driver.ring.submit(
-        Op::Timeout {
-            after: Duration::from_secs(3600),
-        },
-        4,
-    );
+    let timer = driver.ring.submit(Op::Timeout { after: Duration::from_secs(3600) }, 4);
     driver.ring.submit(Op::Cancel { target: timer }, 5);
     assert_eq!(driver.next(4).result, Err(Errno::CANCELED));
     assert_eq!(driver.next(5).result, Ok(0));
     // A stale id finds nothing, even after its slot is reused.
-    driver.ring.submit(
-        Op::Timeout {
-            after: Duration::from_secs(3600),
-        },
-        6,
-    );
+    driver.ring.submit(Op::Timeout { after: Duration::from_secs(3600) }, 6);
     driver.ring.submit(Op::Cancel { target: timer }, 7);
     assert_eq!(driver.next(7).result, Err(Errno::NOT_FOUND));
     assert_eq!(driver.ring.in_flight(), 1);
@@ -312,19 +223,11 @@ fn timeout_fires_and_can_be_cancelled() {
 fn cancel_of_a_pending_recv_returns_ecanceled_and_the_buffer() {
     let mut driver = Driver::small();
     let (fd, _client, _listen_fd) = accepted_pair(&mut driver);
-    let recv = driver.ring.submit(
-        Op::Recv {
-            fd: fd.as_raw_fd(),
-            buf: Vec::with_capacity(64),
-        },
-        8,
-    );
+    let recv = driver.ring.submit(Op::Recv { fd: fd.as_raw_fd(), buf: Vec::with_capacity(64) }, 8);
     driver.ring.submit(Op::Cancel { target: recv }, 9);
     let c = driver.next(8);
     assert_eq!(c.result, Err(Errno::CANCELED));
-    let CompletionData::Buffer(buf) = c.data else {
-        panic!("{c:?}")
-    };
+    let CompletionData::Buffer(buf) = c.data else { panic!("{c:?}") };
     assert!(buf.is_empty() && buf.capacity() >= 64);
     assert_eq!(driver.next(9).result, Ok(0));
 }
@@ -336,17 +239,9 @@ fn recv_fills_spare_capacity_after_existing_bytes() {
     client.write_all(b"world").unwrap();
     let mut buf = Vec::with_capacity(64);
     buf.extend_from_slice(b"hello ");
-    driver.ring.submit(
-        Op::Recv {
-            fd: fd.as_raw_fd(),
-            buf,
-        },
-        8,
-    );
+    driver.ring.submit(Op::Recv { fd: fd.as_raw_fd(), buf }, 8);
     let c = driver.next(8);
-    let CompletionData::Buffer(buf) = c.data else {
-        panic!("{c:?}")
-    };
+    let CompletionData::Buffer(buf) = c.data else { panic!("{c:?}") };
     assert_eq!(c.result, Ok(5));
     assert_eq!(buf, b"hello world");
 }
@@ -369,34 +264,18 @@ fn close_op_closes_the_socket() {
     let (fd, mut client, _listen_fd) = accepted_pair(&mut driver);
     driver.ring.submit(Op::Close { fd }, 12);
     assert_eq!(driver.next(12).result, Ok(0));
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut byte = [0u8; 1];
-    assert_eq!(
-        client.read(&mut byte).unwrap(),
-        0,
-        "the peer sees end of stream"
-    );
+    assert_eq!(client.read(&mut byte).unwrap(), 0, "the peer sees end of stream");
 }
 
 #[test]
 fn eventfd_wakes_the_ring_from_another_thread() {
     let mut driver = Driver::small();
     let wake = Arc::new(EventFd::new().unwrap());
-    driver.ring.submit(
-        Op::Read {
-            fd: wake.fd(),
-            buf: Vec::with_capacity(EventFd::READ_BYTES),
-        },
-        13,
-    );
+    driver.ring.submit(Op::Read { fd: wake.fd(), buf: Vec::with_capacity(EventFd::READ_BYTES) }, 13);
     let mut out = Vec::new();
-    assert_eq!(
-        driver.ring.wait(Some(Duration::ZERO), &mut out).unwrap(),
-        0,
-        "nothing before the notify"
-    );
+    assert_eq!(driver.ring.wait(Some(Duration::ZERO), &mut out).unwrap(), 0, "nothing before the notify");
     let notifier = Arc::clone(&wake);
     let thread = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
@@ -405,9 +284,7 @@ fn eventfd_wakes_the_ring_from_another_thread() {
     let c = driver.next(13);
     thread.join().unwrap();
     assert_eq!(c.result, Ok(8));
-    let CompletionData::Buffer(buf) = c.data else {
-        panic!("{c:?}")
-    };
+    let CompletionData::Buffer(buf) = c.data else { panic!("{c:?}") };
     assert_eq!(EventFd::count(&buf), 1);
 }
 
@@ -417,47 +294,23 @@ fn connect_succeeds_to_a_listener_and_fails_to_a_closed_port() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let fd = tcp_socket(Family::V4).unwrap();
-    driver.ring.submit(
-        Op::Connect {
-            fd: fd.as_raw_fd(),
-            addr,
-        },
-        14,
-    );
+    driver.ring.submit(Op::Connect { fd: fd.as_raw_fd(), addr }, 14);
     assert_eq!(driver.next(14).result, Ok(0));
     let (_server_side, peer) = listener.accept().unwrap();
     assert_eq!(peer, local_addr(fd.as_fd()).unwrap());
 
     drop(listener);
     let refused = tcp_socket(Family::V4).unwrap();
-    driver.ring.submit(
-        Op::Connect {
-            fd: refused.as_raw_fd(),
-            addr,
-        },
-        15,
-    );
-    assert_eq!(
-        driver.next(15).result,
-        Err(Errno::from_raw(libc::ECONNREFUSED))
-    );
+    driver.ring.submit(Op::Connect { fd: refused.as_raw_fd(), addr }, 15);
+    assert_eq!(driver.next(15).result, Err(Errno::from_raw(libc::ECONNREFUSED)));
 }
 
 #[test]
 fn a_full_submission_queue_loses_no_op() {
-    let mut driver = Driver::new(RingConfig {
-        entries: 4,
-        recv_buffers: 0,
-        recv_buffer_bytes: 0,
-    });
+    let mut driver = Driver::new(RingConfig { entries: 4, recv_buffers: 0, recv_buffer_bytes: 0 });
     let ops = 200;
     for i in 0..ops {
-        driver.ring.submit(
-            Op::Timeout {
-                after: Duration::from_millis(1 + i % 3),
-            },
-            20,
-        );
+        driver.ring.submit(Op::Timeout { after: Duration::from_millis(1 + i % 3) }, 20);
     }
     for _ in 0..ops {
         assert_eq!(driver.next(20).result, Ok(0));
@@ -468,12 +321,7 @@ fn a_full_submission_queue_loses_no_op() {
 #[test]
 fn poll_returns_at_once_when_nothing_is_ready() {
     let mut driver = Driver::small();
-    driver.ring.submit(
-        Op::Timeout {
-            after: Duration::from_secs(3600),
-        },
-        21,
-    );
+    driver.ring.submit(Op::Timeout { after: Duration::from_secs(3600) }, 21);
     let mut out = Vec::new();
     let start = Instant::now();
     assert_eq!(driver.ring.wait(Some(Duration::ZERO), &mut out).unwrap(), 0);
@@ -486,31 +334,14 @@ fn dropping_a_ring_with_ops_in_flight_is_safe() {
     let mut driver = Driver::small();
     let (fd, mut client, listen_fd) = accepted_pair(&mut driver);
     driver.ring.submit(Op::RecvMulti { fd: fd.as_raw_fd() }, 30);
-    driver.ring.submit(
-        Op::Recv {
-            fd: fd.as_raw_fd(),
-            buf: Vec::with_capacity(1 << 20),
-        },
-        31,
-    );
-    driver.ring.submit(
-        Op::Timeout {
-            after: Duration::from_secs(3600),
-        },
-        32,
-    );
+    driver.ring.submit(Op::Recv { fd: fd.as_raw_fd(), buf: Vec::with_capacity(1 << 20) }, 31);
+    driver.ring.submit(Op::Timeout { after: Duration::from_secs(3600) }, 32);
     let mut out = Vec::new();
     driver.ring.wait(Some(Duration::ZERO), &mut out).unwrap();
-    assert!(
-        driver.ring.in_flight() >= 4,
-        "accept, recv multishot, recv, timeout"
-    );
+    assert!(driver.ring.in_flight() >= 4, "accept, recv multishot, recv, timeout");
     let start = Instant::now();
     drop(driver);
-    assert!(
-        start.elapsed() < Duration::from_millis(DROP_DRAIN_MS),
-        "every op was cancelled and reaped"
-    );
+    assert!(start.elapsed() < Duration::from_millis(DROP_DRAIN_MS), "every op was cancelled and reaped");
     // Data sent now lands in no freed buffer: the socket is still open and simply unread.
     client.write_all(&[7u8; 4096]).unwrap();
     drop((fd, listen_fd));
@@ -519,23 +350,11 @@ fn dropping_a_ring_with_ops_in_flight_is_safe() {
 #[test]
 fn invalid_configurations_are_rejected() {
     for config in [
-        RingConfig {
-            entries: 0,
-            ..RingConfig::default()
-        },
-        RingConfig {
-            recv_buffers: 3,
-            ..RingConfig::default()
-        },
-        RingConfig {
-            recv_buffer_bytes: 0,
-            ..RingConfig::default()
-        },
+        RingConfig { entries: 0, ..RingConfig::default() },
+        RingConfig { recv_buffers: 3, ..RingConfig::default() },
+        RingConfig { recv_buffer_bytes: 0, ..RingConfig::default() },
     ] {
-        assert!(
-            matches!(Ring::new(config), Err(RingError::Config(_))),
-            "{config:?}"
-        );
+        assert!(matches!(Ring::new(config), Err(RingError::Config(_))), "{config:?}");
     }
 }
 

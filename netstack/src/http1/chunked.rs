@@ -48,14 +48,7 @@ pub(super) struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub(super) fn new() -> Self {
-        Self {
-            state: State::Size {
-                size: 0,
-                digits: false,
-            },
-            line_bytes: 0,
-            trailer_bytes: 0,
-        }
+        Self { state: State::Size { size: 0, digits: false }, line_bytes: 0, trailer_bytes: 0 }
     }
 
     pub(super) fn is_done(&self) -> bool {
@@ -76,17 +69,11 @@ impl ChunkedDecoder {
             if let State::Data { remaining } = self.state {
                 // Bulk copy: the only state that sees many bytes per call.
                 let available = input.len() - pos;
-                let n = usize::try_from(remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(available);
+                let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(available);
                 body.extend_from_slice(&input[pos..pos + n]);
                 pos += n;
                 let remaining = remaining - n as u64;
-                self.state = if remaining == 0 {
-                    State::DataCr
-                } else {
-                    State::Data { remaining }
-                };
+                self.state = if remaining == 0 { State::DataCr } else { State::Data { remaining } };
                 continue;
             }
             let byte = input[pos];
@@ -102,10 +89,7 @@ impl ChunkedDecoder {
                             if size > u64::MAX >> 4 {
                                 return Err(RequestError::ChunkSizeOverflow);
                             }
-                            State::Size {
-                                size: size << 4 | u64::from(value),
-                                digits: true,
-                            }
+                            State::Size { size: size << 4 | u64::from(value), digits: true }
                         }
                         (None, b'\r') if digits => State::SizeLf { size },
                         (None, b';' | b' ' | b'\t') if digits => State::Extension { size },
@@ -131,9 +115,7 @@ impl ChunkedDecoder {
                     if size == 0 {
                         State::TrailerStart
                     } else {
-                        let total = u64::try_from(body.len())
-                            .unwrap_or(u64::MAX)
-                            .saturating_add(size);
+                        let total = u64::try_from(body.len()).unwrap_or(u64::MAX).saturating_add(size);
                         if total > u64::try_from(body_bytes_max).unwrap_or(u64::MAX) {
                             return Err(RequestError::BodyTooLarge);
                         }
@@ -141,10 +123,7 @@ impl ChunkedDecoder {
                     }
                 }
                 State::DataCr if byte == b'\r' => State::DataLf,
-                State::DataLf if byte == b'\n' => State::Size {
-                    size: 0,
-                    digits: false,
-                },
+                State::DataLf if byte == b'\n' => State::Size { size: 0, digits: false },
                 State::TrailerStart | State::TrailerLine => {
                     self.trailer_bytes += 1;
                     if self.trailer_bytes > trailer_bytes_max {
@@ -166,11 +145,9 @@ impl ChunkedDecoder {
                     // Never reached: the caller stops feeding once done. Give the byte back.
                     return Ok(pos - 1);
                 }
-                State::Data { .. }
-                | State::DataCr
-                | State::DataLf
-                | State::TrailerLf
-                | State::EndLf => return Err(RequestError::BadChunk),
+                State::Data { .. } | State::DataCr | State::DataLf | State::TrailerLf | State::EndLf => {
+                    return Err(RequestError::BadChunk);
+                }
             };
         }
         Ok(pos)
@@ -200,8 +177,7 @@ mod tests {
 
     #[test]
     fn decodes_chunks_extensions_and_trailers() {
-        let input =
-            b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX: y\r\n\r\nNEXT";
+        let input = b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX: y\r\n\r\nNEXT";
         let (used, body) = decode_all(input).unwrap();
         assert_eq!(body, b"hello world");
         assert_eq!(&input[used..], b"NEXT");
@@ -219,10 +195,7 @@ mod tests {
         let mut decoder = ChunkedDecoder::new();
         let mut body = Vec::new();
         for byte in input.iter() {
-            assert_eq!(
-                decoder.decode(std::slice::from_ref(byte), &mut body, 100, 100),
-                Ok(1)
-            );
+            assert_eq!(decoder.decode(std::slice::from_ref(byte), &mut body, 100, 100), Ok(1));
         }
         assert!(decoder.is_done());
         assert_eq!(body, b"abcd");
@@ -245,12 +218,7 @@ mod tests {
             let mut decoder = ChunkedDecoder::new();
             let mut body = Vec::new();
             let result = decoder.decode(bad, &mut body, 100, 100);
-            assert_eq!(
-                result,
-                Err(RequestError::BadChunk),
-                "input {:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(result, Err(RequestError::BadChunk), "input {:?}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -268,10 +236,7 @@ mod tests {
             Err(RequestError::BodyTooLarge)
         );
         let mut decoder = ChunkedDecoder::new();
-        assert_eq!(
-            decoder.decode(b"6\r\nabcdef\r\n5\r\n", &mut Vec::new(), 10, 100),
-            Err(RequestError::BodyTooLarge)
-        );
+        assert_eq!(decoder.decode(b"6\r\nabcdef\r\n5\r\n", &mut Vec::new(), 10, 100), Err(RequestError::BodyTooLarge));
         let mut decoder = ChunkedDecoder::new();
         assert_eq!(
             decoder.decode(b"0\r\nTrailer: 0123456789\r\n\r\n", &mut Vec::new(), 10, 8),
@@ -279,9 +244,6 @@ mod tests {
         );
         let mut decoder = ChunkedDecoder::new();
         let long_line = [b"1;".as_slice(), &[b'x'; CHUNK_LINE_BYTES_MAX]].concat();
-        assert_eq!(
-            decoder.decode(&long_line, &mut Vec::new(), 10, 8),
-            Err(RequestError::BadChunk)
-        );
+        assert_eq!(decoder.decode(&long_line, &mut Vec::new(), 10, 8), Err(RequestError::BadChunk));
     }
 }

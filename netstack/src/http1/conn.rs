@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::chunked::ChunkedDecoder;
 use super::request::{self, Framing, Head, Request};
-use super::response::{
-    self, CONTINUE, ConnectionField, FramingField, LAST_CHUNK, Response, ResponseHead,
-};
+use super::response::{self, CONTINUE, ConnectionField, FramingField, LAST_CHUNK, Response, ResponseHead};
 use super::{Limits, RequestError, RequestId, RespondError, Version};
 
 /// Where a connection is in its life.
@@ -172,10 +170,7 @@ impl ServerConn {
                         // Between requests: skip empty lines (RFC 9112 §2.2). They do not count
                         // as activity, so they cannot hold an idle connection open.
                         let rest = &bytes[pos..];
-                        let skip = rest
-                            .iter()
-                            .take_while(|&&b| b == b'\r' || b == b'\n')
-                            .count();
+                        let skip = rest.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
                         pos += skip;
                         if pos == bytes.len() || self.is_blocked() {
                             break;
@@ -198,10 +193,7 @@ impl ServerConn {
     pub fn peer_closed(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         if let Reader::Body(body) = &self.reader
-            && self
-                .slots
-                .back()
-                .is_some_and(|slot| slot.id == body.request.id())
+            && self.slots.back().is_some_and(|slot| slot.id == body.request.id())
         {
             self.slots.pop_back();
         }
@@ -223,12 +215,7 @@ impl ServerConn {
     /// with the length of the body given.
     pub fn respond(&mut self, id: RequestId, response: Response) -> Result<(), RespondError> {
         let index = self.waiting_slot(id)?;
-        let Response {
-            status,
-            reason,
-            headers,
-            body,
-        } = response;
+        let Response { status, reason, headers, body } = response;
         let close_asked = response::check(status, reason.as_deref(), &headers)?;
         let slot = &self.slots[index];
         let discard_body = slot.is_head || response::status_forbids_body(status);
@@ -240,14 +227,7 @@ impl ServerConn {
         let close = slot.close_requested || close_asked;
         let connection = connection_field(slot.version, close);
         let sink = self.sink(index);
-        response::write_head(
-            sink,
-            status,
-            reason.as_deref(),
-            &headers,
-            framing,
-            connection,
-        );
+        response::write_head(sink, status, reason.as_deref(), &headers, framing, connection);
         if !discard_body {
             sink.extend_from_slice(&body);
         }
@@ -260,46 +240,24 @@ impl ServerConn {
     /// delimited by closing the connection).
     pub fn respond_head(&mut self, id: RequestId, head: ResponseHead) -> Result<(), RespondError> {
         let index = self.waiting_slot(id)?;
-        let ResponseHead {
-            status,
-            reason,
-            headers,
-            content_length,
-        } = head;
+        let ResponseHead { status, reason, headers, content_length } = head;
         let close_asked = response::check(status, reason.as_deref(), &headers)?;
         let slot = &self.slots[index];
         let (framing, mode) = if response::status_forbids_body(status) {
-            let framing = if status == 205 {
-                FramingField::Length(0)
-            } else {
-                FramingField::None
-            };
+            let framing = if status == 205 { FramingField::Length(0) } else { FramingField::None };
             (framing, BodyMode::Discard)
         } else if slot.is_head {
-            (
-                content_length.map_or(FramingField::None, FramingField::Length),
-                BodyMode::Discard,
-            )
+            (content_length.map_or(FramingField::None, FramingField::Length), BodyMode::Discard)
         } else {
             match (content_length, slot.version) {
-                (Some(length), _) => (
-                    FramingField::Length(length),
-                    BodyMode::Sized { remaining: length },
-                ),
+                (Some(length), _) => (FramingField::Length(length), BodyMode::Sized { remaining: length }),
                 (None, Version::Http11) => (FramingField::Chunked, BodyMode::Chunked),
                 (None, Version::Http10) => (FramingField::None, BodyMode::UntilClose),
             }
         };
         let close = slot.close_requested || close_asked || mode == BodyMode::UntilClose;
         let connection = connection_field(slot.version, close);
-        response::write_head(
-            self.sink(index),
-            status,
-            reason.as_deref(),
-            &headers,
-            framing,
-            connection,
-        );
+        response::write_head(self.sink(index), status, reason.as_deref(), &headers, framing, connection);
         let slot = &mut self.slots[index];
         slot.progress = Progress::Streaming(mode);
         slot.close_after = close;
@@ -320,9 +278,7 @@ impl ServerConn {
                     return Err(RespondError::BodyOverrun);
                 }
                 self.sink(index).extend_from_slice(data);
-                self.slots[index].progress = Progress::Streaming(BodyMode::Sized {
-                    remaining: remaining - length,
-                });
+                self.slots[index].progress = Progress::Streaming(BodyMode::Sized { remaining: remaining - length });
             }
             BodyMode::Chunked => response::write_chunk(self.sink(index), data),
             BodyMode::UntilClose => self.sink(index).extend_from_slice(data),
@@ -375,12 +331,7 @@ impl ServerConn {
     /// Response bytes waiting in the codec: not yet taken, plus those held behind an earlier
     /// response. A caller streaming a body should pause its source while this is large.
     pub fn backlog_bytes(&self) -> usize {
-        self.output.len()
-            + self
-                .slots
-                .iter()
-                .map(|slot| slot.buffered.len())
-                .sum::<usize>()
+        self.output.len() + self.slots.iter().map(|slot| slot.buffered.len()).sum::<usize>()
     }
 
     /// When [`Self::poll`] next has something to do (a timeout), if ever. An instant in the past
@@ -405,11 +356,8 @@ impl ServerConn {
     /// not arriving in time -> 408 and close.
     pub fn poll(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        let expired = |since: Instant, timeout: Duration| {
-            since
-                .checked_add(timeout)
-                .is_some_and(|deadline| now >= deadline)
-        };
+        let expired =
+            |since: Instant, timeout: Duration| since.checked_add(timeout).is_some_and(|deadline| now >= deadline);
         match (&self.reader, self.head_started) {
             (Reader::Body(body), _) if expired(body.last_progress, self.limits.body_timeout) => {
                 self.fail(RequestError::BodyTimeout);
@@ -463,8 +411,7 @@ impl ServerConn {
     }
 
     fn is_blocked(&self) -> bool {
-        self.slots.len() >= self.limits.pipeline_depth_max
-            || self.backlog_bytes() >= self.limits.backlog_bytes_max
+        self.slots.len() >= self.limits.pipeline_depth_max || self.backlog_bytes() >= self.limits.backlog_bytes_max
     }
 
     fn receive_head(&mut self, input: &[u8], now: Instant) -> usize {
@@ -497,11 +444,7 @@ impl ServerConn {
         }
 
         let old_len = self.head_buf.len();
-        let take = self
-            .limits
-            .head_bytes_max
-            .saturating_sub(old_len)
-            .min(input.len());
+        let take = self.limits.head_bytes_max.saturating_sub(old_len).min(input.len());
         self.head_buf.extend_from_slice(&input[..take]);
         let mut complete = None;
         // Each pass either parses (at most once per empty line found, plus once per doubling)
@@ -567,12 +510,7 @@ impl ServerConn {
     }
 
     fn head_complete(&mut self, head: Head, now: Instant) {
-        let Head {
-            mut request,
-            framing,
-            expect_continue,
-            ..
-        } = head;
+        let Head { mut request, framing, expect_continue, .. } = head;
         self.head_started = None;
         let id = RequestId(self.next_id);
         self.next_id += 1;
@@ -594,19 +532,13 @@ impl ServerConn {
                 return;
             }
             Framing::Length(length) => {
-                let reserve = usize::try_from(length)
-                    .unwrap_or(usize::MAX)
-                    .min(BODY_RESERVE_BYTES_MAX);
+                let reserve = usize::try_from(length).unwrap_or(usize::MAX).min(BODY_RESERVE_BYTES_MAX);
                 request.body_mut().reserve_exact(reserve);
                 BodyDecoder::Length { remaining: length }
             }
             Framing::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
         };
-        self.reader = Reader::Body(BodyInProgress {
-            request,
-            decoder,
-            last_progress: now,
-        });
+        self.reader = Reader::Body(BodyInProgress { request, decoder, last_progress: now });
     }
 
     fn receive_body(&mut self, input: &[u8], now: Instant) -> usize {
@@ -615,20 +547,13 @@ impl ServerConn {
         };
         let result = match &mut body.decoder {
             BodyDecoder::Length { remaining } => {
-                let n = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(input.len());
+                let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
                 body.request.body_mut().extend_from_slice(&input[..n]);
                 *remaining -= n as u64;
                 Ok((n, *remaining == 0))
             }
             BodyDecoder::Chunked(decoder) => decoder
-                .decode(
-                    input,
-                    body.request.body_mut(),
-                    self.limits.body_bytes_max,
-                    self.limits.head_bytes_max,
-                )
+                .decode(input, body.request.body_mut(), self.limits.body_bytes_max, self.limits.head_bytes_max)
                 .map(|n| (n, decoder.is_done())),
         };
         match result {
@@ -636,9 +561,7 @@ impl ServerConn {
                 if consumed > 0 {
                     body.last_progress = now;
                 }
-                if done
-                    && let Reader::Body(body) = std::mem::replace(&mut self.reader, Reader::Head)
-                {
+                if done && let Reader::Body(body) = std::mem::replace(&mut self.reader, Reader::Head) {
                     self.request_complete(body.request);
                 }
                 consumed
@@ -758,9 +681,7 @@ impl ServerConn {
 
     /// Starts the idle clock if the connection just became idle.
     fn stamp_idle(&mut self, now: Instant) {
-        let idle = matches!(self.reader, Reader::Head)
-            && self.head_buf.is_empty()
-            && self.slots.is_empty();
+        let idle = matches!(self.reader, Reader::Head) && self.head_buf.is_empty() && self.slots.is_empty();
         if idle && self.idle_since.is_none() {
             self.idle_since = Some(now);
         }
@@ -768,21 +689,14 @@ impl ServerConn {
 
     /// Where slot `index` writes: the output itself for the front slot, else its own buffer.
     fn sink(&mut self, index: usize) -> &mut Vec<u8> {
-        if index == 0 {
-            &mut self.output
-        } else {
-            &mut self.slots[index].buffered
-        }
+        if index == 0 { &mut self.output } else { &mut self.slots[index].buffered }
     }
 
     fn slot_index(&self, id: RequestId) -> Option<usize> {
         let front = self.slots.front()?.id.0;
         let index = usize::try_from(id.0.checked_sub(front)?).ok()?;
         // Slot ids are consecutive: assigned in order, removed from the front or the back.
-        self.slots
-            .get(index)
-            .filter(|slot| slot.id == id)
-            .map(|_| index)
+        self.slots.get(index).filter(|slot| slot.id == id).map(|_| index)
     }
 
     fn waiting_slot(&self, id: RequestId) -> Result<usize, RespondError> {
@@ -817,9 +731,8 @@ fn find_empty_line(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.min(buf.len());
     buf[start..].iter().enumerate().find_map(|(offset, &byte)| {
         let i = start + offset;
-        let ends_empty_line = byte == b'\n'
-            && (i >= 1 && buf[i - 1] == b'\n'
-                || i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n');
+        let ends_empty_line =
+            byte == b'\n' && (i >= 1 && buf[i - 1] == b'\n' || i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n');
         ends_empty_line.then_some(i)
     })
 }

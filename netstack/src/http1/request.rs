@@ -18,16 +18,11 @@ impl Span {
         let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
         let start = start.min(base.len());
         let end = (start + part.len()).min(base.len());
-        Self {
-            start: start as u32,
-            end: end as u32,
-        }
+        Self { start: start as u32, end: end as u32 }
     }
 
     fn get(self, bytes: &[u8]) -> &[u8] {
-        bytes
-            .get(self.start as usize..self.end as usize)
-            .unwrap_or_default()
+        bytes.get(self.start as usize..self.end as usize).unwrap_or_default()
     }
 }
 
@@ -72,17 +67,12 @@ impl Request {
     /// Header fields in the order received, names as received (compare them case-insensitively),
     /// values without surrounding whitespace.
     pub fn headers(&self) -> Headers<'_> {
-        Headers {
-            head: &self.head,
-            spans: self.headers.iter(),
-        }
+        Headers { head: &self.head, spans: self.headers.iter() }
     }
 
     /// The value of the first field named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     pub fn body(&self) -> &[u8] {
@@ -176,26 +166,20 @@ pub(super) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
     if len > limits.head_bytes_max {
         return Err(RequestError::HeadTooLarge);
     }
-    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
-    else {
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
         return Err(RequestError::Malformed);
     };
     if target.len() > limits.target_bytes_max {
         return Err(RequestError::TargetTooLong);
     }
-    let version = if minor == 1 {
-        Version::Http11
-    } else {
-        Version::Http10
-    };
+    let version = if minor == 1 { Version::Http11 } else { Version::Http10 };
 
     let mut facts = HeaderFacts::default();
     for header in parsed.headers.iter() {
         facts.add(header.name, header.value)?;
     }
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
-    if facts.bad_host || facts.host_count > 1 || version == Version::Http11 && facts.host_count == 0
-    {
+    if facts.bad_host || facts.host_count > 1 || version == Version::Http11 && facts.host_count == 0 {
         return Err(RequestError::BadHost);
     }
     let framing = facts.framing(version, limits)?;
@@ -210,11 +194,7 @@ pub(super) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
     };
 
     let head = buf[..len].to_vec();
-    let headers = parsed
-        .headers
-        .iter()
-        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)))
-        .collect();
+    let headers = parsed.headers.iter().map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))).collect();
     let request = Request {
         id: RequestId(0),
         version,
@@ -225,12 +205,7 @@ pub(super) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
         headers,
         body: Vec::new(),
     };
-    Ok(Some(Head {
-        len,
-        request,
-        framing,
-        expect_continue,
-    }))
+    Ok(Some(Head { len, request, framing, expect_continue }))
 }
 
 /// Classifies a head that reached `head_bytes_max` without ending.
@@ -360,9 +335,7 @@ impl HeaderFacts {
         }
         match self.content_length {
             None | Some(0) => Ok(Framing::Empty),
-            Some(length) if length > limits.body_bytes_max as u64 => {
-                Err(RequestError::BodyTooLarge)
-            }
+            Some(length) if length > limits.body_bytes_max as u64 => Err(RequestError::BodyTooLarge),
             Some(length) => Ok(Framing::Length(length)),
         }
     }
@@ -373,26 +346,18 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, RequestError> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(RequestError::BadContentLength);
     }
-    Ok(digits.iter().fold(0u64, |n, &d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
+    Ok(digits.iter().fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
 /// Non-empty elements of a comma-separated list, OWS trimmed (RFC 9110 §5.6.1).
 fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|e| !e.is_empty())
+    value.split(|&b| b == b',').map(trim_ows).filter(|e| !e.is_empty())
 }
 
 fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !is_ows(b))
-        .map_or(start, |i| i + 1);
+    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -431,27 +396,15 @@ mod tests {
 
     #[test]
     fn parses_head_fields_and_spans() {
-        let head = parse(
-            "POST /a?b=c HTTP/1.1\r\nHost: x\r\nX-Thing:  v 1 \r\ncontent-length: 3\r\n\r\nabc",
-        )
-        .unwrap()
-        .unwrap();
+        let head = parse("POST /a?b=c HTTP/1.1\r\nHost: x\r\nX-Thing:  v 1 \r\ncontent-length: 3\r\n\r\nabc")
+            .unwrap()
+            .unwrap();
         assert_eq!(head.framing, Framing::Length(3));
         assert_eq!(head.len, 68);
         let r = &head.request;
-        assert_eq!(
-            (r.method(), r.target(), r.version()),
-            ("POST", "/a?b=c", Version::Http11)
-        );
+        assert_eq!((r.method(), r.target(), r.version()), ("POST", "/a?b=c", Version::Http11));
         let headers: Vec<_> = r.headers().collect();
-        assert_eq!(
-            headers,
-            [
-                ("Host", &b"x"[..]),
-                ("X-Thing", b"v 1"),
-                ("content-length", b"3")
-            ]
-        );
+        assert_eq!(headers, [("Host", &b"x"[..]), ("X-Thing", b"v 1"), ("content-length", b"3")]);
         assert_eq!(r.header("x-thing"), Some(&b"v 1"[..]));
         assert!(r.keep_alive());
     }
@@ -462,16 +415,10 @@ mod tests {
         let cases: &[(&str, Result<Framing, RequestError>)] = &[
             ("Content-Length: 5", Ok(Framing::Length(5))),
             ("Content-Length: 5, 5", Ok(Framing::Length(5))),
-            (
-                "Content-Length: 5\r\nContent-Length: 05",
-                Ok(Framing::Length(5)),
-            ),
+            ("Content-Length: 5\r\nContent-Length: 05", Ok(Framing::Length(5))),
             ("Content-Length: 0", Ok(Framing::Empty)),
             ("Content-Length: 5, 6", Err(BadContentLength)),
-            (
-                "Content-Length: 5\r\nContent-Length: 6",
-                Err(BadContentLength),
-            ),
+            ("Content-Length: 5\r\nContent-Length: 6", Err(BadContentLength)),
             ("Content-Length: +5", Err(BadContentLength)),
             ("Content-Length: 5a", Err(BadContentLength)),
             ("Content-Length: 0x5", Err(BadContentLength)),
@@ -482,39 +429,18 @@ mod tests {
             ("Content-Length: 1048577", Err(BodyTooLarge)),
             ("Transfer-Encoding: chunked", Ok(Framing::Chunked)),
             ("Transfer-Encoding: CHUNKED", Ok(Framing::Chunked)),
-            (
-                "Transfer-Encoding: chunked\r\nContent-Length: 5",
-                Err(ContentLengthWithTransferEncoding),
-            ),
-            (
-                "Content-Length: 5\r\nTransfer-Encoding: chunked",
-                Err(ContentLengthWithTransferEncoding),
-            ),
+            ("Transfer-Encoding: chunked\r\nContent-Length: 5", Err(ContentLengthWithTransferEncoding)),
+            ("Content-Length: 5\r\nTransfer-Encoding: chunked", Err(ContentLengthWithTransferEncoding)),
             ("Transfer-Encoding: gzip", Err(BadTransferEncoding)),
             ("Transfer-Encoding: chunked, gzip", Err(BadTransferEncoding)),
-            (
-                "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
-                Err(BadTransferEncoding),
-            ),
-            (
-                "Transfer-Encoding: chunked, chunked",
-                Err(BadTransferEncoding),
-            ),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip", Err(BadTransferEncoding)),
+            ("Transfer-Encoding: chunked, chunked", Err(BadTransferEncoding)),
             ("Transfer-Encoding: chunked;x=1", Err(BadTransferEncoding)),
             ("Transfer-Encoding: ", Err(BadTransferEncoding)),
             ("Transfer-Encoding: xchunked", Err(BadTransferEncoding)),
-            (
-                "Transfer-Encoding: gzip, chunked",
-                Err(UnsupportedTransferCoding),
-            ),
-            (
-                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
-                Err(UnsupportedTransferCoding),
-            ),
-            (
-                "Expect: 100-continue\r\nContent-Length: 1",
-                Ok(Framing::Length(1)),
-            ),
+            ("Transfer-Encoding: gzip, chunked", Err(UnsupportedTransferCoding)),
+            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", Err(UnsupportedTransferCoding)),
+            ("Expect: 100-continue\r\nContent-Length: 1", Ok(Framing::Length(1))),
             ("Expect: something-else", Err(UnsupportedExpectation)),
         ];
         for (fields, expected) in cases {
@@ -526,59 +452,28 @@ mod tests {
 
     #[test]
     fn host_and_version_rules() {
-        assert_eq!(
-            parse("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
-            RequestError::BadHost
-        );
-        assert_eq!(
-            parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").unwrap_err(),
-            RequestError::BadHost
-        );
-        assert_eq!(
-            parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").unwrap_err(),
-            RequestError::BadHost
-        );
-        assert_eq!(
-            parse("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n").unwrap_err(),
-            RequestError::BadHost
-        );
-        assert!(
-            parse("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
-                .unwrap()
-                .is_some()
-        );
+        assert_eq!(parse("GET / HTTP/1.1\r\n\r\n").unwrap_err(), RequestError::BadHost);
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").unwrap_err(), RequestError::BadHost);
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").unwrap_err(), RequestError::BadHost);
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n").unwrap_err(), RequestError::BadHost);
+        assert!(parse("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").unwrap().is_some());
         assert!(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap().is_some());
         let head = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!head.request.keep_alive());
-        let head = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let head = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
         assert!(head.request.keep_alive());
-        let head = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let head = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n").unwrap().unwrap();
         assert!(!head.request.keep_alive());
         assert_eq!(
             parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err(),
             RequestError::BadTransferEncoding
         );
         // HTTP/1.0 ignores Expect altogether.
-        let head = parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let head = parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().unwrap();
         assert!(!head.expect_continue);
-        assert_eq!(
-            parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(),
-            RequestError::UnsupportedVersion
-        );
-        assert_eq!(
-            parse("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err(),
-            RequestError::UnsupportedVersion
-        );
-        assert_eq!(
-            parse("GET / HTTP/3\r\n\r\n").unwrap_err(),
-            RequestError::UnsupportedVersion
-        );
+        assert_eq!(parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(), RequestError::UnsupportedVersion);
+        assert_eq!(parse("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err(), RequestError::UnsupportedVersion);
+        assert_eq!(parse("GET / HTTP/3\r\n\r\n").unwrap_err(), RequestError::UnsupportedVersion);
         // Not a version at all: malformed, not "unsupported".
         assert_eq!(parse("THIS IS NOT HTTP\r\n\r\n").unwrap_err(), RequestError::Malformed);
         assert_eq!(parse("GET / HTTPS/1.1\r\n\r\n").unwrap_err(), RequestError::Malformed);
@@ -597,38 +492,18 @@ mod tests {
             "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n",
             "\x16\x03\x01\x02\x00\x01\x00\x01\x03\x03",
         ] {
-            assert_eq!(
-                parse(bad).err(),
-                Some(RequestError::Malformed),
-                "input {bad:?}"
-            );
+            assert_eq!(parse(bad).err(), Some(RequestError::Malformed), "input {bad:?}");
         }
     }
 
     #[test]
     fn too_many_headers_and_long_target() {
-        let limits = Limits {
-            headers_max: 2,
-            target_bytes_max: 8,
-            ..Limits::default()
-        };
+        let limits = Limits { headers_max: 2, target_bytes_max: 8, ..Limits::default() };
         let input = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
-        assert_eq!(
-            parse_head(input, &limits).unwrap_err(),
-            RequestError::TooManyHeaders
-        );
+        assert_eq!(parse_head(input, &limits).unwrap_err(), RequestError::TooManyHeaders);
         let input = b"GET /123456789 HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert_eq!(
-            parse_head(input, &limits).unwrap_err(),
-            RequestError::TargetTooLong
-        );
-        assert_eq!(
-            overflow_error(b"GET /aaaaaaaaaaaaaaaa", &limits),
-            RequestError::TargetTooLong
-        );
-        assert_eq!(
-            overflow_error(b"GET / HTTP/1.1\r\nA: bbbbbbbb", &limits),
-            RequestError::HeadTooLarge
-        );
+        assert_eq!(parse_head(input, &limits).unwrap_err(), RequestError::TargetTooLong);
+        assert_eq!(overflow_error(b"GET /aaaaaaaaaaaaaaaa", &limits), RequestError::TargetTooLong);
+        assert_eq!(overflow_error(b"GET / HTTP/1.1\r\nA: bbbbbbbb", &limits), RequestError::HeadTooLarge);
     }
 }

@@ -20,12 +20,7 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            reason: None,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Self { status, reason: None, headers: Vec::new(), body: Vec::new() }
     }
 
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
@@ -54,12 +49,7 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     pub fn new(status: u16, content_length: Option<u64>) -> Self {
-        Self {
-            status,
-            reason: None,
-            headers: Vec::new(),
-            content_length,
-        }
+        Self { status, reason: None, headers: Vec::new(), content_length }
     }
 
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
@@ -94,18 +84,12 @@ pub(super) fn status_forbids_body(status: u16) -> bool {
 }
 
 /// Validates what the caller chose. Returns whether its `connection` field asked to close.
-pub(super) fn check(
-    status: u16,
-    reason: Option<&str>,
-    headers: &[(String, Vec<u8>)],
-) -> Result<bool, RespondError> {
+pub(super) fn check(status: u16, reason: Option<&str>, headers: &[(String, Vec<u8>)]) -> Result<bool, RespondError> {
     if !(200..=999).contains(&status) {
         return Err(RespondError::InvalidStatus(status));
     }
     if let Some(reason) = reason
-        && !reason
-            .bytes()
-            .all(|b| b == b'\t' || b == b' ' || is_visible_or_obs(b))
+        && !reason.bytes().all(|b| b == b'\t' || b == b' ' || is_visible_or_obs(b))
     {
         return Err(RespondError::InvalidReason);
     }
@@ -114,16 +98,11 @@ pub(super) fn check(
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(RespondError::InvalidHeaderName(index));
         }
-        if !value
-            .iter()
-            .all(|&b| b == b'\t' || b == b' ' || is_visible_or_obs(b))
-        {
+        if !value.iter().all(|&b| b == b'\t' || b == b' ' || is_visible_or_obs(b)) {
             return Err(RespondError::InvalidHeaderValue(index));
         }
         if name.eq_ignore_ascii_case("connection") {
-            close |= value
-                .split(|&b| b == b',')
-                .any(|e| e.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= value.split(|&b| b == b',').any(|e| e.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
     }
     Ok(close)
@@ -203,19 +182,9 @@ pub(super) fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
 /// The codec's own response to a rejected request: short text, then the connection closes.
 pub(super) fn write_error(out: &mut Vec<u8>, error: RequestError) {
     let message = error.to_string();
-    let headers = [(
-        String::from("content-type"),
-        b"text/plain; charset=utf-8".to_vec(),
-    )];
+    let headers = [(String::from("content-type"), b"text/plain; charset=utf-8".to_vec())];
     let length = message.len() as u64 + 1;
-    write_head(
-        out,
-        error.status(),
-        None,
-        &headers,
-        FramingField::Length(length),
-        ConnectionField::Close,
-    );
+    write_head(out, error.status(), None, &headers, FramingField::Length(length), ConnectionField::Close);
     out.extend_from_slice(message.as_bytes());
     out.push(b'\n');
 }
@@ -248,20 +217,7 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
         )
 }
 
@@ -329,10 +285,7 @@ mod tests {
         framing: FramingField,
         connection: ConnectionField,
     ) -> String {
-        let headers: Vec<_> = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-            .collect();
+        let headers: Vec<_> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
         let mut out = Vec::new();
         write_head(&mut out, status, None, &headers, framing, connection);
         String::from_utf8(out).unwrap()
@@ -351,20 +304,11 @@ mod tests {
             FramingField::Length(12345),
             ConnectionField::None,
         );
-        assert_eq!(
-            head,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ncontent-length: 12345\r\n\r\n"
-        );
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ncontent-length: 12345\r\n\r\n");
         let head = head_string(599, &[], FramingField::Chunked, ConnectionField::Close);
-        assert_eq!(
-            head,
-            "HTTP/1.1 599 \r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-        );
+        assert_eq!(head, "HTTP/1.1 599 \r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
         let head = head_string(204, &[], FramingField::None, ConnectionField::KeepAlive);
-        assert_eq!(
-            head,
-            "HTTP/1.1 204 No Content\r\nconnection: keep-alive\r\n\r\n"
-        );
+        assert_eq!(head, "HTTP/1.1 204 No Content\r\nconnection: keep-alive\r\n\r\n");
     }
 
     #[test]
@@ -384,35 +328,14 @@ mod tests {
     fn check_refuses_injection_and_bad_status() {
         let h = |n: &str, v: &[u8]| vec![(n.to_string(), v.to_vec())];
         assert_eq!(check(200, None, &h("x", b"ok\tok")), Ok(false));
-        assert_eq!(
-            check(200, None, &h("Connection", b"Keep-Alive, CLOSE")),
-            Ok(true)
-        );
-        assert_eq!(
-            check(200, None, &h("x", b"a\r\nSet-Cookie: y")),
-            Err(RespondError::InvalidHeaderValue(0))
-        );
-        assert_eq!(
-            check(200, None, &h("x", b"a\0")),
-            Err(RespondError::InvalidHeaderValue(0))
-        );
-        assert_eq!(
-            check(200, None, &h("x y", b"a")),
-            Err(RespondError::InvalidHeaderName(0))
-        );
-        assert_eq!(
-            check(200, None, &h("", b"a")),
-            Err(RespondError::InvalidHeaderName(0))
-        );
-        assert_eq!(
-            check(200, Some("OK\r\n"), &[]),
-            Err(RespondError::InvalidReason)
-        );
+        assert_eq!(check(200, None, &h("Connection", b"Keep-Alive, CLOSE")), Ok(true));
+        assert_eq!(check(200, None, &h("x", b"a\r\nSet-Cookie: y")), Err(RespondError::InvalidHeaderValue(0)));
+        assert_eq!(check(200, None, &h("x", b"a\0")), Err(RespondError::InvalidHeaderValue(0)));
+        assert_eq!(check(200, None, &h("x y", b"a")), Err(RespondError::InvalidHeaderName(0)));
+        assert_eq!(check(200, None, &h("", b"a")), Err(RespondError::InvalidHeaderName(0)));
+        assert_eq!(check(200, Some("OK\r\n"), &[]), Err(RespondError::InvalidReason));
         assert_eq!(check(101, None, &[]), Err(RespondError::InvalidStatus(101)));
-        assert_eq!(
-            check(1000, None, &[]),
-            Err(RespondError::InvalidStatus(1000))
-        );
+        assert_eq!(check(1000, None, &[]), Err(RespondError::InvalidStatus(1000)));
         assert_eq!(check(99, None, &[]), Err(RespondError::InvalidStatus(99)));
     }
 }

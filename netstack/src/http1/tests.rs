@@ -23,10 +23,7 @@ impl Seen {
             method: request.method().to_owned(),
             target: request.target().to_owned(),
             version: request.version(),
-            headers: request
-                .headers()
-                .map(|(n, v)| (n.to_owned(), v.to_vec()))
-                .collect(),
+            headers: request.headers().map(|(n, v)| (n.to_owned(), v.to_vec())).collect(),
             body: request.body().to_vec(),
             keep_alive: request.keep_alive(),
         }
@@ -49,15 +46,8 @@ impl Transcript {
 }
 
 fn echo(request: &Request) -> Response {
-    let tag = format!(
-        "{} {} {}",
-        request.method(),
-        request.target(),
-        request.body().len()
-    );
-    Response::new(200)
-        .with_header("x-echo", tag)
-        .with_body(request.body().to_vec())
+    let tag = format!("{} {} {}", request.method(), request.target(), request.body().len());
+    Response::new(200).with_header("x-echo", tag).with_body(request.body().to_vec())
 }
 
 fn answer_all(conn: &mut ServerConn, seen: &mut Vec<Seen>) {
@@ -86,12 +76,7 @@ fn drive(limits: Limits, pieces: &[&[u8]]) -> Transcript {
             }
         }
     }
-    Transcript {
-        requests,
-        output,
-        state: conn.state(),
-        error: conn.error(),
-    }
+    Transcript { requests, output, state: conn.state(), error: conn.error() }
 }
 
 /// Runs `input` whole, split in two at every position, and byte by byte; all must agree.
@@ -99,20 +84,10 @@ fn split_invariant(limits: Limits, input: &[u8]) -> Transcript {
     let whole = drive(limits, &[input]);
     for at in 0..=input.len() {
         let (a, b) = input.split_at(at);
-        assert_eq!(
-            drive(limits, &[a, b]),
-            whole,
-            "split at {at} of {:?}",
-            String::from_utf8_lossy(input)
-        );
+        assert_eq!(drive(limits, &[a, b]), whole, "split at {at} of {:?}", String::from_utf8_lossy(input));
     }
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    assert_eq!(
-        drive(limits, &bytes),
-        whole,
-        "byte by byte: {:?}",
-        String::from_utf8_lossy(input)
-    );
+    assert_eq!(drive(limits, &bytes), whole, "byte by byte: {:?}", String::from_utf8_lossy(input));
     whole
 }
 
@@ -138,34 +113,19 @@ fn parse_responses(mut bytes: &[u8], head_responses: &[usize]) -> Vec<ParsedResp
         let mut fields = [httparse::EMPTY_HEADER; 32];
         let mut parsed = httparse::Response::new(&mut fields);
         let httparse::Status::Complete(len) = parsed.parse(bytes).unwrap() else {
-            panic!(
-                "partial response head: {:?}",
-                String::from_utf8_lossy(bytes)
-            );
+            panic!("partial response head: {:?}", String::from_utf8_lossy(bytes));
         };
         let status = parsed.code.unwrap();
-        let headers: Vec<(String, Vec<u8>)> = parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-            .collect();
+        let headers: Vec<(String, Vec<u8>)> =
+            parsed.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
         bytes = &bytes[len..];
-        let field = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
+        let field = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         let mut body = Vec::new();
-        let no_body = (100..200).contains(&status)
-            || matches!(status, 204 | 304)
-            || head_responses.contains(&finals);
+        let no_body = (100..200).contains(&status) || matches!(status, 204 | 304) || head_responses.contains(&finals);
         if !no_body {
             if field("transfer-encoding").is_some() {
                 loop {
-                    let httparse::Status::Complete((used, size)) =
-                        httparse::parse_chunk_size(bytes).unwrap()
-                    else {
+                    let httparse::Status::Complete((used, size)) = httparse::parse_chunk_size(bytes).unwrap() else {
                         panic!("partial chunk")
                     };
                     let size = size as usize;
@@ -193,10 +153,7 @@ fn parse_responses(mut bytes: &[u8], head_responses: &[usize]) -> Vec<ParsedResp
 }
 
 fn statuses(output: &[u8]) -> Vec<u16> {
-    parse_responses(output, &[])
-        .into_iter()
-        .map(|(status, _, _)| status)
-        .collect()
+    parse_responses(output, &[]).into_iter().map(|(status, _, _)| status).collect()
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -232,26 +189,12 @@ fn pipelined_batch_parses_every_request_in_order() {
     let input = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
         POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\nHEAD /4 HTTP/1.1\r\nHost: a\r\n\r\n";
     let t = drive(Limits::default(), &[input]);
-    let targets: Vec<_> = t
-        .requests
-        .iter()
-        .map(|r| (r.method.as_str(), r.target.as_str(), r.body.as_slice()))
-        .collect();
-    assert_eq!(
-        targets,
-        [
-            ("GET", "/1", &b""[..]),
-            ("POST", "/2", b"abc"),
-            ("POST", "/3", b"xy"),
-            ("HEAD", "/4", b"")
-        ]
-    );
+    let targets: Vec<_> =
+        t.requests.iter().map(|r| (r.method.as_str(), r.target.as_str(), r.body.as_slice())).collect();
+    assert_eq!(targets, [("GET", "/1", &b""[..]), ("POST", "/2", b"abc"), ("POST", "/3", b"xy"), ("HEAD", "/4", b"")]);
     let responses = parse_responses(&t.output, &[3]);
     let tags: Vec<_> = responses.iter().map(|(_, h, _)| h[0].1.clone()).collect();
-    assert_eq!(
-        tags,
-        [&b"GET /1 0"[..], b"POST /2 3", b"POST /3 2", b"HEAD /4 0"]
-    );
+    assert_eq!(tags, [&b"GET /1 0"[..], b"POST /2 3", b"POST /3 2", b"HEAD /4 0"]);
     assert_eq!(t.state, ConnState::Open);
 }
 
@@ -260,34 +203,19 @@ fn pipelined_batch_parses_every_request_in_order() {
 #[test]
 fn keep_alive_and_close_rules() {
     let t = split_invariant(Limits::default(), GET);
-    assert_eq!(
-        t.output(),
-        "HTTP/1.1 200 OK\r\nx-echo: GET / 0\r\ncontent-length: 0\r\n\r\n"
-    );
+    assert_eq!(t.output(), "HTTP/1.1 200 OK\r\nx-echo: GET / 0\r\ncontent-length: 0\r\n\r\n");
     assert_eq!(t.state, ConnState::Open);
 
-    let t = drive(
-        Limits::default(),
-        &[b"GET / HTTP/1.0\r\n\r\nGET /2 HTTP/1.0\r\n\r\n"],
-    );
+    let t = drive(Limits::default(), &[b"GET / HTTP/1.0\r\n\r\nGET /2 HTTP/1.0\r\n\r\n"]);
     assert_eq!(t.requests.len(), 1);
-    assert_eq!(
-        t.output(),
-        "HTTP/1.1 200 OK\r\nx-echo: GET / 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
+    assert_eq!(t.output(), "HTTP/1.1 200 OK\r\nx-echo: GET / 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     assert_eq!(t.state, ConnState::Closed);
 
-    let t = drive(
-        Limits::default(),
-        &[b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"],
-    );
+    let t = drive(Limits::default(), &[b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]);
     assert!(t.output().contains("\r\nconnection: keep-alive\r\n"));
     assert_eq!(t.state, ConnState::Open);
 
-    let t = drive(
-        Limits::default(),
-        &[b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"],
-    );
+    let t = drive(Limits::default(), &[b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"]);
     assert!(t.output().ends_with("connection: close\r\n\r\n"));
     assert_eq!(t.state, ConnState::Closed);
 }
@@ -296,33 +224,20 @@ fn keep_alive_and_close_rules() {
 fn response_connection_close_drops_later_requests() {
     let now = Instant::now();
     let mut conn = ServerConn::new(Limits::default(), now);
-    let input = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let input =
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
     assert_eq!(conn.receive(input, now), input.len());
     let first = conn.poll_request().unwrap();
     let second = conn.poll_request().unwrap();
-    conn.respond(
-        first.id(),
-        Response::new(200).with_header("Connection", "close"),
-    )
-    .unwrap();
+    conn.respond(first.id(), Response::new(200).with_header("Connection", "close")).unwrap();
     assert!(conn.poll_request().is_none(), "request 3 is dropped");
-    assert_eq!(
-        conn.respond(second.id(), Response::new(200)),
-        Err(RespondError::UnknownRequest)
-    );
+    assert_eq!(conn.respond(second.id(), Response::new(200)), Err(RespondError::UnknownRequest));
     assert_eq!(conn.state(), ConnState::Closing);
     let mut out = Vec::new();
     conn.take_output(&mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
+    assert_eq!(out, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     assert_eq!(conn.state(), ConnState::Closed);
-    assert_eq!(
-        conn.receive(GET, now),
-        GET.len(),
-        "input after close is discarded"
-    );
+    assert_eq!(conn.receive(GET, now), GET.len(), "input after close is discarded");
     assert!(conn.poll_request().is_none());
 }
 
@@ -332,23 +247,19 @@ fn response_connection_close_drops_later_requests() {
 fn out_of_order_responses_are_written_in_request_order() {
     let now = Instant::now();
     let mut conn = ServerConn::new(Limits::default(), now);
-    let input = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let input =
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
     conn.receive(input, now);
-    let ids: Vec<RequestId> = std::iter::from_fn(|| conn.poll_request())
-        .map(|r| r.id())
-        .collect();
+    let ids: Vec<RequestId> = std::iter::from_fn(|| conn.poll_request()).map(|r| r.id()).collect();
     assert_eq!(ids.iter().map(|id| id.get()).collect::<Vec<_>>(), [0, 1, 2]);
     let mut out = Vec::new();
-    conn.respond(ids[2], Response::new(203).with_body("three"))
-        .unwrap();
-    conn.respond_head(ids[1], ResponseHead::new(200, None))
-        .unwrap();
+    conn.respond(ids[2], Response::new(203).with_body("three")).unwrap();
+    conn.respond_head(ids[1], ResponseHead::new(200, None)).unwrap();
     conn.body_chunk(ids[1], b"two").unwrap();
     conn.take_output(&mut out);
     assert!(out.is_empty(), "nothing before response 1");
     assert!(conn.backlog_bytes() > 0);
-    conn.respond(ids[0], Response::new(404).with_body("one"))
-        .unwrap();
+    conn.respond(ids[0], Response::new(404).with_body("one")).unwrap();
     conn.take_output(&mut out);
     assert_eq!(
         String::from_utf8(out.clone()).unwrap(),
@@ -370,10 +281,7 @@ fn out_of_order_responses_are_written_in_request_order() {
 #[test]
 fn pipeline_depth_applies_back_pressure() {
     let now = Instant::now();
-    let limits = Limits {
-        pipeline_depth_max: 2,
-        ..Limits::default()
-    };
+    let limits = Limits { pipeline_depth_max: 2, ..Limits::default() };
     let mut conn = ServerConn::new(limits, now);
     let input = [GET, GET, GET, GET].concat();
     let consumed = conn.receive(&input, now);
@@ -390,15 +298,11 @@ fn pipeline_depth_applies_back_pressure() {
 #[test]
 fn unread_output_applies_back_pressure() {
     let now = Instant::now();
-    let limits = Limits {
-        backlog_bytes_max: 100,
-        ..Limits::default()
-    };
+    let limits = Limits { backlog_bytes_max: 100, ..Limits::default() };
     let mut conn = ServerConn::new(limits, now);
     conn.receive(GET, now);
     let request = conn.poll_request().unwrap();
-    conn.respond(request.id(), Response::new(200).with_body(vec![b'x'; 200]))
-        .unwrap();
+    conn.respond(request.id(), Response::new(200).with_body(vec![b'x'; 200])).unwrap();
     assert!(!conn.wants_read());
     assert_eq!(conn.receive(GET, now), 0);
     let mut out = Vec::new();
@@ -414,10 +318,7 @@ fn expect_continue_is_sent_before_the_body_in_order() {
     let now = Instant::now();
     let mut conn = ServerConn::new(Limits::default(), now);
     let mut out = Vec::new();
-    conn.receive(
-        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        now,
-    );
+    conn.receive(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", now);
     conn.take_output(&mut out);
     assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
     assert!(conn.poll_request().is_none());
@@ -434,21 +335,12 @@ fn expect_continue_is_sent_before_the_body_in_order() {
     assert!(out.is_empty());
     conn.respond(first.id(), Response::new(200)).unwrap();
     conn.take_output(&mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
-    );
+    assert_eq!(out, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n");
 
     // HTTP/1.0 and body-less requests get no 100.
-    let t = drive(
-        Limits::default(),
-        &[b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx"],
-    );
+    let t = drive(Limits::default(), &[b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx"]);
     assert_eq!(statuses(&t.output), [200]);
-    let t = drive(
-        Limits::default(),
-        &[b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"],
-    );
+    let t = drive(Limits::default(), &[b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"]);
     assert_eq!(statuses(&t.output), [200]);
 }
 
@@ -470,32 +362,20 @@ fn expect_continue_with_too_large_length_gets_413_at_once() {
 fn head_and_bodiless_statuses() {
     let now = Instant::now();
     let mut conn = ServerConn::new(Limits::default(), now);
-    conn.receive(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nHEAD /s HTTP/1.1\r\nHost: a\r\n\r\nGET /204 HTTP/1.1\r\nHost: a\r\n\r\n\
-        GET /304 HTTP/1.1\r\nHost: a\r\n\r\nGET /205 HTTP/1.1\r\nHost: a\r\n\r\n", now);
-    let ids: Vec<_> = std::iter::from_fn(|| conn.poll_request())
-        .map(|r| (r.id(), r.is_head()))
-        .collect();
-    assert_eq!(
-        ids.iter().map(|(_, head)| *head).collect::<Vec<_>>(),
-        [true, true, false, false, false]
+    conn.receive(
+        b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nHEAD /s HTTP/1.1\r\nHost: a\r\n\r\nGET /204 HTTP/1.1\r\nHost: a\r\n\r\n\
+        GET /304 HTTP/1.1\r\nHost: a\r\n\r\nGET /205 HTTP/1.1\r\nHost: a\r\n\r\n",
+        now,
     );
-    conn.respond(ids[0].0, Response::new(200).with_body("12345"))
-        .unwrap();
-    conn.respond_head(ids[1].0, ResponseHead::new(200, Some(7)))
-        .unwrap();
+    let ids: Vec<_> = std::iter::from_fn(|| conn.poll_request()).map(|r| (r.id(), r.is_head())).collect();
+    assert_eq!(ids.iter().map(|(_, head)| *head).collect::<Vec<_>>(), [true, true, false, false, false]);
+    conn.respond(ids[0].0, Response::new(200).with_body("12345")).unwrap();
+    conn.respond_head(ids[1].0, ResponseHead::new(200, Some(7))).unwrap();
     conn.body_chunk(ids[1].0, b"ignored").unwrap();
     conn.body_end(ids[1].0).unwrap();
-    conn.respond(ids[2].0, Response::new(204).with_body("dropped"))
-        .unwrap();
-    conn.respond(
-        ids[3].0,
-        Response::new(304)
-            .with_header("etag", "\"x\"")
-            .with_body("dropped"),
-    )
-    .unwrap();
-    conn.respond(ids[4].0, Response::new(205).with_body("dropped"))
-        .unwrap();
+    conn.respond(ids[2].0, Response::new(204).with_body("dropped")).unwrap();
+    conn.respond(ids[3].0, Response::new(304).with_header("etag", "\"x\"").with_body("dropped")).unwrap();
+    conn.respond(ids[4].0, Response::new(205).with_body("dropped")).unwrap();
     let mut out = Vec::new();
     conn.take_output(&mut out);
     assert_eq!(
@@ -523,10 +403,7 @@ fn caller_framing_fields_are_replaced() {
     conn.respond(request.id(), response).unwrap();
     let mut out = Vec::new();
     conn.take_output(&mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\nserver: isobar\r\ncontent-length: 2\r\n\r\nhi"
-    );
+    assert_eq!(out, b"HTTP/1.1 200 OK\r\nserver: isobar\r\ncontent-length: 2\r\n\r\nhi");
 }
 
 #[test]
@@ -537,25 +414,15 @@ fn streamed_responses() {
     conn.receive(GET, now);
     let id = conn.poll_request().unwrap().id();
     assert_eq!(conn.body_chunk(id, b"x"), Err(RespondError::NotStreaming));
-    conn.respond_head(
-        id,
-        ResponseHead::new(200, Some(4)).with_header("content-type", "text/plain"),
-    )
-    .unwrap();
-    assert_eq!(
-        conn.respond(id, Response::new(200)),
-        Err(RespondError::AlreadyResponded)
-    );
+    conn.respond_head(id, ResponseHead::new(200, Some(4)).with_header("content-type", "text/plain")).unwrap();
+    assert_eq!(conn.respond(id, Response::new(200)), Err(RespondError::AlreadyResponded));
     conn.body_chunk(id, b"abc").unwrap();
     assert_eq!(conn.body_chunk(id, b"de"), Err(RespondError::BodyOverrun));
     assert_eq!(conn.body_end(id), Err(RespondError::BodyUnderrun));
     let mut out = Vec::new();
     conn.take_output(&mut out);
     // The head went out before the underrun, so it does not say close; the close itself does.
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n\r\nabc"
-    );
+    assert_eq!(out, b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n\r\nabc");
     assert_eq!(conn.state(), ConnState::Closed);
 
     // Unknown length to HTTP/1.0: delimited by close.
@@ -579,10 +446,7 @@ fn streamed_responses() {
     conn.body_abort(id).unwrap();
     let mut out = Vec::new();
     conn.take_output(&mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\npart\r\n"
-    );
+    assert_eq!(out, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\npart\r\n");
     assert_eq!(conn.state(), ConnState::Closed);
 }
 
@@ -593,36 +457,18 @@ fn respond_refusals_leave_the_request_waiting() {
     conn.receive(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab", now);
     let id = conn.poll_request().unwrap().id();
     let undelivered = RequestId(id.get() + 1);
-    assert_eq!(
-        conn.respond(undelivered, Response::new(200)),
-        Err(RespondError::UnknownRequest)
-    );
-    assert_eq!(
-        conn.respond(RequestId(99), Response::new(200)),
-        Err(RespondError::UnknownRequest)
-    );
+    assert_eq!(conn.respond(undelivered, Response::new(200)), Err(RespondError::UnknownRequest));
+    assert_eq!(conn.respond(RequestId(99), Response::new(200)), Err(RespondError::UnknownRequest));
     let injected = Response::new(200).with_header("x", "a\r\nset-cookie: evil");
-    assert_eq!(
-        conn.respond(id, injected),
-        Err(RespondError::InvalidHeaderValue(0))
-    );
-    assert_eq!(
-        conn.respond(id, Response::new(100)),
-        Err(RespondError::InvalidStatus(100))
-    );
+    assert_eq!(conn.respond(id, injected), Err(RespondError::InvalidHeaderValue(0)));
+    assert_eq!(conn.respond(id, Response::new(100)), Err(RespondError::InvalidStatus(100)));
     let mut out = Vec::new();
     conn.take_output(&mut out);
     assert!(out.is_empty());
     conn.respond(id, Response::new(500)).unwrap();
-    assert_eq!(
-        conn.respond(id, Response::new(200)),
-        Err(RespondError::UnknownRequest)
-    );
+    assert_eq!(conn.respond(id, Response::new(200)), Err(RespondError::UnknownRequest));
     conn.take_output(&mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
-    );
+    assert_eq!(out, b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
 }
 
 // ---------------------------------------------------------------- errors
@@ -632,14 +478,9 @@ fn every_error_class_gets_its_status_then_close() {
     use RequestError::*;
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(70));
     let long_line = format!("GET /{}", "a".repeat(300));
-    let long_head = format!(
-        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
-        "b".repeat(300)
-    );
-    let chunked_total = format!(
-        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n30\r\n{}\r\n11\r\n",
-        "0".repeat(0x30)
-    );
+    let long_head = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(300));
+    let chunked_total =
+        format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n30\r\n{}\r\n11\r\n", "0".repeat(0x30));
     let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "A: 1\r\n".repeat(8));
     let cases: Vec<(&[u8], RequestError)> = vec![
         (b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", Malformed),
@@ -648,7 +489,10 @@ fn every_error_class_gets_its_status_then_close() {
         (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", Malformed),
         (b"GET / HTTP/1.1\r\n\r\n", BadHost),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", BadHost),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ContentLengthWithTransferEncoding),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            ContentLengthWithTransferEncoding,
+        ),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", BadTransferEncoding),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferCoding),
         (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", BadTransferEncoding),
@@ -673,14 +517,8 @@ fn every_error_class_gets_its_status_then_close() {
         let context = String::from_utf8_lossy(input);
         assert_eq!(t.error, Some(error), "{context}");
         assert_eq!(statuses(&t.output), [error.status()], "{context}");
-        assert!(
-            t.output().contains("\r\nconnection: close\r\n"),
-            "{context}"
-        );
-        assert!(
-            t.output().ends_with(&format!("\r\n\r\n{error}\n")),
-            "{context}"
-        );
+        assert!(t.output().contains("\r\nconnection: close\r\n"), "{context}");
+        assert!(t.output().ends_with(&format!("\r\n\r\n{error}\n")), "{context}");
         assert_eq!(t.state, ConnState::Closed, "{context}");
         assert!(t.requests.is_empty(), "{context}");
     }
@@ -739,11 +577,7 @@ fn idle_clock_restarts_after_the_last_response() {
     let t1 = t0 + Duration::from_secs(1);
     conn.receive(GET, t1);
     let request = conn.poll_request().unwrap();
-    assert_eq!(
-        conn.poll_at(),
-        None,
-        "no timeout while the application works"
-    );
+    assert_eq!(conn.poll_at(), None, "no timeout while the application works");
     conn.poll(t0 + Duration::from_secs(100));
     assert_eq!(conn.state(), ConnState::Open);
     conn.respond(request.id(), Response::new(200)).unwrap();
@@ -769,10 +603,7 @@ fn slow_head_gets_408() {
     assert_eq!(conn.poll_at(), Some(t1 + limits.head_timeout));
     // Dribbling does not extend the deadline.
     for (i, byte) in b"TP/1.1\r\nHost".iter().enumerate() {
-        conn.receive(
-            std::slice::from_ref(byte),
-            t1 + Duration::from_millis(500 * i as u64),
-        );
+        conn.receive(std::slice::from_ref(byte), t1 + Duration::from_millis(500 * i as u64));
     }
     conn.poll(t1 + limits.head_timeout - Duration::from_millis(1));
     assert_eq!(conn.state(), ConnState::Open);
@@ -789,10 +620,7 @@ fn stalled_body_gets_408() {
     let t0 = Instant::now();
     let limits = Limits::default();
     let mut conn = ServerConn::new(limits, t0);
-    conn.receive(
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabcde",
-        t0,
-    );
+    conn.receive(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabcde", t0);
     assert_eq!(conn.poll_at(), Some(t0 + limits.body_timeout));
     let t1 = t0 + Duration::from_secs(20);
     conn.receive(b"f", t1);
@@ -808,11 +636,7 @@ fn stalled_body_gets_408() {
 #[test]
 fn timeouts_never_overflow() {
     let t0 = Instant::now();
-    let limits = Limits {
-        idle_timeout: Duration::MAX,
-        head_timeout: Duration::MAX,
-        ..Limits::default()
-    };
+    let limits = Limits { idle_timeout: Duration::MAX, head_timeout: Duration::MAX, ..Limits::default() };
     let mut conn = ServerConn::new(limits, t0);
     assert_eq!(conn.poll_at(), None);
     conn.receive(b"GET", t0);
@@ -832,11 +656,7 @@ fn peer_close_drops_partial_requests_and_answers_complete_ones() {
 
     let mut conn = ServerConn::new(Limits::default(), now);
     conn.receive(
-        &[
-            GET,
-            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\nabc",
-        ]
-        .concat(),
+        &[GET, b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\nabc"].concat(),
         now,
     );
     conn.peer_closed(now);
@@ -864,12 +684,7 @@ fn dribbled_head_is_parsed_a_logarithmic_number_of_times() {
     }
     assert!(conn.poll_request().is_some());
     let bound = 2 * (usize::BITS - head.len().leading_zeros()) as usize + 2;
-    assert!(
-        conn.head_parse_attempts <= bound,
-        "{} attempts for {} bytes",
-        conn.head_parse_attempts,
-        head.len()
-    );
+    assert!(conn.head_parse_attempts <= bound, "{} attempts for {} bytes", conn.head_parse_attempts, head.len());
 }
 
 #[test]
@@ -883,12 +698,7 @@ fn limits_are_clamped() {
     }
     .clamped();
     assert_eq!(
-        (
-            limits.head_bytes_max,
-            limits.headers_max,
-            limits.target_bytes_max,
-            limits.pipeline_depth_max
-        ),
+        (limits.head_bytes_max, limits.headers_max, limits.target_bytes_max, limits.pipeline_depth_max),
         (256, HEADERS_CEILING, 256, 1)
     );
     // A connection with depth 1 still serves requests one by one.
@@ -1015,14 +825,9 @@ struct GenRequest {
 
 fn valid_request() -> impl Strategy<Value = GenRequest> {
     (
-        prop::sample::select(vec![
-            "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "X-CUSTOM",
-        ]),
+        prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "X-CUSTOM"]),
         "/[a-zA-Z0-9._~/-]{0,24}(\\?[a-z0-9=&%]{0,16})?",
-        prop::collection::vec(
-            ("[A-Za-z][A-Za-z0-9-]{0,15}", "([!-~]([ -~]{0,20}[!-~])?)?"),
-            0..6,
-        ),
+        prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "([!-~]([ -~]{0,20}[!-~])?)?"), 0..6),
         prop::collection::vec(any::<u8>(), 0..300),
         prop::option::of(prop::collection::vec(1usize..64, 1..8)),
     )
@@ -1030,10 +835,7 @@ fn valid_request() -> impl Strategy<Value = GenRequest> {
             method: method.to_owned(),
             target,
             // An `x-` prefix keeps generated names clear of the fields that steer framing.
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| (format!("x-{n}"), v))
-                .collect(),
+            headers: headers.into_iter().map(|(n, v)| (format!("x-{n}"), v)).collect(),
             body,
             chunks,
         })
@@ -1048,11 +850,7 @@ impl GenRequest {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = format!(
-            "{} {} HTTP/1.1\r\nHost: example.com\r\n",
-            self.method, self.target
-        )
-        .into_bytes();
+        let mut out = format!("{} {} HTTP/1.1\r\nHost: example.com\r\n", self.method, self.target).into_bytes();
         for (name, value) in &self.headers {
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
@@ -1081,11 +879,7 @@ impl GenRequest {
 
     fn expected(&self) -> Seen {
         let mut headers = vec![("Host".to_owned(), b"example.com".to_vec())];
-        headers.extend(
-            self.headers
-                .iter()
-                .map(|(n, v)| (n.clone(), v.clone().into_bytes())),
-        );
+        headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone().into_bytes())));
         let (name, value) = self.framing_field();
         headers.push((name, value.into_bytes()));
         Seen {
