@@ -6,8 +6,7 @@
 //! codecs, their deadlines, back-pressure (a connection whose requests are not answered stops
 //! being read) and graceful drain. It does not know what a Worker is.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -51,16 +50,18 @@ struct Conn {
     in_flight: usize,
     /// `close` was asked of the transport; only its `Closed` event is awaited now.
     closing: bool,
+    /// This connection's entry in `HttpServer::deadlines`.
+    scheduled: Option<Instant>,
 }
 
 pub struct HttpServer<T: Transport> {
     transport: T,
     limits: http1::Limits,
     conns: HashMap<ConnId, Conn>,
-    /// Codec deadlines, earliest first. Entries go stale when a connection's deadline moves;
-    /// a stale entry only causes one extra `poll`.
-    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
-    ids: HashMap<(u32, u32), ConnId>,
+    /// Each connection's next codec deadline, earliest first: exactly one entry per connection
+    /// that has a deadline, moved (remove + insert) when it changes and removed when the
+    /// connection goes, so the map never holds more than the open connections.
+    deadlines: BTreeMap<(Instant, u32, u32), ConnId>,
     draining: bool,
     listener_closed: bool,
     stats: ServerStats,
@@ -79,8 +80,7 @@ impl<T: Transport> HttpServer<T> {
             transport,
             limits: limits.clamped(),
             conns: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            ids: HashMap::new(),
+            deadlines: BTreeMap::new(),
             draining: false,
             listener_closed: false,
             stats: ServerStats::default(),
@@ -118,7 +118,7 @@ impl<T: Transport> HttpServer<T> {
         let touched = &mut self.touched;
         let stats = &mut self.stats;
         let mut listener_closed = false;
-        let mut removed: Vec<ConnId> = Vec::new();
+        let mut removed: Vec<(ConnId, Option<Instant>)> = Vec::new();
         self.transport.on_completion(ring, completion, &mut |event| match event {
             ConnEvent::Accepted { conn, peer } => {
                 stats.conns_accepted += 1;
@@ -131,6 +131,7 @@ impl<T: Transport> HttpServer<T> {
                         recv_paused: false,
                         in_flight: 0,
                         closing: false,
+                        scheduled: None,
                     },
                 );
                 touched.push(conn);
@@ -163,8 +164,9 @@ impl<T: Transport> HttpServer<T> {
                 }
             }
             ConnEvent::Closed { conn } => {
-                conns.remove(&conn);
-                removed.push(conn);
+                if let Some(c) = conns.remove(&conn) {
+                    removed.push((conn, c.scheduled));
+                }
             }
             ConnEvent::ListenerClosed => listener_closed = true,
             // The server only accepts; outbound connections belong to other users of the transport.
@@ -173,8 +175,10 @@ impl<T: Transport> HttpServer<T> {
         if listener_closed {
             self.listener_closed = true;
         }
-        for conn in removed {
-            self.ids.remove(&(conn.slot, conn.generation));
+        for (conn, scheduled) in removed {
+            if let Some(at) = scheduled {
+                self.deadlines.remove(&(at, conn.slot, conn.generation));
+            }
         }
         let mut touched = std::mem::take(&mut self.touched);
         for conn in touched.drain(..) {
@@ -215,20 +219,21 @@ impl<T: Transport> HttpServer<T> {
 
     /// The earliest codec deadline, for the scheduler's wait.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+        self.deadlines.keys().next().map(|(at, _, _)| *at)
     }
 
     /// Applies codec timeouts due at `now`.
     pub fn poll(&mut self, ring: &mut Ring, now: Instant, requests: &mut Vec<IncomingRequest>) {
-        while let Some(Reverse((at, slot, generation))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            let Some(&conn) = self.ids.get(&(slot, generation)) else { continue };
+        // Take the due entries first: servicing a connection may schedule it again, and a
+        // deadline that is still due then waits for the next turn instead of looping here.
+        let due: Vec<((Instant, u32, u32), ConnId)> =
+            self.deadlines.range(..=(now, u32::MAX, u32::MAX)).map(|(k, v)| (*k, *v)).collect();
+        for (key, conn) in due {
+            self.deadlines.remove(&key);
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.codec.poll(now);
+                c.scheduled = None;
             }
+            // `service` applies the codec's due timeouts and schedules the next deadline.
             self.service(ring, conn, now, requests);
         }
     }
@@ -252,6 +257,11 @@ impl<T: Transport> HttpServer<T> {
         self.draining && self.listener_closed && self.conns.is_empty()
     }
 
+    /// Connections with a pending codec deadline (never more than the open connections).
+    pub fn scheduled_deadlines(&self) -> usize {
+        self.deadlines.len()
+    }
+
     /// Requests handed out and not yet answered, over all connections.
     pub fn in_flight(&self) -> usize {
         self.conns.values().map(|c| c.in_flight).sum()
@@ -263,6 +273,11 @@ impl<T: Transport> HttpServer<T> {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.closing {
             return;
+        }
+        // A deadline that is due: let the codec apply it (an idle connection's deadline is in
+        // the past right after its last response, until the codec stamps the idle start).
+        if c.codec.poll_at().is_some_and(|at| at <= now) {
+            c.codec.poll(now);
         }
         // Input the codec could not take yet: offer it again when it wants more.
         if !c.stash.is_empty() && c.codec.wants_read() {
@@ -335,9 +350,15 @@ impl<T: Transport> HttpServer<T> {
             let _ = self.transport.send_owned(ring, conn, rest);
         }
 
-        if let Some(at) = c.codec.poll_at() {
-            self.ids.insert((conn.slot, conn.generation), conn);
-            self.deadlines.push(Reverse((at, conn.slot, conn.generation)));
+        let next = c.codec.poll_at();
+        if next != c.scheduled {
+            if let Some(old) = c.scheduled.take() {
+                self.deadlines.remove(&(old, conn.slot, conn.generation));
+            }
+            if let Some(at) = next {
+                self.deadlines.insert((at, conn.slot, conn.generation), conn);
+                c.scheduled = Some(at);
+            }
         }
     }
 }
