@@ -47,6 +47,34 @@ pub fn thread_cpu_time() -> Duration {
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
+/// The CPU-time clock of one thread, readable from any thread: a watchdog uses it to see how
+/// long a core's thread has been running JavaScript without stopping it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadClock(libc::clockid_t);
+
+impl ThreadClock {
+    /// The calling thread's CPU clock.
+    pub fn current() -> io::Result<ThreadClock> {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: `clock` is a valid, writable clockid_t; pthread_self() names a live thread.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(ThreadClock(clock))
+    }
+
+    /// CPU time the thread has consumed; an error once the thread has exited.
+    pub fn now(&self) -> io::Result<Duration> {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `now` is a valid, writable timespec.
+        if unsafe { libc::clock_gettime(self.0, &mut now) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+    }
+}
+
 fn affinity(pid: libc::pid_t) -> io::Result<Vec<usize>> {
     let mut words = 16; // 1024 CPUs, glibc's cpu_set_t
     loop {
@@ -103,6 +131,28 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn another_thread_reads_a_threads_cpu_clock() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            tx.send(ThreadClock::current().unwrap()).unwrap();
+            let mut x = 0u64;
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_millis(50) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            done_rx.recv().unwrap();
+        });
+        let clock = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        let spent = clock.now().unwrap();
+        assert!(spent >= Duration::from_millis(20), "the busy thread consumed {spent:?}");
+        assert!(spent < Duration::from_secs(5));
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod cpu;
 pub mod eventfd;
 pub mod limits;
+pub mod memory;
 pub mod net;
 pub mod random;
 pub mod ring;
