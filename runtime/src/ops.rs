@@ -17,6 +17,7 @@ pub(crate) fn table() -> Vec<(&'static str, v8::FunctionCallback)> {
     vec![
         ("print", print.map_fn_to()),
         ("now", now.map_fn_to()),
+        ("timeOrigin", time_origin.map_fn_to()),
         ("encodeUtf8", encode_utf8.map_fn_to()),
         ("encodeUtf8Into", encode_utf8_into.map_fn_to()),
         ("decodeUtf8", decode_utf8.map_fn_to()),
@@ -36,9 +37,14 @@ pub(crate) fn table() -> Vec<(&'static str, v8::FunctionCallback)> {
     ]
 }
 
+/// The isolate's state. Every isolate isobar serves from gets its slot at creation; only the
+/// snapshot-building isolate has none (its warm-up requests run ops too). An op never panics
+/// over it, since a panic cannot unwind through V8: it gets a detached state instead.
 fn state(scope: &mut Scope) -> Rc<RefCell<IsolateState>> {
-    // Every isolate isobar creates gets its state slot before any script runs (Worker::new).
-    scope.get_slot::<Rc<RefCell<IsolateState>>>().expect("isolate state slot is set at creation").clone()
+    match scope.get_slot::<Rc<RefCell<IsolateState>>>() {
+        Some(state) => state.clone(),
+        None => Rc::new(RefCell::new(IsolateState::new("snapshot"))),
+    }
 }
 
 fn throw_type_error(scope: &mut Scope, message: &str) {
@@ -134,6 +140,11 @@ fn print(scope: &mut Scope, args: v8::FunctionCallbackArguments, _rv: v8::Return
 
 fn now(scope: &mut Scope, _args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue<v8::Value>) {
     let ms = state(scope).borrow().clock.now_ms();
+    rv.set_double(ms);
+}
+
+fn time_origin(scope: &mut Scope, _args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue<v8::Value>) {
+    let ms = state(scope).borrow().clock.origin_ms();
     rv.set_double(ms);
 }
 

@@ -48,13 +48,15 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Clock {
     wall_ms: f64,
+    origin_ms: f64,
     monotonic: Instant,
 }
 
 impl Clock {
     pub fn new() -> Clock {
-        let mut clock = Clock { wall_ms: 0.0, monotonic: Instant::now() };
+        let mut clock = Clock { wall_ms: 0.0, origin_ms: 0.0, monotonic: Instant::now() };
         clock.advance(Instant::now());
+        clock.origin_ms = clock.wall_ms;
         clock
     }
 
@@ -71,6 +73,11 @@ impl Clock {
 
     pub fn now_ms(&self) -> f64 {
         self.wall_ms
+    }
+
+    /// When the isolate was created, in the same milliseconds: performance.timeOrigin.
+    pub fn origin_ms(&self) -> f64 {
+        self.origin_ms
     }
 
     pub fn instant(&self) -> Instant {

@@ -13,23 +13,23 @@ fn js_dir() -> PathBuf {
 }
 
 fn spec_from_source(name: &str, source: &str, format: ScriptFormat) -> WorkerSpec {
-    WorkerSpec { name: name.into(), path: js_dir().join(format!("{name}.js")), source: source.into(), format }
+    WorkerSpec::from_source(name, &js_dir().join(format!("{name}.js")), source.into(), format)
 }
 
 fn load_file(name: &str) -> Worker {
     let path = js_dir().join(format!("{name}.js"));
     let source = std::fs::read_to_string(&path).unwrap();
-    let spec = WorkerSpec { name: name.into(), path, source, format: ScriptFormat::Auto };
+    let spec = WorkerSpec::from_source(name, &path, source, ScriptFormat::Auto);
     Worker::new(&spec).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Dispatches one request and drives microtasks and timers until it finishes (at most 5 s).
 fn request(worker: &mut Worker, id: u64, parts: &RequestParts) -> Option<Outcome> {
-    worker.dispatch(id, parts, Instant::now());
+    worker.dispatch(id, parts, Instant::now(), Duration::MAX);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut outcomes = Vec::new();
     loop {
-        worker.run_microtasks();
+        worker.run_microtasks(Duration::MAX);
         worker.take_outcomes(&mut outcomes);
         if let Some(i) = outcomes
             .iter()
@@ -42,7 +42,7 @@ fn request(worker: &mut Worker, id: u64, parts: &RequestParts) -> Option<Outcome
             return None;
         }
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        worker.fire_timers(Instant::now());
+        worker.fire_timers(Instant::now(), Duration::MAX);
     }
 }
 

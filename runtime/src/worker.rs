@@ -1,28 +1,19 @@
-//! A Worker: one tenant's script loaded into one V8 isolate, and the requests it is serving.
-//!
-//! Many Workers live on one core thread. rusty_v8 enters an isolate when it is created and
-//! expects isolates to be dropped in reverse creation order; isobar instead keeps every isolate
-//! *exited* while it is idle and enters it only for the duration of one call (`Entered`), so
-//! isolates can be used, and dropped, in any order.
+//! A Worker: one tenant's script loaded into an [`Isolate`], and the requests it is serving.
 
-use std::cell::RefCell;
-use std::mem::ManuallyDrop;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::engine;
+use crate::isolate::{Condemned, Isolate, describe_value};
 use crate::ops;
-use crate::state::{IsolateState, Outcome};
+use crate::state::Outcome;
+use crate::watchdog::CoreWatch;
 
-/// isobar's JavaScript API, evaluated into every context in this order.
-const BOOTSTRAP: &[(&str, &str)] = &[
-    ("isobar:core/00_core.js", include_str!("js/00_core.js")),
-    ("isobar:core/10_url.js", include_str!("js/10_url.js")),
-    ("isobar:core/20_headers.js", include_str!("js/20_headers.js")),
-    ("isobar:core/30_fetch.js", include_str!("js/30_fetch.js")),
-    ("isobar:core/90_worker.js", include_str!("js/90_worker.js")),
-];
+/// The heap limit of a Worker made with [`Worker::new`] (tenants set their own).
+pub const DEFAULT_HEAP_MAX_BYTES: usize = 128 << 20;
 
 /// How a script is meant to be run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -44,6 +35,29 @@ pub struct WorkerSpec {
     pub path: PathBuf,
     pub source: String,
     pub format: ScriptFormat,
+    /// Sources of imported modules, by canonical path, known in advance: a core loading a
+    /// tenant compiles from these and never reads the disk.
+    pub modules: Arc<BTreeMap<PathBuf, String>>,
+    /// Whether imports missing from `modules` may be read from disk (start-up and control
+    /// threads only).
+    pub read_disk: bool,
+    /// `env` bindings: (name, value) of vars and secrets.
+    pub env: Arc<Vec<(String, String)>>,
+}
+
+impl WorkerSpec {
+    /// A spec for a script read from `path`, whose imports are read from disk as needed.
+    pub fn from_source(name: &str, path: &Path, source: String, format: ScriptFormat) -> WorkerSpec {
+        WorkerSpec {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            source,
+            format,
+            modules: Arc::default(),
+            read_disk: true,
+            env: Arc::default(),
+        }
+    }
 }
 
 /// Why a Worker could not be created. Each message names the file, and where it can, the line
@@ -62,7 +76,10 @@ pub enum LoadError {
     /// An import could not be resolved or read.
     #[error("{file}: cannot import {specifier:?}: {reason}")]
     Import { file: String, specifier: String, reason: String },
-    /// isobar's own bootstrap JavaScript failed; a bug in isobar.
+    /// The script hit its CPU or heap limit while loading.
+    #[error("{file}: the script exceeded its {limit} limit while loading")]
+    Limit { file: String, limit: &'static str },
+    /// isobar's own JavaScript API or V8 set-up failed; a bug in isobar.
     #[error("isobar's JavaScript API failed to load ({file}): {message}")]
     Bootstrap { file: String, message: String },
 }
@@ -78,297 +95,280 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-/// Handles into the isolate; they must be dropped while the isolate is alive.
-struct Handles {
-    context: v8::Global<v8::Context>,
-    dispatch: v8::Global<v8::Function>,
-    fire_timer: v8::Global<v8::Function>,
-}
-
+/// A tenant's script, loaded and ready to serve.
 pub struct Worker {
-    handles: Option<Handles>,
-    state: Rc<RefCell<IsolateState>>,
-    /// Exited whenever no call is in progress; see the module docs.
-    isolate: ManuallyDrop<v8::OwnedIsolate>,
+    isolate: Isolate,
+    name: Rc<str>,
+    /// Every module compiled for this worker (main script included), by path.
+    modules: BTreeMap<PathBuf, String>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("name", &self.state.borrow().name).finish()
+        f.debug_struct("Worker").field("name", &self.name).finish()
     }
 }
 
-/// Enters an isolate for the lifetime of the guard, and gives access to it meanwhile.
-struct Entered<'a>(&'a mut v8::OwnedIsolate);
-
-impl<'a> Entered<'a> {
-    fn new(isolate: &'a mut v8::OwnedIsolate) -> Entered<'a> {
-        // SAFETY: every Worker keeps its isolate exited between calls (Worker::new exits it right
-        // after creation), and guards are strictly nested on this thread, so enter/exit pairs
-        // match V8's per-thread entered-isolate stack.
-        unsafe { isolate.enter() };
-        Entered(isolate)
-    }
-}
-
-impl std::ops::Deref for Entered<'_> {
-    type Target = v8::Isolate;
-    fn deref(&self) -> &v8::Isolate {
-        self.0
-    }
-}
-
-impl std::ops::DerefMut for Entered<'_> {
-    fn deref_mut(&mut self) -> &mut v8::Isolate {
-        self.0
-    }
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        // SAFETY: paired with the enter in Entered::new; no other isolate was entered on this
-        // thread in between without being exited again (guards are scoped).
-        unsafe { self.0.exit() };
-    }
+/// Enters `$isolate` (an `&mut Isolate`) with `$budget` of CPU time and binds `$scope` to a
+/// handle + context scope of its context and `$handles` to its handles. `None` if the isolate
+/// has no context.
+macro_rules! in_context {
+    ($isolate:expr, $budget:expr, |$scope:ident, $handles:ident| $body:block) => {{
+        let isolate: &mut Isolate = $isolate;
+        match isolate.handles.as_ref().map(|h| h as *const crate::isolate::Handles) {
+            None => None,
+            Some(handles_ptr) => {
+                let mut entered = isolate.enter($budget);
+                // SAFETY: `handles` lives in the Isolate beside the V8 isolate and is neither
+                // moved nor dropped while it is entered (Isolate::drop resets it only after).
+                let $handles: &crate::isolate::Handles = unsafe { &*handles_ptr };
+                let v8_isolate: &mut v8::Isolate = &mut entered;
+                v8::scope!(let hs, v8_isolate);
+                let context = v8::Local::new(hs, &$handles.context);
+                let $scope = &mut v8::ContextScope::new(hs, context);
+                Some($body)
+            }
+        }
+    }};
 }
 
 impl Worker {
-    /// Creates the isolate, installs isobar's API and loads the tenant's script.
+    /// Creates an isolate with the default heap limit and loads `spec` into it.
     pub fn new(spec: &WorkerSpec) -> Result<Worker, LoadError> {
-        engine::init();
-        let mut isolate = v8::Isolate::new(v8::CreateParams::default());
-        isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
-        isolate.set_capture_stack_trace_for_uncaught_exceptions(true, 10);
-        isolate.set_promise_reject_callback(promise_reject_callback);
-        let state = Rc::new(RefCell::new(IsolateState::new(&spec.name)));
-        isolate.set_slot(state.clone());
-        isolate.set_slot(ModuleMap::default());
-        // SAFETY: Isolate::new entered the new isolate; this exits it again so the isolate is
-        // idle-and-exited like every other (see the module docs). Nothing else was entered after.
-        unsafe { isolate.exit() };
-        let mut worker = Worker { handles: None, state, isolate: ManuallyDrop::new(isolate) };
-        let handles = worker.load(spec)?;
-        worker.handles = Some(handles);
-        Ok(worker)
+        engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
+        let isolate = Isolate::new(&spec.name, DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
+        Worker::load(isolate, spec)
+    }
+
+    /// Loads the tenant's script into a fresh isolate (one from the pool).
+    pub fn load(mut isolate: Isolate, spec: &WorkerSpec) -> Result<Worker, LoadError> {
+        isolate.state.borrow_mut().name = spec.name.as_str().into();
+        let file = spec.path.display().to_string();
+        let root = spec.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let result = in_context!(&mut isolate, Duration::MAX, |scope, handles| {
+            scope.set_slot(ModuleMap {
+                root,
+                preloaded: spec.modules.clone(),
+                read_disk: spec.read_disk,
+                ..ModuleMap::default()
+            });
+            let internals = v8::Local::new(scope, &handles.internals);
+            load_script(scope, spec, internals)
+        });
+        let result = result.unwrap_or_else(|| Err(bootstrap_error("context", "the isolate has no context")));
+        let modules = take_module_sources(&mut isolate);
+        if let Some(condemned) = isolate.condemned() {
+            let limit = if condemned == Condemned::CpuLimit { "CPU time" } else { "memory" };
+            return Err(LoadError::Limit { file, limit });
+        }
+        result?;
+        let name = isolate.state.borrow().name.clone();
+        Ok(Worker { isolate, name, modules })
+    }
+
+    /// Loads `spec` into a fresh isolate on the calling thread (a control thread) and drops it:
+    /// the script's top level runs once, and it must set up a fetch handler. A top level that
+    /// runs longer than `cpu_max` (wall time, on this unloaded thread) is stopped.
+    pub fn validate(spec: &WorkerSpec, cpu_max: Duration) -> Result<(), LoadError> {
+        engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
+        let isolate = Isolate::new(&spec.name, DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
+        let handle = isolate.thread_safe_handle();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let guard = std::thread::spawn(move || {
+            if done_rx.recv_timeout(cpu_max) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                handle.terminate_execution();
+            }
+        });
+        let result = Worker::load(isolate, spec).map(drop);
+        let _ = done_tx.send(());
+        let _ = guard.join();
+        result
     }
 
     pub fn name(&self) -> Rc<str> {
-        self.state.borrow().name.clone()
+        self.name.clone()
     }
 
-    fn load(&mut self, spec: &WorkerSpec) -> Result<Handles, LoadError> {
-        let mut entered = Entered::new(&mut self.isolate);
-        let isolate: &mut v8::Isolate = &mut entered;
-        v8::scope!(let hs, isolate);
-        let context = v8::Context::new(hs, Default::default());
-        let scope = &mut v8::ContextScope::new(hs, context);
-        let global = context.global(scope);
+    /// The sources of every module this worker compiled, by path: a bundle other cores can
+    /// load without reading the disk.
+    pub fn modules(&self) -> &BTreeMap<PathBuf, String> {
+        &self.modules
+    }
 
-        let ops_object = v8::Object::new(scope);
-        for (name, callback) in ops::table() {
-            let function =
-                v8::Function::new_raw(scope, callback).ok_or_else(|| bootstrap_error("ops", "cannot create an op"))?;
-            let key = v8::String::new(scope, name).unwrap();
-            ops_object.set(scope, key.into(), function.into());
-        }
-        let internals = v8::Object::new(scope);
-        for (file, source) in BOOTSTRAP {
-            v8::tc_scope!(let tc, scope);
-            let init = run_classic(tc, file, source).map_err(|m| bootstrap_error(file, &m))?;
-            let init = v8::Local::<v8::Function>::try_from(init)
-                .map_err(|_| bootstrap_error(file, "the script does not evaluate to a function"))?;
-            let undefined = v8::undefined(tc).into();
-            if init.call(tc, undefined, &[ops_object.into(), internals.into(), global.into()]).is_none() {
-                return Err(bootstrap_error(file, &exception_text(tc)));
-            }
-        }
-
-        let file = spec.path.display().to_string();
-        let format = match spec.format {
-            ScriptFormat::Auto if looks_like_module(scope, spec) => ScriptFormat::Module,
-            ScriptFormat::Auto => ScriptFormat::ServiceWorker,
-            f => f,
-        };
-        match format {
-            ScriptFormat::Module => load_module(scope, spec, internals)?,
-            _ => {
-                {
-                    v8::tc_scope!(let tc, scope);
-                    let origin = script_origin(tc, &file, false);
-                    let code = v8::String::new(tc, &spec.source).ok_or_else(|| LoadError::Evaluate {
-                        file: file.clone(),
-                        message: "the script is too large".into(),
-                    })?;
-                    let Some(script) = v8::Script::compile(tc, code, Some(&origin)) else {
-                        return Err(compile_error(tc, &file));
-                    };
-                    if script.run(tc).is_none() {
-                        return Err(LoadError::Evaluate { file: file.clone(), message: exception_text(tc) });
-                    }
-                }
-                scope.perform_microtask_checkpoint();
-                let check = get_function(scope, internals, "checkServiceWorker")?;
-                let undefined = v8::undefined(scope).into();
-                let verdict = check.call(scope, undefined, &[]);
-                if let Some(message) = verdict.filter(|v| v.is_string()) {
-                    return Err(LoadError::NoHandler { file, message: message.to_rust_string_lossy(scope) });
-                }
-            }
-        }
-
-        let dispatch = get_function(scope, internals, "dispatch")?;
-        let fire_timer = get_function(scope, internals, "fireTimer")?;
-        Ok(Handles {
-            context: v8::Global::new(scope, context),
-            dispatch: v8::Global::new(scope, dispatch),
-            fire_timer: v8::Global::new(scope, fire_timer),
-        })
+    pub fn set_watch(&mut self, watch: Arc<CoreWatch>) {
+        self.isolate.set_watch(watch);
     }
 
     /// Starts one request. Its outcome arrives later through [`Worker::take_outcomes`]; the
     /// handler may finish during this call or after later microtask checkpoints and timers.
-    pub fn dispatch(&mut self, id: u64, request: &RequestParts<'_>, now: Instant) {
+    /// `budget` is the CPU time this entry may use before the watchdog stops it.
+    pub fn dispatch(&mut self, id: u64, request: &RequestParts<'_>, now: Instant, budget: Duration) {
         self.advance_clock(now);
-        let Some(handles) = self.handles.as_ref() else { return };
-        let mut entered = Entered::new(&mut self.isolate);
-        let isolate: &mut v8::Isolate = &mut entered;
-        v8::scope!(let hs, isolate);
-        let context = v8::Local::new(hs, &handles.context);
-        let scope = &mut v8::ContextScope::new(hs, context);
-        let dispatch = v8::Local::new(scope, &handles.dispatch);
-
-        let id_value = v8::Number::new(scope, id as f64).into();
-        let method = v8::String::new(scope, request.method).unwrap().into();
-        let url = v8::String::new_from_utf8(scope, request.url.as_bytes(), v8::NewStringType::Normal).unwrap().into();
-        let mut header_values: Vec<v8::Local<v8::Value>> = Vec::with_capacity(request.headers.len() * 2);
-        for (name, value) in request.headers {
-            header_values.push(v8::String::new(scope, name).unwrap().into());
-            // Header values are ByteStrings: each byte one Latin-1 character, as browsers do.
-            header_values.push(v8::String::new_from_one_byte(scope, value, v8::NewStringType::Normal).unwrap().into());
-        }
-        let headers = v8::Array::new_with_elements(scope, &header_values).into();
-        let body: v8::Local<v8::Value> = if request.body.is_empty() {
-            v8::null(scope).into()
-        } else {
-            match ops::new_u8_array(scope, request.body.to_vec()) {
-                Some(array) => array.into(),
-                None => v8::null(scope).into(),
+        let state = self.isolate.state.clone();
+        let ok = in_context!(&mut self.isolate, budget, |scope, handles| {
+            let dispatch = v8::Local::new(scope, &handles.dispatch);
+            let id_value = v8::Number::new(scope, id as f64).into();
+            let method = v8::String::new(scope, request.method).unwrap().into();
+            let url =
+                v8::String::new_from_utf8(scope, request.url.as_bytes(), v8::NewStringType::Normal).unwrap().into();
+            let mut header_values: Vec<v8::Local<v8::Value>> = Vec::with_capacity(request.headers.len() * 2);
+            for (name, value) in request.headers {
+                header_values.push(v8::String::new(scope, name).unwrap().into());
+                // Header values are ByteStrings: each byte one Latin-1 character, as browsers do.
+                header_values
+                    .push(v8::String::new_from_one_byte(scope, value, v8::NewStringType::Normal).unwrap().into());
             }
-        };
-        v8::tc_scope!(let tc, scope);
-        let undefined = v8::undefined(tc).into();
-        if dispatch.call(tc, undefined, &[id_value, method, url, headers, body]).is_none() {
-            let message = exception_text(tc);
-            self.state.borrow_mut().outcomes.push(Outcome::Failed { id, message });
+            let headers = v8::Array::new_with_elements(scope, &header_values).into();
+            let body: v8::Local<v8::Value> = if request.body.is_empty() {
+                v8::null(scope).into()
+            } else {
+                match ops::new_u8_array(scope, request.body.to_vec()) {
+                    Some(array) => array.into(),
+                    None => v8::null(scope).into(),
+                }
+            };
+            v8::tc_scope!(let tc, scope);
+            let undefined = v8::undefined(tc).into();
+            if dispatch.call(tc, undefined, &[id_value, method, url, headers, body]).is_none() {
+                let message = exception_text(tc);
+                state.borrow_mut().outcomes.push(Outcome::Failed { id, message });
+            }
+        });
+        if ok.is_none() {
+            state.borrow_mut().outcomes.push(Outcome::Failed { id, message: "the worker has no context".into() });
         }
     }
 
     /// Runs queued microtasks and the platform's foreground tasks: this is where awaited
     /// promises resume.
-    pub fn run_microtasks(&mut self) {
-        let mut entered = Entered::new(&mut self.isolate);
-        let isolate: &mut v8::Isolate = &mut entered;
-        let Some(handles) = self.handles.as_ref() else { return };
-        {
-            v8::scope!(let hs, isolate);
-            let context = v8::Local::new(hs, &handles.context);
-            let scope = &mut v8::ContextScope::new(hs, context);
+    pub fn run_microtasks(&mut self, budget: Duration) {
+        in_context!(&mut self.isolate, budget, |scope, _handles| {
             scope.perform_microtask_checkpoint();
-        }
-        engine::pump(isolate);
-        self.state.borrow_mut().report_unhandled_rejections();
+            engine::pump(scope);
+        });
+        self.isolate.state.borrow_mut().report_unhandled_rejections();
     }
 
     /// Fires every timer due at `now`, each followed by a microtask checkpoint.
-    pub fn fire_timers(&mut self, now: Instant) {
+    pub fn fire_timers(&mut self, now: Instant, budget: Duration) {
         self.advance_clock(now);
-        let Some(handles) = self.handles.as_ref() else { return };
-        let mut entered = Entered::new(&mut self.isolate);
-        let isolate: &mut v8::Isolate = &mut entered;
-        v8::scope!(let hs, isolate);
-        let context = v8::Local::new(hs, &handles.context);
-        let scope = &mut v8::ContextScope::new(hs, context);
-        let fire = v8::Local::new(scope, &handles.fire_timer);
-        // A bounded batch: a zero-delay setInterval must not starve the rest of the core.
-        for _ in 0..1000 {
-            let due = self.state.borrow_mut().timers.pop_due(now);
-            let Some(timer_id) = due else { break };
-            let undefined = v8::undefined(scope).into();
-            let arg = v8::Number::new(scope, timer_id as f64).into();
-            v8::tc_scope!(let tc, scope);
-            let _ = fire.call(tc, undefined, &[arg]);
-            tc.perform_microtask_checkpoint();
-        }
+        let state = self.isolate.state.clone();
+        in_context!(&mut self.isolate, budget, |scope, handles| {
+            let fire = v8::Local::new(scope, &handles.fire_timer);
+            // A bounded batch: a zero-delay setInterval must not starve the rest of the core.
+            for _ in 0..1000 {
+                let due = state.borrow_mut().timers.pop_due(now);
+                let Some(timer_id) = due else { break };
+                let undefined = v8::undefined(scope).into();
+                let arg = v8::Number::new(scope, timer_id as f64).into();
+                v8::tc_scope!(let tc, scope);
+                let _ = fire.call(tc, undefined, &[arg]);
+                if tc.has_terminated() {
+                    break;
+                }
+                tc.perform_microtask_checkpoint();
+            }
+        });
     }
 
     pub fn next_timer(&self) -> Option<Instant> {
-        self.state.borrow().timers.next_deadline()
+        self.isolate.state.borrow().timers.next_deadline()
     }
 
     pub fn has_timers(&self) -> bool {
-        !self.state.borrow().timers.is_empty()
+        !self.isolate.state.borrow().timers.is_empty()
     }
 
     /// Moves finished requests into `out`.
     pub fn take_outcomes(&mut self, out: &mut Vec<Outcome>) {
-        out.append(&mut self.state.borrow_mut().outcomes);
+        out.append(&mut self.isolate.state.borrow_mut().outcomes);
     }
 
     fn advance_clock(&mut self, now: Instant) {
-        let mut state = self.state.borrow_mut();
+        let mut state = self.isolate.state.borrow_mut();
         state.clock.advance(now);
         state.timers.set_base(now);
     }
 
-    /// Heap statistics of this isolate.
-    pub fn heap_used_bytes(&mut self) -> usize {
-        let mut entered = Entered::new(&mut self.isolate);
-        entered.get_heap_statistics().used_heap_size()
+    /// Why this worker may not run again (it hit a limit), if so.
+    pub fn condemned(&self) -> Option<Condemned> {
+        self.isolate.condemned()
+    }
+
+    /// CPU time spent in this worker's isolate, over all entries.
+    pub fn cpu_total(&self) -> Duration {
+        self.isolate.cpu_total()
+    }
+
+    /// CPU time of the most recent entry.
+    pub fn last_entry_cpu(&self) -> Duration {
+        self.isolate.last_entry_cpu()
+    }
+
+    /// Heap (used, total physical) bytes plus ArrayBuffer bytes.
+    pub fn memory_bytes(&mut self) -> (usize, usize, usize) {
+        let (used, physical) = self.isolate.heap_bytes();
+        (used, physical, self.isolate.buffer_bytes())
+    }
+
+    pub fn isolate_mut(&mut self) -> &mut Isolate {
+        &mut self.isolate
     }
 }
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // SAFETY: the isolate is idle and exited (module docs); rusty_v8's OwnedIsolate::drop
-        // requires it to be the current isolate and exits it itself, so it is entered here and
-        // not exited again. `handles` are reset first, while the isolate is still alive.
-        unsafe { self.isolate.enter() };
-        self.handles = None;
-        // SAFETY: the isolate is dropped exactly once, here, and never used afterwards.
-        unsafe { ManuallyDrop::drop(&mut self.isolate) };
-    }
+fn take_module_sources(isolate: &mut Isolate) -> BTreeMap<PathBuf, String> {
+    let mut entered = isolate.enter(Duration::MAX);
+    entered.remove_slot::<ModuleMap>().map(|m| m.sources).unwrap_or_default()
 }
 
-extern "C" fn promise_reject_callback(message: v8::PromiseRejectMessage) {
-    // A rejection with no handler is only *possibly* unhandled: a handler may be attached
-    // later in the same turn (as isobar's own dispatch does for an async fetch handler that
-    // throws before its first await). Like browsers, isobar notes it here and reports it only
-    // if it is still unhandled after the microtask checkpoint (Worker::run_microtasks).
-    let promise = message.get_promise();
-    let hash = promise.get_identity_hash().get();
-    v8::callback_scope!(unsafe scope, &message);
-    let Some(state) = scope.get_slot::<Rc<RefCell<IsolateState>>>().cloned() else { return };
-    match message.get_event() {
-        v8::PromiseRejectEvent::PromiseRejectWithNoHandler => {
-            let text = match message.get_value() {
-                Some(value) => describe_value(scope, value),
-                None => "undefined".to_string(),
-            };
-            state.borrow_mut().note_unhandled_rejection(hash, text);
+/// Makes the `env` object and evaluates the tenant's script (module or service worker).
+fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local<v8::Object>) -> Result<(), LoadError> {
+    let env = v8::Object::new(scope);
+    for (key, value) in spec.env.iter() {
+        let k = v8::String::new(scope, key).ok_or_else(|| bootstrap_error("env", "name too long"))?;
+        let v = v8::String::new(scope, value).ok_or_else(|| bootstrap_error("env", "value too long"))?;
+        env.set(scope, k.into(), v.into());
+    }
+    let set_env = get_function(scope, internals, "setEnv")?;
+    let undefined = v8::undefined(scope).into();
+    set_env.call(scope, undefined, &[env.into()]);
+
+    let file = spec.path.display().to_string();
+    let format = match spec.format {
+        ScriptFormat::Auto if looks_like_module(scope, spec) => ScriptFormat::Module,
+        ScriptFormat::Auto => ScriptFormat::ServiceWorker,
+        f => f,
+    };
+    if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
+        map.sources.insert(spec.path.clone(), spec.source.clone());
+    }
+    match format {
+        ScriptFormat::Module => load_module(scope, spec, internals),
+        _ => {
+            {
+                v8::tc_scope!(let tc, scope);
+                let origin = script_origin(tc, &file, false);
+                let code = v8::String::new(tc, &spec.source).ok_or_else(|| LoadError::Evaluate {
+                    file: file.clone(),
+                    message: "the script is too large".into(),
+                })?;
+                let Some(script) = v8::Script::compile(tc, code, Some(&origin)) else {
+                    return Err(compile_error(tc, &file));
+                };
+                if script.run(tc).is_none() {
+                    return Err(LoadError::Evaluate { file: file.clone(), message: exception_text(tc) });
+                }
+            }
+            scope.perform_microtask_checkpoint();
+            let check = get_function(scope, internals, "checkServiceWorker")?;
+            let undefined = v8::undefined(scope).into();
+            let verdict = check.call(scope, undefined, &[]);
+            if let Some(message) = verdict.filter(|v| v.is_string()) {
+                return Err(LoadError::NoHandler { file, message: message.to_rust_string_lossy(scope) });
+            }
+            Ok(())
         }
-        v8::PromiseRejectEvent::PromiseHandlerAddedAfterReject => state.borrow_mut().forget_unhandled_rejection(hash),
-        _ => {}
     }
-}
-
-fn describe_value(scope: &mut v8::PinScope, value: v8::Local<v8::Value>) -> String {
-    if let Ok(object) = v8::Local::<v8::Object>::try_from(value) {
-        let key = v8::String::new(scope, "stack").unwrap();
-        if let Some(stack) = object.get(scope, key.into()).filter(|s| s.is_string()) {
-            return stack.to_rust_string_lossy(scope);
-        }
-    }
-    value.to_rust_string_lossy(scope)
 }
 
 fn bootstrap_error(file: &str, message: &str) -> LoadError {
@@ -390,17 +390,6 @@ fn get_function<'s>(
 fn script_origin<'s>(scope: &mut v8::PinScope<'s, '_>, name: &str, is_module: bool) -> v8::ScriptOrigin<'s> {
     let name = v8::String::new(scope, name).unwrap();
     v8::ScriptOrigin::new(scope, name.into(), 0, 0, false, 0, None, false, false, is_module, None)
-}
-
-fn run_classic<'s>(
-    tc: &mut v8::PinnedRef<'s, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>,
-    file: &str,
-    source: &str,
-) -> Result<v8::Local<'s, v8::Value>, String> {
-    let origin = script_origin(tc, file, false);
-    let code = v8::String::new(tc, source).ok_or("source too large")?;
-    let script = v8::Script::compile(tc, code, Some(&origin)).ok_or_else(|| exception_text(tc))?;
-    script.run(tc).ok_or_else(|| exception_text(tc))
 }
 
 /// The text of the exception a TryCatch holds: its stack if it has one.
@@ -473,8 +462,63 @@ struct ModuleMap {
     by_path: std::collections::HashMap<PathBuf, v8::Global<v8::Module>>,
     /// Imports must stay below this directory (the main script's).
     root: PathBuf,
+    /// Module sources known in advance (a tenant's bundle).
+    preloaded: Arc<BTreeMap<PathBuf, String>>,
+    /// Whether imports missing from `preloaded` may be read from disk.
+    read_disk: bool,
+    /// Every source compiled, by path: becomes [`Worker::modules`].
+    sources: BTreeMap<PathBuf, String>,
     /// The first resolution failure, reported as a LoadError.
     error: Option<LoadError>,
+}
+
+impl ModuleMap {
+    /// The path and source of the module `specifier` imported by `referrer`: from the preloaded
+    /// bundle, or from disk when allowed. Errors are the reason, for a LoadError::Import.
+    fn find_source(&self, referrer: &Path, specifier: &str) -> Result<(PathBuf, String), String> {
+        let path = import_path(referrer, specifier, &self.root)?;
+        if let Some(source) = self.preloaded.get(&path) {
+            return Ok((path, source.clone()));
+        }
+        if !self.read_disk {
+            return Err("the module is not part of the deployed worker".into());
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(source) => Ok((path, source)),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// Where `specifier`, imported by the module at `referrer`, lives; it must stay below `root`.
+fn import_path(referrer: &Path, specifier: &str, root: &Path) -> Result<PathBuf, String> {
+    if !(specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/')) {
+        return Err("only relative imports (./x.js) of files beside the worker are supported".into());
+    }
+    let base = referrer.parent().unwrap_or(Path::new(""));
+    let path = join_lexically(base, specifier);
+    if !path.starts_with(root) || path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(format!("{} is outside the worker's directory {}", path.display(), root.display()));
+    }
+    Ok(path)
+}
+
+/// `base/relative` with `.` and `..` resolved lexically (no disk access, no symlinks followed).
+fn join_lexically(base: &Path, relative: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in base.join(relative).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn compile_module_at<'s>(
@@ -502,8 +546,6 @@ fn compile_module_at<'s>(
 
 fn load_module(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local<v8::Object>) -> Result<(), LoadError> {
     let file = spec.path.display().to_string();
-    let root = spec.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    scope.get_slot_mut::<ModuleMap>().expect("module map slot is set at creation").root = root;
     let module = compile_module_at(scope, &spec.path, &spec.source)?;
     {
         v8::tc_scope!(let tc, scope);
@@ -551,9 +593,9 @@ fn resolve_module<'s>(
 ) -> Option<v8::Local<'s, v8::Module>> {
     v8::callback_scope!(unsafe scope, context);
     let specifier = specifier.to_rust_string_lossy(scope);
-    let (referrer_path, root) = {
+    let referrer_path = {
         let map = scope.get_slot::<ModuleMap>()?;
-        (map.path_of.get(&referrer.get_identity_hash().get())?.clone(), map.root.clone())
+        map.path_of.get(&referrer.get_identity_hash().get())?.clone()
     };
     let fail = |scope: &mut v8::PinScope, reason: String| {
         let error =
@@ -563,29 +605,23 @@ fn resolve_module<'s>(
         }
         None
     };
-    if !(specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/')) {
-        return fail(scope, "only relative imports (./x.js) of files beside the worker are supported".into());
-    }
-    let base = referrer_path.parent().unwrap_or(Path::new("."));
-    let joined = base.join(&specifier);
-    let path = match joined.canonicalize() {
-        Ok(p) => p,
-        Err(e) => return fail(scope, e.to_string()),
-    };
-    let canonical_root = root.canonicalize().unwrap_or(root);
-    if !path.starts_with(&canonical_root) {
-        return fail(
-            scope,
-            format!("{} is outside the worker's directory {}", path.display(), canonical_root.display()),
-        );
-    }
-    if let Some(existing) = scope.get_slot::<ModuleMap>().and_then(|m| m.by_path.get(&path).cloned()) {
+    if let Some(existing) = scope.get_slot::<ModuleMap>().and_then(|m| {
+        let path = import_path(&referrer_path, &specifier, &m.root).ok()?;
+        m.by_path.get(&path).cloned()
+    }) {
         return Some(v8::Local::new(scope, existing));
     }
-    let source = match std::fs::read_to_string(&path) {
-        Ok(s) => s,
-        Err(e) => return fail(scope, e.to_string()),
+    let found = match scope.get_slot::<ModuleMap>() {
+        Some(map) => map.find_source(&referrer_path, &specifier),
+        None => Err("no module map".to_string()),
     };
+    let (path, source) = match found {
+        Ok(found) => found,
+        Err(reason) => return fail(scope, reason),
+    };
+    if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
+        map.sources.insert(path.clone(), source.clone());
+    }
     match compile_module_at(scope, &path, &source) {
         Ok(module) => Some(module),
         Err(error) => {
@@ -595,4 +631,93 @@ fn resolve_module<'s>(
             None
         }
     }
+}
+
+thread_local! {
+    /// An isolate for compiling (never running) scripts on a control thread: see [`bundle`].
+    static COMPILER: std::cell::RefCell<Option<Isolate>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Compiles `spec`'s script and every module it imports (without running anything), and returns
+/// its format (resolved if `Auto`) and the sources of all its modules, by path: the bundle a core
+/// loads a tenant from. Syntax errors and unresolvable imports are reported here, with
+/// file:line:column. Runs on the calling thread in one long-lived isolate.
+pub fn bundle(spec: &WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, String>), LoadError> {
+    engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
+    COMPILER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Isolate::new("compiler", DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?);
+        }
+        let isolate = slot.as_mut().expect("set above");
+        let result = in_context!(isolate, Duration::MAX, |scope, _handles| {
+            scope.set_slot(ModuleMap {
+                root: spec.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                preloaded: spec.modules.clone(),
+                read_disk: spec.read_disk,
+                ..ModuleMap::default()
+            });
+            let result = bundle_in(scope, spec);
+            // Drop the compiled modules' handles while the isolate is entered.
+            let map = scope.remove_slot::<ModuleMap>();
+            result.map(|format| (format, map.map(|m| m.sources).unwrap_or_default()))
+        });
+        result.unwrap_or_else(|| Err(bootstrap_error("context", "the compiler isolate has no context")))
+    })
+}
+
+fn bundle_in(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<ScriptFormat, LoadError> {
+    let file = spec.path.display().to_string();
+    let format = match spec.format {
+        ScriptFormat::Auto if looks_like_module(scope, spec) => ScriptFormat::Module,
+        ScriptFormat::Auto => ScriptFormat::ServiceWorker,
+        f => f,
+    };
+    if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
+        map.sources.insert(spec.path.clone(), spec.source.clone());
+    }
+    if format == ScriptFormat::ServiceWorker {
+        v8::tc_scope!(let tc, scope);
+        let origin = script_origin(tc, &file, false);
+        let code = v8::String::new(tc, &spec.source)
+            .ok_or_else(|| LoadError::Evaluate { file: file.clone(), message: "the script is too large".into() })?;
+        if v8::Script::compile(tc, code, Some(&origin)).is_none() {
+            return Err(compile_error(tc, &file));
+        }
+        return Ok(format);
+    }
+    // Compile the module graph breadth-first, bounded so an import cycle or a huge graph ends.
+    const MODULES_MAX: usize = 1000;
+    let main = compile_module_at(scope, &spec.path, &spec.source)?;
+    let mut queue = vec![(spec.path.clone(), main.get_module_requests())];
+    let mut seen = std::collections::BTreeSet::from([spec.path.clone()]);
+    while let Some((referrer, requests)) = queue.pop() {
+        for i in 0..requests.length() {
+            let Some(request) = requests.get(scope, i).and_then(|d| v8::Local::<v8::ModuleRequest>::try_from(d).ok())
+            else {
+                continue;
+            };
+            let specifier = request.get_specifier().to_rust_string_lossy(scope);
+            let found = scope.get_slot::<ModuleMap>().map(|m| m.find_source(&referrer, &specifier));
+            let (path, source) = match found {
+                Some(Ok(found)) => found,
+                Some(Err(reason)) => {
+                    return Err(LoadError::Import { file: referrer.display().to_string(), specifier, reason });
+                }
+                None => return Err(bootstrap_error("modules", "the module map is missing")),
+            };
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            if seen.len() > MODULES_MAX {
+                return Err(LoadError::Import { file, specifier, reason: format!("more than {MODULES_MAX} modules") });
+            }
+            if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
+                map.sources.insert(path.clone(), source.clone());
+            }
+            let module = compile_module_at(scope, &path, &source)?;
+            queue.push((path, module.get_module_requests()));
+        }
+    }
+    Ok(format)
 }

@@ -566,10 +566,11 @@
 
   defineHidden(global, "self", global);
   defineHidden(global, "navigator", Object.freeze({ userAgent: "isobar", hardwareConcurrency: 1 }));
-  // performance.now() counts from the isolate's creation; it follows the same clock as Date.now().
+  // performance.now() counts from the isolate's creation and follows the same frozen clock as
+  // Date.now(). (Nothing here may read the clock at load time: this script runs once, into the
+  // startup snapshot, not once per isolate.)
   defineHidden(global, "performance", Object.freeze({
-    now: () => ops.now() - internals.timeOrigin,
-    get timeOrigin() { return internals.timeOrigin; },
+    now: () => ops.now() - ops.timeOrigin(),
+    get timeOrigin() { return ops.timeOrigin(); },
   }));
-  internals.timeOrigin = ops.now();
 })

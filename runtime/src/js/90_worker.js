@@ -85,6 +85,7 @@
   // Called by Rust once a module worker is evaluated. Returns an error message, or undefined.
   internals.setModuleExports = function setModuleExports(namespace) {
     const handler = namespace.default;
+    moduleHandler = null;
     if (handler === undefined || handler === null) {
       return "the module has no default export; a module worker must `export default { async fetch(request, env, ctx) { ... } }`";
     }

@@ -1,0 +1,383 @@
+//! One V8 isolate as isobar keeps it: made from the startup snapshot, its heap and ArrayBuffer
+//! memory capped, its CPU time metered on every entry, and exited whenever it is idle.
+//!
+//! Many isolates live on one core thread. rusty_v8 enters an isolate when it is created and
+//! expects isolates to be dropped in reverse creation order; isobar instead keeps every isolate
+//! *exited* while it is idle and enters it only for the duration of one call ([`Entered`]), so
+//! isolates can be used, and dropped, in any order (see docs/why-isolates-stay-exited.md).
+
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
+use std::mem::ManuallyDrop;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::engine;
+use crate::state::IsolateState;
+use crate::watchdog::CoreWatch;
+
+/// Why an isolate may not run again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condemned {
+    /// The watchdog terminated a script that ran past its CPU-time budget.
+    CpuLimit,
+    /// The heap reached its limit; the isolate was terminated before V8 ran out of memory.
+    HeapLimit,
+}
+
+/// Functions from isobar's JS API that Rust calls, kept as handles.
+pub(crate) struct Handles {
+    pub context: v8::Global<v8::Context>,
+    pub internals: v8::Global<v8::Object>,
+    pub dispatch: v8::Global<v8::Function>,
+    pub fire_timer: v8::Global<v8::Function>,
+}
+
+/// Counts the ArrayBuffer memory of one isolate against its cap. V8's heap limit does not cover
+/// ArrayBuffer contents (they live outside the heap), so without this a tenant could allocate
+/// gigabytes of buffers.
+struct BufferBudget {
+    used_bytes: AtomicUsize,
+    max_bytes: usize,
+}
+
+const BUFFER_ALIGN: usize = 16;
+
+unsafe extern "C" fn buffer_allocate(budget: &BufferBudget, len: usize) -> *mut c_void {
+    // SAFETY: same contract as buffer_allocate_uninitialized, plus zeroing.
+    unsafe { buffer_alloc(budget, len, true) }
+}
+
+unsafe extern "C" fn buffer_allocate_uninitialized(budget: &BufferBudget, len: usize) -> *mut c_void {
+    // SAFETY: V8 frees every pointer returned here through buffer_free with the same length.
+    unsafe { buffer_alloc(budget, len, false) }
+}
+
+unsafe fn buffer_alloc(budget: &BufferBudget, len: usize, zeroed: bool) -> *mut c_void {
+    let before = budget.used_bytes.fetch_add(len, Ordering::Relaxed);
+    if before.saturating_add(len) > budget.max_bytes {
+        budget.used_bytes.fetch_sub(len, Ordering::Relaxed);
+        return std::ptr::null_mut(); // V8 throws RangeError: Array buffer allocation failed
+    }
+    if len == 0 {
+        return BUFFER_ALIGN as *mut c_void; // dangling but aligned; never dereferenced
+    }
+    let Ok(layout) = std::alloc::Layout::from_size_align(len, BUFFER_ALIGN) else {
+        budget.used_bytes.fetch_sub(len, Ordering::Relaxed);
+        return std::ptr::null_mut();
+    };
+    // SAFETY: `layout` has a non-zero size.
+    let ptr = unsafe { if zeroed { std::alloc::alloc_zeroed(layout) } else { std::alloc::alloc(layout) } };
+    if ptr.is_null() {
+        budget.used_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+    ptr.cast()
+}
+
+unsafe extern "C" fn buffer_free(budget: &BufferBudget, data: *mut c_void, len: usize) {
+    budget.used_bytes.fetch_sub(len, Ordering::Relaxed);
+    if len == 0 || data.is_null() {
+        return;
+    }
+    // SAFETY: `data` came from buffer_alloc with this `len` and the same alignment.
+    unsafe { std::alloc::dealloc(data.cast(), std::alloc::Layout::from_size_align_unchecked(len, BUFFER_ALIGN)) };
+}
+
+unsafe extern "C" fn buffer_budget_drop(budget: *const BufferBudget) {
+    // SAFETY: the pointer is the Arc::into_raw handed to new_rust_allocator; V8 calls this once.
+    drop(unsafe { Arc::from_raw(budget) });
+}
+
+static BUFFER_VTABLE: v8::RustAllocatorVtable<BufferBudget> = v8::RustAllocatorVtable {
+    allocate: buffer_allocate,
+    allocate_uninitialized: buffer_allocate_uninitialized,
+    free: buffer_free,
+    drop: buffer_budget_drop,
+};
+
+/// What the near-heap-limit callback needs; boxed so its address is stable.
+struct HeapGuard {
+    handle: v8::IsolateHandle,
+    hit: AtomicBool,
+}
+
+/// Extra heap granted when the limit is reached, so the isolate can be terminated cleanly
+/// instead of V8 aborting the whole process on out-of-memory.
+const HEAP_HEADROOM_BYTES: usize = 256 << 20;
+
+unsafe extern "C" fn near_heap_limit(data: *mut c_void, current_limit: usize, _initial_limit: usize) -> usize {
+    // SAFETY: `data` is the HeapGuard boxed in the Isolate, which outlives the V8 isolate.
+    let guard = unsafe { &*(data as *const HeapGuard) };
+    guard.hit.store(true, Ordering::Relaxed);
+    guard.handle.terminate_execution();
+    current_limit.saturating_add(HEAP_HEADROOM_BYTES)
+}
+
+extern "C" fn out_of_memory(location: *const std::ffi::c_char, details: &v8::OomDetails) {
+    // V8 aborts the process after this returns; say why on the way down.
+    let location = if location.is_null() {
+        String::new()
+    } else {
+        // SAFETY: V8 passes a NUL-terminated location string that lives during the call.
+        unsafe { std::ffi::CStr::from_ptr(location) }.to_string_lossy().into_owned()
+    };
+    eprintln!("isobar: fatal: V8 ran out of memory ({location}, heap: {}); aborting", details.is_heap_oom);
+}
+
+/// CPU accounting of one isolate, updated by [`Entered`].
+struct Meter {
+    cpu_total: Cell<Duration>,
+    last_entry: Cell<Duration>,
+    condemned: Cell<Option<Condemned>>,
+    watch: Option<Arc<CoreWatch>>,
+    handle: v8::IsolateHandle,
+}
+
+/// An isolate made from the snapshot, with isobar's API in its context.
+pub struct Isolate {
+    pub(crate) handles: Option<Handles>,
+    pub(crate) state: Rc<RefCell<IsolateState>>,
+    meter: Meter,
+    heap_guard: Box<HeapGuard>,
+    buffers: Arc<BufferBudget>,
+    heap_max_bytes: usize,
+    /// Exited whenever no call is in progress; see the module docs.
+    isolate: ManuallyDrop<v8::OwnedIsolate>,
+}
+
+impl std::fmt::Debug for Isolate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Isolate").field("heap_max_bytes", &self.heap_max_bytes).finish_non_exhaustive()
+    }
+}
+
+/// The isolate entered for the lifetime of the guard, with its CPU time metered and watched.
+pub(crate) struct Entered<'a> {
+    isolate: &'a mut v8::OwnedIsolate,
+    meter: &'a Meter,
+    cpu_start: Duration,
+    sequence: Option<u64>,
+}
+
+impl std::ops::Deref for Entered<'_> {
+    type Target = v8::Isolate;
+    fn deref(&self) -> &v8::Isolate {
+        self.isolate
+    }
+}
+
+impl std::ops::DerefMut for Entered<'_> {
+    fn deref_mut(&mut self) -> &mut v8::Isolate {
+        self.isolate
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let spent = kernel_shim::cpu::thread_cpu_time().saturating_sub(self.cpu_start);
+        self.meter.last_entry.set(spent);
+        self.meter.cpu_total.set(self.meter.cpu_total.get() + spent);
+        if let (Some(watch), Some(sequence)) = (&self.meter.watch, self.sequence)
+            && watch.end(sequence)
+        {
+            self.meter.condemned.set(Some(Condemned::CpuLimit));
+        }
+        // SAFETY: paired with the enter in Isolate::enter; guards are scoped, so no other
+        // isolate entered on this thread since is still entered.
+        unsafe { self.isolate.exit() };
+    }
+}
+
+impl Isolate {
+    /// A fresh isolate from the snapshot with at most `heap_max_bytes` of heap (and as much again
+    /// of ArrayBuffer memory), named `name` in logs until a tenant's script is loaded.
+    pub fn new(name: &str, heap_max_bytes: usize) -> Result<Isolate, String> {
+        let buffers = Arc::new(BufferBudget { used_bytes: AtomicUsize::new(0), max_bytes: heap_max_bytes });
+        // SAFETY: the pointer is an Arc reference handed to V8, released by buffer_budget_drop.
+        let allocator = unsafe { v8::new_rust_allocator(Arc::into_raw(buffers.clone()), &BUFFER_VTABLE) };
+        let mut isolate = engine::new_isolate(heap_max_bytes, allocator)?;
+        isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
+        isolate.set_capture_stack_trace_for_uncaught_exceptions(true, 10);
+        isolate.set_promise_reject_callback(promise_reject_callback);
+        isolate.set_oom_error_handler(out_of_memory);
+        let handle = isolate.thread_safe_handle();
+        let heap_guard = Box::new(HeapGuard { handle: handle.clone(), hit: AtomicBool::new(false) });
+        isolate.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
+        let state = Rc::new(RefCell::new(IsolateState::new(name)));
+        isolate.set_slot(state.clone());
+        // SAFETY: Isolate::new entered the new isolate; this exits it again so it is idle and
+        // exited like every other (module docs). Nothing else was entered after it.
+        unsafe { isolate.exit() };
+        let meter = Meter {
+            cpu_total: Cell::new(Duration::ZERO),
+            last_entry: Cell::new(Duration::ZERO),
+            condemned: Cell::new(None),
+            watch: None,
+            handle,
+        };
+        let mut this = Isolate {
+            handles: None,
+            state,
+            meter,
+            heap_guard,
+            buffers,
+            heap_max_bytes,
+            isolate: ManuallyDrop::new(isolate),
+        };
+        this.handles = Some(this.create_context()?);
+        Ok(this)
+    }
+
+    fn create_context(&mut self) -> Result<Handles, String> {
+        let mut entered = self.enter(Duration::MAX);
+        let isolate: &mut v8::Isolate = &mut entered;
+        v8::scope!(let hs, isolate);
+        let context = v8::Context::new(hs, Default::default());
+        let scope = &mut v8::ContextScope::new(hs, context);
+        let internals = scope
+            .get_context_data_from_snapshot_once::<v8::Object>(engine::INTERNALS_DATA_INDEX)
+            .map_err(|e| format!("the snapshot has no internals object: {e:?}"))?;
+        let dispatch = internal_function(scope, internals, "dispatch")?;
+        let fire_timer = internal_function(scope, internals, "fireTimer")?;
+        Ok(Handles {
+            context: v8::Global::new(scope, context),
+            internals: v8::Global::new(scope, internals),
+            dispatch: v8::Global::new(scope, dispatch),
+            fire_timer: v8::Global::new(scope, fire_timer),
+        })
+    }
+
+    /// Sets the watch through which the core's watchdog can stop runaway scripts.
+    pub fn set_watch(&mut self, watch: Arc<CoreWatch>) {
+        self.meter.watch = Some(watch);
+    }
+
+    /// Enters the isolate for one call with `budget` of CPU time (enforced by the watchdog when
+    /// a watch is set).
+    pub(crate) fn enter(&mut self, budget: Duration) -> Entered<'_> {
+        // SAFETY: the isolate is idle and exited (module docs), and Entered's drop exits it.
+        unsafe { self.isolate.enter() };
+        let cpu_start = kernel_shim::cpu::thread_cpu_time();
+        let sequence = self.meter.watch.as_ref().map(|watch| watch.begin(&self.meter.handle, cpu_start, budget));
+        Entered { isolate: &mut self.isolate, meter: &self.meter, cpu_start, sequence }
+    }
+
+    /// A handle other threads can use to stop this isolate's script.
+    pub fn thread_safe_handle(&self) -> v8::IsolateHandle {
+        self.meter.handle.clone()
+    }
+
+    /// Why the isolate may not run again, if it may not.
+    pub fn condemned(&self) -> Option<Condemned> {
+        if self.heap_guard.hit.load(Ordering::Relaxed) {
+            return Some(Condemned::HeapLimit);
+        }
+        self.meter.condemned.get()
+    }
+
+    /// CPU time spent in this isolate, over all entries.
+    pub fn cpu_total(&self) -> Duration {
+        self.meter.cpu_total.get()
+    }
+
+    /// CPU time of the most recent entry.
+    pub fn last_entry_cpu(&self) -> Duration {
+        self.meter.last_entry.get()
+    }
+
+    pub fn heap_max_bytes(&self) -> usize {
+        self.heap_max_bytes
+    }
+
+    /// ArrayBuffer memory in use.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffers.used_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Heap statistics: (used, total physical) bytes.
+    pub fn heap_bytes(&mut self) -> (usize, usize) {
+        // SAFETY: the isolate is idle and exited; entered only for this read.
+        unsafe { self.isolate.enter() };
+        let stats = self.isolate.get_heap_statistics();
+        // SAFETY: paired with the enter above.
+        unsafe { self.isolate.exit() };
+        (stats.used_heap_size(), stats.total_physical_size())
+    }
+
+    /// Per heap space: (name, used bytes, physical bytes), for diagnosis and benchmarks.
+    pub fn heap_spaces(&mut self) -> Vec<(String, usize, usize)> {
+        let mut entered = self.enter(Duration::MAX);
+        let count = entered.number_of_heap_spaces();
+        (0..count)
+            .filter_map(|i| entered.get_heap_space_statistics(i))
+            .map(|s| (s.space_name().to_string_lossy().into_owned(), s.space_used_size(), s.physical_space_size()))
+            .collect()
+    }
+
+    /// Asks V8 to give back what it can (a full GC and compaction) before the isolate is kept
+    /// idle for long.
+    pub fn low_memory(&mut self) {
+        let mut entered = self.enter(Duration::MAX);
+        entered.low_memory_notification();
+    }
+}
+
+impl Drop for Isolate {
+    fn drop(&mut self) {
+        // SAFETY: the isolate is idle and exited (module docs); rusty_v8's OwnedIsolate::drop
+        // requires it to be the current isolate and exits it itself, so it is entered here and
+        // not exited again. `handles` are reset first, while the isolate is still alive.
+        unsafe { self.isolate.enter() };
+        self.handles = None;
+        // SAFETY: the isolate is dropped exactly once, here, and never used afterwards. The
+        // heap guard and buffer budget it points to are dropped after it (field order).
+        unsafe { ManuallyDrop::drop(&mut self.isolate) };
+    }
+}
+
+fn internal_function<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    internals: v8::Local<v8::Object>,
+    name: &str,
+) -> Result<v8::Local<'s, v8::Function>, String> {
+    let key = v8::String::new(scope, name).ok_or("name")?;
+    internals
+        .get(scope, key.into())
+        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())
+        .ok_or_else(|| format!("internals.{name} is not a function"))
+}
+
+extern "C" fn promise_reject_callback(message: v8::PromiseRejectMessage) {
+    // A rejection with no handler is only *possibly* unhandled: a handler may be attached
+    // later in the same turn (as isobar's own dispatch does for an async fetch handler that
+    // throws before its first await). Like browsers, isobar notes it here and reports it only
+    // if it is still unhandled after the microtask checkpoint (Worker::run_microtasks).
+    let promise = message.get_promise();
+    let hash = promise.get_identity_hash().get();
+    v8::callback_scope!(unsafe scope, &message);
+    let Some(state) = scope.get_slot::<Rc<RefCell<IsolateState>>>().cloned() else { return };
+    match message.get_event() {
+        v8::PromiseRejectEvent::PromiseRejectWithNoHandler => {
+            let text = match message.get_value() {
+                Some(value) => describe_value(scope, value),
+                None => "undefined".to_string(),
+            };
+            state.borrow_mut().note_unhandled_rejection(hash, text);
+        }
+        v8::PromiseRejectEvent::PromiseHandlerAddedAfterReject => state.borrow_mut().forget_unhandled_rejection(hash),
+        _ => {}
+    }
+}
+
+/// A value as the log shows it: an error's stack if it has one, else its string form.
+pub(crate) fn describe_value(scope: &mut v8::PinScope, value: v8::Local<v8::Value>) -> String {
+    if let Ok(object) = v8::Local::<v8::Object>::try_from(value) {
+        let key = v8::String::new(scope, "stack").unwrap();
+        if let Some(stack) = object.get(scope, key.into()).filter(|s| s.is_string()) {
+            return stack.to_rust_string_lossy(scope);
+        }
+    }
+    value.to_rust_string_lossy(scope)
+}
