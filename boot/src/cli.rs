@@ -22,6 +22,31 @@ pub struct Cli {
 pub enum Command {
     /// Serve one Worker script on every core.
     Run(RunArgs),
+    /// Serve the tenants of a configuration file (routing by Host, limits, admin API).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML): [server], [isolates], [defaults.limits], [[tenant]].
+    #[arg(long)]
+    pub config: std::path::PathBuf,
+
+    /// Overrides `server.listen`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+
+    /// Overrides `server.admin`: the admin listener (metrics, tenants API).
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+
+    /// Overrides `server.cores`.
+    #[arg(long)]
+    pub cores: Option<usize>,
+
+    /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
+    #[arg(long, allow_hyphen_values = true)]
+    pub v8_flags: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +78,18 @@ pub struct RunArgs {
     /// Name of the worker in logs (default: the script's file stem).
     #[arg(long)]
     pub name: Option<String>,
+
+    /// CPU time one request may use, in milliseconds (a runaway script gets 503).
+    #[arg(long, default_value_t = 50)]
+    pub cpu_ms: u64,
+
+    /// Heap of the worker's isolate, in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub heap_mb: usize,
+
+    /// An admin listener (metrics, tenants API), loopback only.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
 
     /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
     #[arg(long, allow_hyphen_values = true)]

@@ -1,20 +1,28 @@
-//! The `isobar` binary: parses the command line, sets up logging and the process, starts one
-//! scheduler per core and turns signals into a graceful drain. Everything else lives in the
-//! library crates; this file only wires them together.
+//! The `isobar` binary: parses the command line or the configuration file, sets up logging and
+//! the process, starts one scheduler per core (and the admin API), and turns signals into a
+//! graceful drain or a configuration reload. Everything else lives in the library crates; this
+//! file only wires them together.
 
 mod cli;
+mod config;
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use crossbeam_channel::{after, never, select, unbounded};
 use kernel_shim::signal::{self, Signal};
+use runtime::routes::Route;
+use runtime::{Deployment, Tenant, TenantLimits, TenantSettings};
 
-use cli::{Cli, Command, Format, RunArgs};
+use cli::{Cli, Command, Format, RunArgs, ServeArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,6 +41,7 @@ fn main() -> ExitCode {
     let _log_guard = init_logging(&cli.log);
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args),
     };
     match result {
         Ok(code) => code,
@@ -60,27 +69,147 @@ fn init_logging(filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
+/// Where and how to serve, whichever command asked.
+struct Serving {
+    listen: SocketAddr,
+    cores: Option<usize>,
+    admin: Option<SocketAddr>,
+    admin_token: Option<String>,
+    defaults: TenantLimits,
+    budget: runtime::cache::IsolateBudget,
+    body_limit: usize,
+    drain_timeout: Duration,
+    /// The configuration file to re-read on SIGHUP (`serve` only).
+    config: Option<std::path::PathBuf>,
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let path = args.file.as_path();
     let source =
         std::fs::read_to_string(path).with_context(|| format!("cannot read the worker script {}", path.display()))?;
     let name = args.name.clone().unwrap_or_else(|| worker_name(path));
-    let format = match args.format {
-        Format::Auto => runtime::ScriptFormat::Auto,
-        Format::Module => runtime::ScriptFormat::Module,
-        Format::ServiceWorker => runtime::ScriptFormat::ServiceWorker,
-    };
-    let worker = runtime::WorkerSpec { name: name.clone(), path: path.to_path_buf(), source, format };
     if let Some(flags) = &args.v8_flags {
         runtime::engine::set_extra_flags(flags);
     }
+    let limits = TenantLimits {
+        cpu: Duration::from_millis(args.cpu_ms.max(1)),
+        heap_bytes: args.heap_mb.max(4) << 20,
+        ..TenantLimits::default()
+    };
+    let settings = TenantSettings {
+        name: name.clone(),
+        path: path.to_path_buf(),
+        source,
+        format: script_format(args.format),
+        routes: vec![Route::parse("*").expect("`*` is a route")],
+        vars: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+        limits,
+        read_disk: true,
+    };
+    runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
+    let tenant = Tenant::build(settings)?;
+    runtime::Worker::validate(&tenant.spec, Duration::from_secs(10))?;
+    let deployment = Deployment::new([Arc::new(tenant)])?;
+    let serving = Serving {
+        listen: args.listen,
+        cores: args.cores,
+        admin: args.admin,
+        admin_token: None,
+        defaults: limits,
+        budget: runtime::cache::IsolateBudget { pool: 0, pool_heap_bytes: limits.heap_bytes, ..Default::default() },
+        body_limit: args.body_limit,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        config: None,
+    };
+    start(serving, deployment, &format!("worker {name} from {}", path.display()))
+}
 
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(flags) = &args.v8_flags {
+        runtime::engine::set_extra_flags(flags);
+    }
+    let config = config::load(&args.config)?;
+    runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
+    let started = Instant::now();
+    let deployment = build_deployment(&config, None)?;
+    tracing::info!(tenants = deployment.tenants.len(), "tenants compiled in {:?}", started.elapsed());
+    let defaults = tenant_limits(&config.default_limits);
+    let serving = Serving {
+        listen: args.listen.unwrap_or(config.server.listen),
+        cores: args.cores.or(config.server.cores),
+        admin: args.admin.or(config.server.admin),
+        admin_token: config.server.admin_token.clone(),
+        defaults,
+        budget: runtime::cache::IsolateBudget {
+            count_max: config.isolates.per_core_max as usize,
+            memory_bytes_max: (config.isolates.per_core_heap_mb as usize) << 20,
+            pool: config.isolates.pool as usize,
+            pool_heap_bytes: defaults.heap_bytes,
+        },
+        body_limit: config.server.body_limit_bytes,
+        drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
+        config: Some(args.config.clone()),
+    };
+    if let Some(admin) = serving.admin
+        && !admin.ip().is_loopback()
+        && serving.admin_token.is_none()
+    {
+        bail!("--admin {admin} is not a loopback address: set server.admin_token in {}", args.config.display());
+    }
+    let what = format!("{} tenant(s) from {}", deployment.tenants.len(), args.config.display());
+    start(serving, deployment, &what)
+}
+
+fn tenant_limits(limits: &config::Limits) -> TenantLimits {
+    TenantLimits {
+        cpu: Duration::from_millis(limits.cpu_ms.into()),
+        heap_bytes: (limits.heap_mb as usize) << 20,
+        wall: Duration::from_millis(limits.wall_ms.into()),
+        subrequests: limits.subrequests,
+        concurrency: limits.concurrency,
+    }
+}
+
+/// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
+/// so a reload does not throw away their isolates.
+fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> anyhow::Result<Deployment> {
+    let mut tenants = Vec::with_capacity(config.tenants.len());
+    for tenant in &config.tenants {
+        let source =
+            std::fs::read_to_string(&tenant.script).map_err(|e| config::ConfigError::script(config, tenant, &e))?;
+        let settings = TenantSettings {
+            name: tenant.name.clone(),
+            path: tenant.script.clone(),
+            source,
+            format: match tenant.format {
+                config::Format::Auto => runtime::ScriptFormat::Auto,
+                config::Format::Module => runtime::ScriptFormat::Module,
+                config::Format::ServiceWorker => runtime::ScriptFormat::ServiceWorker,
+            },
+            routes: tenant.routes.clone(),
+            vars: tenant.vars.clone(),
+            secrets: tenant.secrets.clone(),
+            limits: tenant_limits(&tenant.limits),
+            read_disk: true,
+        };
+        let built =
+            Tenant::build(settings).with_context(|| format!("{}: tenant {}", config.path.display(), tenant.name))?;
+        let kept = current.and_then(|d| d.tenants.get(tenant.name.as_str())).filter(|old| old.same_as(&built)).cloned();
+        tenants.push(kept.unwrap_or_else(|| Arc::new(built)));
+    }
+    Ok(Deployment::new(tenants)?)
+}
+
+/// Binds the listeners, starts the cores (and the admin API), prints where it listens, and
+/// serves until a signal drains it.
+fn start(serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result<ExitCode> {
     match kernel_shim::limits::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "open files limit"),
         Err(error) => tracing::warn!("cannot raise the open files limit: {error}"),
     }
     let usable = kernel_shim::cpu::usable_cpus().context("cannot read the CPUs this process may run on")?;
-    let cores = args.cores.unwrap_or(usable.len());
+    let cores = serving.cores.unwrap_or(usable.len());
     if cores == 0 || cores > usable.len() {
         bail!(
             "--cores {cores}: this process may run on {} CPU(s) ({:?}); choose 1..={}",
@@ -90,11 +219,48 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let cpus: Vec<usize> = usable[..cores].to_vec();
+    let (listeners, addr) = bind_per_core(serving.listen, cores)?;
+    let admin_listener = match serving.admin {
+        Some(admin) => {
+            let fd = kernel_shim::net::reuseport_listener(admin, 64)
+                .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+            let addr = kernel_shim::net::local_addr(std::os::fd::AsFd::as_fd(&fd)).context("admin address")?;
+            Some((fd, addr))
+        }
+        None => None,
+    };
 
-    // The first listener resolves port 0; the others share its address through SO_REUSEPORT,
-    // and the kernel spreads new connections over them.
-    let first = kernel_shim::net::reuseport_listener(args.listen, 1024)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let http = netstack::http1::Limits { body_bytes_max: serving.body_limit, ..Default::default() };
+    let config = runtime::ServerConfig {
+        deployment,
+        listeners,
+        cpus: cpus.clone(),
+        budget: serving.budget,
+        http,
+        net: Default::default(),
+        ring: Default::default(),
+    };
+    let mut server = runtime::Server::start(config)?;
+    let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+    println!("isobar listening on http://{addr} ({what}, {cores} core(s) on CPU {})", cpu_list.join(","));
+    if let Some((fd, admin_addr)) = admin_listener {
+        let admin = runtime::admin::AdminConfig {
+            listener: fd,
+            token: serving.admin_token.clone(),
+            defaults: serving.defaults,
+        };
+        runtime::admin::spawn(admin, server.control().clone()).context("cannot start the admin thread")?;
+        println!("isobar admin on http://{admin_addr}");
+    }
+    let _ = std::io::stdout().flush();
+    wait_and_drain(&mut server, serving.drain_timeout, serving.config.as_deref())
+}
+
+/// One listener per core on `listen`; the first resolves port 0 and the others share its
+/// address through SO_REUSEPORT, so the kernel spreads new connections over them.
+fn bind_per_core(listen: SocketAddr, cores: usize) -> anyhow::Result<(Vec<OwnedFd>, SocketAddr)> {
+    let first =
+        kernel_shim::net::reuseport_listener(listen, 1024).with_context(|| format!("cannot listen on {listen}"))?;
     let addr =
         kernel_shim::net::local_addr(std::os::fd::AsFd::as_fd(&first)).context("cannot read the listening address")?;
     let mut listeners = vec![first];
@@ -103,31 +269,48 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             kernel_shim::net::reuseport_listener(addr, 1024).with_context(|| format!("cannot listen on {addr}"))?,
         );
     }
-
-    let http = netstack::http1::Limits { body_bytes_max: args.body_limit, ..Default::default() };
-    let config = runtime::ServerConfig {
-        worker,
-        listeners,
-        cpus: cpus.clone(),
-        http,
-        net: Default::default(),
-        ring: Default::default(),
-    };
-    let mut server = runtime::Server::start(config)?;
-
-    let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
-    println!(
-        "isobar listening on http://{addr} (worker {name} from {}, {cores} core(s) on CPU {})",
-        path.display(),
-        cpu_list.join(",")
-    );
-    let _ = std::io::stdout().flush();
-
-    wait_and_drain(&mut server, Duration::from_secs(args.drain_timeout))
+    Ok((listeners, addr))
 }
 
-/// Serves until SIGINT or SIGTERM, then drains; a second signal exits at once.
-fn wait_and_drain(server: &mut runtime::Server, drain_timeout: Duration) -> anyhow::Result<ExitCode> {
+/// Re-reads the configuration and deploys what changed; on any error the old one stays.
+fn reload(server: &runtime::Server, path: &Path) {
+    let control = server.control();
+    let result = config::load(path).map_err(anyhow::Error::from).and_then(|config| {
+        let current = control.deployment();
+        let next = build_deployment(&config, Some(&current))?;
+        for tenant in next.tenants.values() {
+            let unchanged = current.tenants.get(&tenant.name).is_some_and(|old| old.version == tenant.version);
+            if !unchanged {
+                runtime::Worker::validate(&tenant.spec, Duration::from_secs(2))?;
+            }
+        }
+        let (kept, total) = (
+            next.tenants
+                .values()
+                .filter(|t| current.tenants.get(&t.name).is_some_and(|o| o.version == t.version))
+                .count(),
+            next.tenants.len(),
+        );
+        control.deploy(next)?;
+        Ok((kept, total))
+    });
+    match result {
+        Ok((kept, total)) => {
+            tracing::info!("reloaded {}: {total} tenant(s), {} new or changed", path.display(), total - kept)
+        }
+        Err(error) => {
+            tracing::error!("reload of {} failed; still serving the previous configuration: {error:#}", path.display())
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then drains; a second signal exits at once. SIGHUP reloads
+/// the configuration file, if there is one.
+fn wait_and_drain(
+    server: &mut runtime::Server,
+    drain_timeout: Duration,
+    config: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let (signals_tx, signals) = unbounded::<Signal>();
     std::thread::Builder::new()
         .name("isobar-signals".into())
@@ -150,7 +333,11 @@ fn wait_and_drain(server: &mut runtime::Server, drain_timeout: Duration) -> anyh
         };
         select! {
             recv(signals) -> sig => match sig {
-                Ok(Signal::Hangup) => tracing::info!("SIGHUP: `isobar run` has no configuration to reload"),
+                Ok(Signal::Hangup) => match config {
+                    Some(path) if draining_since.is_none() => reload(server, path),
+                    Some(_) => tracing::info!("SIGHUP during drain: ignored"),
+                    None => tracing::info!("SIGHUP: `isobar run` has no configuration to reload"),
+                },
                 Ok(sig) => {
                     if draining_since.is_some() {
                         tracing::warn!(?sig, "second signal during drain: exiting now");
@@ -187,6 +374,14 @@ fn wait_and_drain(server: &mut runtime::Server, drain_timeout: Duration) -> anyh
                 return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
             },
         }
+    }
+}
+
+fn script_format(format: Format) -> runtime::ScriptFormat {
+    match format {
+        Format::Auto => runtime::ScriptFormat::Auto,
+        Format::Module => runtime::ScriptFormat::Module,
+        Format::ServiceWorker => runtime::ScriptFormat::ServiceWorker,
     }
 }
 

@@ -5,15 +5,24 @@
 //! kernel-shim's job) and must never let a tenant's error become a panic: a panic on a core
 //! thread would take down every tenant on it.
 
+pub mod admin;
+pub mod cache;
 pub mod engine;
+pub mod isolate;
+pub mod metrics;
 mod ops;
+pub mod routes;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod stats;
+pub mod tenant;
+pub mod watchdog;
 pub mod worker;
 
-pub use server::{CoreEvent, Server, ServerConfig, StartError};
+pub use server::{Control, ControlError, CoreEvent, Server, ServerConfig, StartError};
 pub use state::{Outcome, WireResponse};
+pub use tenant::{Deployment, Tenant, TenantLimits, TenantSettings};
 pub use worker::{LoadError, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
 #[cfg(test)]

@@ -1,35 +1,45 @@
 //! One core's scheduler: the thread that owns a core's io_uring ring, its share of the network
-//! and its isolates, and runs them all in one loop.
+//! and its tenants' isolates, and runs them all in one loop.
 //!
 //! Each turn: wait on the ring until a completion or the next deadline (HTTP timeouts, JS
-//! timers); route completions by key tag (network, mailbox); hand complete requests to the
-//! worker's isolate; run microtasks and due timers; write finished responses. Nothing in the
-//! loop blocks except the ring wait, and nothing is shared with other cores except the mailbox.
+//! timers, wall-clock limits); route completions by key tag (network, mailbox); route each
+//! complete request to its tenant by Host and path and hand it to that tenant's isolate; run
+//! microtasks and due timers of the isolates that ran; write finished responses; enforce limits.
+//! Nothing in the loop blocks except the ring wait, and nothing is shared with other cores except
+//! the mailbox (commands from the control plane) and the watchdog's view of which isolate runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use kernel_shim::EventFd;
 use kernel_shim::ring::{Completion, CompletionData, Op, Ring, RingConfig, key_tag, tagged_key};
 use netstack::http1::{self, RequestId};
 use netstack::transport::ConnId;
 use netstack::{HttpServer, IncomingRequest, KernelNet, NetLimits, TAG_NET};
 
+use crate::cache::{IsolateBudget, IsolateCache};
+use crate::isolate::Condemned;
 use crate::state::{Outcome, WireResponse};
-use crate::worker::{RequestParts, Worker, WorkerSpec};
+use crate::stats::{CoreStats, LimitKind, TenantCounters, TenantStats};
+use crate::tenant::{Deployment, Tenant};
+use crate::watchdog::{CoreWatch, Watchdog};
+use crate::worker::RequestParts;
 
 /// Completion-key tag of the mailbox's eventfd reads.
 const TAG_MAILBOX: u8 = 0x02;
 
-/// What another thread can ask of a core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the control plane can ask of a core.
+#[derive(Debug)]
 pub enum Command {
     /// Stop accepting, finish in-flight requests, then exit the loop.
     Drain,
+    /// Serve this deployment from now on; acknowledge with the core's index once swapped in.
+    Deploy { deployment: Arc<Deployment>, ack: Sender<usize> },
+    /// Report counters and gauges.
+    Stats { reply: Sender<CoreStats> },
 }
 
 /// Everything a core needs, built on the main thread and moved to the core's thread.
@@ -40,31 +50,34 @@ pub struct CoreConfig {
     /// The CPU the thread is pinned to.
     pub cpu: usize,
     pub listener: OwnedFd,
-    pub worker: WorkerSpec,
+    pub deployment: Arc<Deployment>,
+    pub budget: IsolateBudget,
     pub http: http1::Limits,
     pub net: NetLimits,
     pub ring: RingConfig,
 }
 
-/// Why a core stopped.
+/// Why a core could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    /// core {index}: cannot pin the thread to CPU {cpu}: {error}
     #[error("core {index}: cannot pin the thread to CPU {cpu}: {error}")]
     Pin { index: usize, cpu: usize, error: std::io::Error },
     #[error("core {index}: {error}")]
     Ring { index: usize, error: kernel_shim::ring::RingError },
-    #[error("core {index}: {error}")]
-    Load { index: usize, error: crate::worker::LoadError },
-    #[error("core {index}: cannot create the wake-up eventfd: {error}")]
-    EventFd { index: usize, error: std::io::Error },
+    #[error("core {index}: cannot read the thread's CPU clock: {error}")]
+    Clock { index: usize, error: std::io::Error },
 }
 
-/// A request handed to the isolate and not yet answered.
+/// A request handed to an isolate and not yet answered.
 #[derive(Debug)]
 struct Pending {
     conn: ConnId,
     request: RequestId,
+    tenant: Arc<Tenant>,
+    started: Instant,
+    wall_deadline: Instant,
+    /// CPU time of the entries made on this request's behalf so far.
+    cpu: Duration,
 }
 
 /// Formats the `date` header once per second.
@@ -90,19 +103,34 @@ impl DateHeader {
     }
 }
 
-/// How many requests, timers and responses one turn of the loop handles before it checks the
-/// ring again, so one busy connection cannot starve the others.
+/// How many requests one turn of the loop hands to isolates before it looks at the ring again,
+/// so one busy connection cannot starve the others.
 const TURN_BATCH_MAX: usize = 64;
+
+/// How often, at most, evicted isolates' memory is handed back to the kernel.
+const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Core {
     index: usize,
     ring: Ring,
     http: HttpServer<KernelNet>,
-    worker: Worker,
-    worker_name: Rc<str>,
+    deployment: Arc<Deployment>,
+    cache: IsolateCache,
     mailbox: Receiver<Command>,
     wake: Arc<EventFd>,
+    /// Kept alive for the watchdog, which holds only a weak reference.
+    _watch: Arc<CoreWatch>,
     pending: HashMap<u64, Pending>,
+    /// The pending requests of each isolate, by tenant version.
+    pending_of: HashMap<u64, BTreeSet<u64>>,
+    /// Wall-clock deadlines of pending requests.
+    wall_deadlines: BTreeSet<(Instant, u64)>,
+    /// Next JS timer of each isolate that has one, by (deadline, tenant version).
+    timers: BTreeSet<(Instant, u64)>,
+    timer_of: HashMap<u64, Instant>,
+    counters: HashMap<Arc<str>, TenantCounters>,
+    in_flight: HashMap<Arc<str>, u32>,
+    unrouted: u64,
     next_request_id: u64,
     draining: bool,
     core_header: Vec<u8>,
@@ -110,6 +138,9 @@ pub struct Core {
     incoming: Vec<IncomingRequest>,
     outcomes: Vec<Outcome>,
     completions: Vec<Completion>,
+    /// Isolates that ran JS this turn, by version.
+    touched: BTreeSet<u64>,
+    last_release: Instant,
 }
 
 impl std::fmt::Debug for Core {
@@ -119,29 +150,43 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Sets up a core on the calling thread (which it pins): ring, transport, isolate.
-    pub fn new(config: CoreConfig, mailbox: Receiver<Command>, wake: Arc<EventFd>) -> Result<Core, CoreError> {
+    /// Sets up a core on the calling thread (which it pins): ring, transport, isolate cache.
+    pub fn new(
+        config: CoreConfig,
+        mailbox: Receiver<Command>,
+        wake: Arc<EventFd>,
+        watchdog: &Watchdog,
+    ) -> Result<Core, CoreError> {
         let index = config.index;
         kernel_shim::cpu::pin_current_thread(config.cpu).map_err(|error| CoreError::Pin {
             index,
             cpu: config.cpu,
             error,
         })?;
+        let watch = Arc::new(CoreWatch::for_current_thread().map_err(|error| CoreError::Clock { index, error })?);
+        watchdog.watch(&watch);
         let mut ring = Ring::new(config.ring).map_err(|error| CoreError::Ring { index, error })?;
-        let worker = Worker::new(&config.worker).map_err(|error| CoreError::Load { index, error })?;
         let mut net = KernelNet::new(config.net);
         net.listen(&mut ring, config.listener);
         let http = HttpServer::new(net, config.http);
-        let worker_name = worker.name();
+        let cache = IsolateCache::new(config.budget, Some(watch.clone()), &format!("core-{index}"));
         let mut core = Core {
             index,
             ring,
             http,
-            worker,
-            worker_name,
+            deployment: config.deployment,
+            cache,
             mailbox,
             wake,
+            _watch: watch,
             pending: HashMap::new(),
+            pending_of: HashMap::new(),
+            wall_deadlines: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            timer_of: HashMap::new(),
+            counters: HashMap::new(),
+            in_flight: HashMap::new(),
+            unrouted: 0,
             next_request_id: 1,
             draining: false,
             core_header: index.to_string().into_bytes(),
@@ -149,6 +194,8 @@ impl Core {
             incoming: Vec::new(),
             outcomes: Vec::new(),
             completions: Vec::new(),
+            touched: BTreeSet::new(),
+            last_release: Instant::now(),
         };
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
         Ok(core)
@@ -161,15 +208,19 @@ impl Core {
         self.ring.submit(Op::Read { fd, buf }, tagged_key(TAG_MAILBOX, 0));
     }
 
-    /// Runs the loop until a drain completes. Returns the number of requests that were still
-    /// in flight when the loop ended (non-zero only if the ring failed).
+    /// Runs the loop until a drain completes.
     pub fn run(mut self) -> Result<(), kernel_shim::ring::RingError> {
+        let mut idle_turns = 0u32;
         loop {
             let now = Instant::now();
-            let timeout = self.next_deadline().map(|at| at.saturating_duration_since(now));
-            // Work left over from a full batch: look at the ring without sleeping.
-            let timeout = if self.incoming.is_empty() { timeout } else { Some(Duration::ZERO) };
-            self.ring.wait(timeout, &mut self.completions)?;
+            let has_idle_work = idle_turns > 0 && self.has_idle_work();
+            let timeout = if !self.incoming.is_empty() || has_idle_work {
+                // Work left over from a full batch, or idle-time work: look without sleeping.
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline().map(|at| at.saturating_duration_since(now))
+            };
+            let completed = self.ring.wait(timeout, &mut self.completions)?;
             let now = Instant::now();
             let mut completions = std::mem::take(&mut self.completions);
             for completion in completions.drain(..) {
@@ -181,19 +232,44 @@ impl Core {
             }
             self.completions = completions;
             self.http.poll(&mut self.ring, now, &mut self.incoming);
+            let busy = completed > 0 || !self.incoming.is_empty();
             self.serve(now);
             if self.draining && self.http.is_drained() {
                 tracing::debug!(core = self.index, "drained");
                 return Ok(());
             }
+            if busy {
+                idle_turns = 0;
+            } else {
+                idle_turns += 1;
+                self.idle_work(now);
+            }
+        }
+    }
+
+    fn has_idle_work(&self) -> bool {
+        !self.draining && self.cache.pool_is_short()
+    }
+
+    /// Work done only when nothing else is waiting: one pooled isolate, and handing evicted
+    /// isolates' memory back to the kernel (at most once a second).
+    fn idle_work(&mut self, now: Instant) {
+        if self.draining {
+            return;
+        }
+        self.cache.refill_pool();
+        if self.cache.evicted_since_release > 0 && now.duration_since(self.last_release) >= RELEASE_MEMORY_EVERY {
+            kernel_shim::memory::release_free_memory();
+            self.cache.evicted_since_release = 0;
+            self.last_release = now;
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.http.poll_at(), self.worker.next_timer()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.http.poll_at(), self.timers.first().map(|(at, _)| *at), self.wall_deadlines.first().map(|(at, _)| *at)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_mailbox(&mut self, completion: Completion, now: Instant) {
@@ -210,33 +286,36 @@ impl Core {
                         self.http.drain(&mut self.ring, now, &mut self.incoming);
                     }
                 }
+                Command::Deploy { deployment, ack } => {
+                    self.deployment = deployment;
+                    let current = self.deployment.clone();
+                    self.cache.retire(|tenant| {
+                        current.tenants.get(&tenant.name).is_some_and(|t| t.version == tenant.version)
+                    });
+                    self.counters.retain(|name, _| current.tenants.contains_key(name));
+                    let _ = ack.send(self.index);
+                }
+                Command::Stats { reply } => {
+                    let _ = reply.send(self.stats());
+                }
             }
         }
         self.arm_mailbox(buf);
     }
 
-    /// Hands requests to the isolate, runs JS, and writes what finished.
+    /// Hands requests to isolates, runs JS, writes what finished, enforces limits.
     fn serve(&mut self, now: Instant) {
-        let mut rounds = 0;
-        loop {
+        for _round in 0..4 {
             let batch = self.incoming.len().min(TURN_BATCH_MAX);
             let requests: Vec<IncomingRequest> = self.incoming.drain(..batch).collect();
             for incoming in requests {
                 self.dispatch(incoming, now);
             }
-            if self.worker.next_timer().is_some_and(|at| at <= now) {
-                self.worker.fire_timers(now);
-            }
-            self.worker.run_microtasks();
-            self.worker.take_outcomes(&mut self.outcomes);
-            let outcomes = std::mem::take(&mut self.outcomes);
-            for outcome in outcomes {
-                self.finish(outcome, now);
-            }
-            self.fail_hung_requests(now);
-            rounds += 1;
+            self.fire_due_timers(now);
+            self.run_touched(now);
+            self.expire_wall_deadlines(now);
             // Responding can release pipelined requests; take them in this turn, within bounds.
-            if self.incoming.is_empty() || rounds >= 4 {
+            if self.incoming.is_empty() {
                 break;
             }
         }
@@ -250,33 +329,273 @@ impl Core {
             self.http.respond(&mut self.ring, conn, request.id(), response, now, &mut self.incoming);
             return;
         };
+        let path = path_of(request.target());
+        let Some(tenant) = self.deployment.route(host.as_deref().unwrap_or(""), path).cloned() else {
+            self.unrouted += 1;
+            let text = format!("no worker is routed for host {:?} and path {path:?}\n", host.as_deref().unwrap_or(""));
+            self.http.respond(&mut self.ring, conn, request.id(), plain_response(404, &text), now, &mut self.incoming);
+            return;
+        };
+        let counters = self.counters.entry(tenant.name.clone()).or_default();
+        counters.bytes_in += request.body().len() as u64;
+        let in_flight = self.in_flight.entry(tenant.name.clone()).or_default();
+        if *in_flight >= tenant.limits.concurrency {
+            counters.count_limit(LimitKind::Concurrency);
+            counters.count_status(503);
+            let text =
+                format!("too many requests in flight for this worker (limit {} per core)\n", tenant.limits.concurrency);
+            let response = plain_response(503, &text).with_header("retry-after", "1");
+            self.http.respond(&mut self.ring, conn, request.id(), response, now, &mut self.incoming);
+            return;
+        }
+        let created_before = self.cache.created;
+        let slot = match self.cache.get_or_load(&tenant) {
+            Ok(slot) => slot,
+            Err(error) => {
+                tracing::error!(target: "worker", "[{}] cannot load the worker: {error}", tenant.name);
+                let counters = self.counters.entry(tenant.name.clone()).or_default();
+                counters.count_status(500);
+                let response = plain_response(500, "the worker failed to load\n");
+                self.http.respond(&mut self.ring, conn, request.id(), response, now, &mut self.incoming);
+                return;
+            }
+        };
         let names: Vec<String> = request.headers().map(|(name, _)| name.to_ascii_lowercase()).collect();
         let headers: Vec<(&str, &[u8])> =
             names.iter().map(String::as_str).zip(request.headers().map(|(_, value)| value)).collect();
         let id = self.next_request_id;
         self.next_request_id += 1;
-        self.pending.insert(id, Pending { conn, request: request.id() });
+        slot.in_flight += 1;
+        *self.in_flight.entry(tenant.name.clone()).or_default() += 1;
         let parts = RequestParts { method: request.method(), url: &url, headers: &headers, body: request.body() };
-        self.worker.dispatch(id, &parts, now);
+        slot.worker.dispatch(id, &parts, now, tenant.limits.cpu);
+        let cpu = slot.worker.last_entry_cpu();
+        let version = tenant.version;
+        let counters = self.counters.entry(tenant.name.clone()).or_default();
+        counters.cpu += cpu;
+        if self.cache.created > created_before {
+            counters.isolates_created += 1;
+        }
+        let wall_deadline = now + tenant.limits.wall;
+        self.wall_deadlines.insert((wall_deadline, id));
+        self.pending.insert(id, Pending { conn, request: request.id(), tenant, started: now, wall_deadline, cpu });
+        self.pending_of.entry(version).or_default().insert(id);
+        self.touched.insert(version);
+    }
+
+    fn fire_due_timers(&mut self, now: Instant) {
+        while let Some(&(at, version)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, version));
+            self.timer_of.remove(&version);
+            let budget = self.entry_budget(version);
+            let Some(slot) = self.cache.slot(version) else { continue };
+            slot.worker.fire_timers(now, budget);
+            let cpu = slot.worker.last_entry_cpu();
+            self.attribute_cpu(version, cpu);
+            self.touched.insert(version);
+        }
+    }
+
+    /// Runs microtasks of every isolate that ran this turn, collects what finished, and applies
+    /// what their runs revealed: condemned isolates, exceeded CPU budgets, hung requests.
+    fn run_touched(&mut self, now: Instant) {
+        let touched = std::mem::take(&mut self.touched);
+        for version in touched {
+            let budget = self.entry_budget(version);
+            let Some(slot) = self.cache.slot(version) else { continue };
+            // A script stopped during dispatch or a timer runs nothing more.
+            if slot.worker.condemned().is_none() {
+                slot.worker.run_microtasks(budget);
+            }
+            let cpu = slot.worker.last_entry_cpu();
+            slot.worker.take_outcomes(&mut self.outcomes);
+            let next_timer = slot.worker.next_timer();
+            let has_timers = slot.worker.has_timers();
+            let condemned = slot.worker.condemned();
+            self.attribute_cpu(version, cpu);
+            if let Some(condemned) = condemned {
+                // Its requests get 503 first; what the terminated script left behind (a
+                // "terminated" failure, a half-made response) finds no pending request.
+                self.outcomes.clear();
+                let limit = if condemned == Condemned::CpuLimit { LimitKind::Cpu } else { LimitKind::Heap };
+                self.condemn(version, limit, now);
+                continue;
+            }
+            let outcomes = std::mem::take(&mut self.outcomes);
+            for outcome in outcomes {
+                self.finish(outcome, now);
+            }
+            self.schedule_timer(version, next_timer);
+            // Per-request CPU budgets, summed over entries.
+            let over = self
+                .pending_ids(version)
+                .iter()
+                .any(|id| self.pending.get(id).is_some_and(|p| p.cpu > p.tenant.limits.cpu));
+            if over {
+                self.condemn(version, LimitKind::Cpu, now);
+                continue;
+            }
+            if !has_timers {
+                self.fail_hung(version, now);
+            }
+            self.retire_if_done(version);
+        }
+    }
+
+    /// The ids of `version`'s pending requests.
+    fn pending_ids(&self, version: u64) -> Vec<u64> {
+        self.pending_of.get(&version).map(|ids| ids.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// CPU an entry into `version`'s isolate may use: the most any of its in-flight requests has
+    /// left (the full limit when none is in flight, e.g. a waitUntil() continuing).
+    fn entry_budget(&self, version: u64) -> Duration {
+        let mut budget = None::<Duration>;
+        for p in self.pending_of.get(&version).into_iter().flatten().filter_map(|id| self.pending.get(id)) {
+            let left = p.tenant.limits.cpu.saturating_sub(p.cpu);
+            budget = Some(budget.map_or(left, |b| b.max(left)));
+        }
+        budget.or_else(|| self.cache.tenant(version).map(|t| t.limits.cpu)).unwrap_or(Duration::ZERO)
+    }
+
+    /// Charges `cpu` to the tenant, and splits it among the isolate's in-flight requests.
+    fn attribute_cpu(&mut self, version: u64, cpu: Duration) {
+        let ids = self.pending_ids(version);
+        if let Some(tenant) = self.cache.tenant(version) {
+            self.counters.entry(tenant.name.clone()).or_default().cpu += cpu;
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let share = cpu / ids.len() as u32;
+        for id in ids {
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.cpu += share;
+            }
+        }
+    }
+
+    fn schedule_timer(&mut self, version: u64, next: Option<Instant>) {
+        if let Some(old) = self.timer_of.remove(&version) {
+            self.timers.remove(&(old, version));
+        }
+        if let Some(at) = next {
+            self.timers.insert((at, version));
+            self.timer_of.insert(version, at);
+        }
+    }
+
+    /// The isolate hit a limit: its in-flight requests get 503 and it is discarded; the
+    /// tenant's next request gets a fresh one.
+    fn condemn(&mut self, version: u64, limit: LimitKind, now: Instant) {
+        let (status_text, log) = match limit {
+            LimitKind::Cpu => {
+                ("the worker exceeded its CPU time limit\n", "exceeded its CPU time limit; isolate discarded")
+            }
+            _ => ("the worker exceeded its memory limit\n", "exceeded its memory limit; isolate discarded"),
+        };
+        if let Some(slot) = self.cache.remove(version) {
+            tracing::warn!(target: "worker", "[{}] {log}", slot.tenant.name);
+        }
+        self.schedule_timer(version, None);
+        for id in self.pending_ids(version) {
+            self.fail_request(id, 503, status_text, Some(limit), now);
+        }
+    }
+
+    /// Requests whose isolate has nothing left that could ever resume them (no timer; isobar
+    /// has no other source of events yet).
+    fn fail_hung(&mut self, version: u64, now: Instant) {
+        for id in self.pending_ids(version) {
+            if let Some(p) = self.pending.get(&id) {
+                tracing::error!(
+                    target: "worker",
+                    "[{}] Error: the handler's promise will never resolve: it is waiting on nothing (the script will never generate a response)",
+                    p.tenant.name
+                );
+            }
+            self.fail_request(id, 500, "worker threw an exception\n", None, now);
+        }
+    }
+
+    fn expire_wall_deadlines(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.wall_deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.wall_deadlines.remove(&(at, id));
+            if let Some(p) = self.pending.get(&id) {
+                tracing::warn!(target: "worker", "[{}] a request exceeded its wall-clock limit", p.tenant.name);
+                self.fail_request(
+                    id,
+                    503,
+                    "the worker exceeded its wall-clock time limit\n",
+                    Some(LimitKind::Wall),
+                    now,
+                );
+            }
+        }
+    }
+
+    fn fail_request(&mut self, id: u64, status: u16, text: &str, limit: Option<LimitKind>, now: Instant) {
+        let Some(p) = self.pending.get(&id) else { return };
+        if let Some(limit) = limit {
+            self.counters.entry(p.tenant.name.clone()).or_default().count_limit(limit);
+        }
+        let response = WireResponse {
+            status,
+            reason: String::new(),
+            headers: vec![("content-type".into(), b"text/plain".to_vec())],
+            body: text.as_bytes().to_vec(),
+        };
+        self.respond(id, response, now);
     }
 
     fn finish(&mut self, outcome: Outcome, now: Instant) {
         let (id, response) = match outcome {
             Outcome::Response { id, response } => (id, response),
             Outcome::Failed { id, message } => {
-                tracing::error!(target: "worker", "[{}] {message}", self.worker_name);
-                (
-                    id,
-                    WireResponse {
-                        status: 500,
-                        reason: String::new(),
-                        headers: vec![("content-type".into(), b"text/plain".to_vec())],
-                        body: b"worker threw an exception\n".to_vec(),
-                    },
-                )
+                if let Some(p) = self.pending.get(&id) {
+                    tracing::error!(target: "worker", "[{}] {message}", p.tenant.name);
+                }
+                let response = WireResponse {
+                    status: 500,
+                    reason: String::new(),
+                    headers: vec![("content-type".into(), b"text/plain".to_vec())],
+                    body: b"worker threw an exception\n".to_vec(),
+                };
+                (id, response)
             }
         };
+        self.respond(id, response, now);
+    }
+
+    /// Writes the response of pending request `id` and settles its bookkeeping.
+    fn respond(&mut self, id: u64, response: WireResponse, now: Instant) {
         let Some(pending) = self.pending.remove(&id) else { return };
+        self.wall_deadlines.remove(&(pending.wall_deadline, id));
+        if let Some(ids) = self.pending_of.get_mut(&pending.tenant.version) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.pending_of.remove(&pending.tenant.version);
+            }
+        }
+        let name = pending.tenant.name.clone();
+        let version = pending.tenant.version;
+        if let Some(n) = self.in_flight.get_mut(&name) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(slot) = self.cache.slot(version) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+        self.cache.after_request(version);
+        let counters = self.counters.entry(name).or_default();
+        counters.count_status(response.status);
+        counters.bytes_out += response.body.len() as u64;
+        counters.wall += now.saturating_duration_since(pending.started);
         let mut http_response = http1::Response::new(response.status);
         if !response.reason.is_empty() {
             http_response.reason = Some(response.reason);
@@ -286,20 +605,58 @@ impl Core {
         http_response.headers.push(("x-isobar-core".into(), self.core_header.clone()));
         http_response.body = response.body;
         self.http.respond(&mut self.ring, pending.conn, pending.request, http_response, now, &mut self.incoming);
+        self.retire_if_done(version);
     }
 
-    /// Requests whose handler is waiting on nothing that can ever happen: the isolate has no
-    /// timer left (and, for now, no other source of events), yet they have not finished.
-    fn fail_hung_requests(&mut self, now: Instant) {
-        if self.pending.is_empty() || self.worker.has_timers() {
-            return;
-        }
-        let hung: Vec<u64> = self.pending.keys().copied().collect();
-        for id in hung {
-            let message = "Error: the handler's promise will never resolve: it is waiting on nothing (the script will never generate a response)".to_string();
-            self.finish(Outcome::Failed { id, message }, now);
+    /// Drops an isolate of a version no longer deployed once its last request is done.
+    fn retire_if_done(&mut self, version: u64) {
+        let Some(tenant) = self.cache.tenant(version) else { return };
+        let current = self.deployment.tenants.get(&tenant.name).is_some_and(|t| t.version == version);
+        if !current && self.cache.slot(version).is_some_and(|s| s.in_flight == 0) {
+            self.cache.remove(version);
+            self.schedule_timer(version, None);
         }
     }
+
+    fn stats(&mut self) -> CoreStats {
+        let mut tenants: HashMap<Arc<str>, TenantStats> = HashMap::new();
+        for (name, counters) in &self.counters {
+            let entry =
+                tenants.entry(name.clone()).or_insert_with(|| TenantStats { name: name.clone(), ..Default::default() });
+            entry.counters = counters.clone();
+            entry.in_flight = self.in_flight.get(name).copied().unwrap_or(0);
+        }
+        for (_, slot) in self.cache.slots() {
+            let (used, _, buffers) = slot.worker.memory_bytes();
+            let name = slot.tenant.name.clone();
+            let entry = tenants.entry(name.clone()).or_insert_with(|| TenantStats { name, ..Default::default() });
+            entry.isolates += 1;
+            entry.heap_bytes += (used + buffers) as u64;
+        }
+        let mut tenants: Vec<TenantStats> = tenants.into_values().collect();
+        tenants.sort_by(|a, b| a.name.cmp(&b.name));
+        CoreStats {
+            core: self.index,
+            tenants,
+            isolates: self.cache.len() + self.cache.pool_len(),
+            pool: self.cache.pool_len(),
+            isolates_created: self.cache.created,
+            isolates_evicted: self.cache.evicted,
+            unrouted: self.unrouted,
+            open_conns: self.http.open_conns(),
+        }
+    }
+}
+
+/// The path of a request target (origin form `/p?q`, absolute form `http://h/p?q`, or `*`).
+fn path_of(target: &str) -> &str {
+    if target.starts_with('/') {
+        return target;
+    }
+    if let Some(rest) = target.split_once("://").map(|(_, rest)| rest) {
+        return rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
+    }
+    "/"
 }
 
 /// `http://host/target` for an origin-form target, the target itself for an absolute-form one.
@@ -320,7 +677,7 @@ fn plain_response(status: u16, body: &str) -> http1::Response {
 
 #[cfg(test)]
 mod tests {
-    use super::request_url;
+    use super::{path_of, request_url};
 
     #[test]
     fn request_urls() {
@@ -329,5 +686,13 @@ mod tests {
         assert_eq!(request_url(Some("h:8080"), "*").as_deref(), Some("http://h:8080/"));
         assert_eq!(request_url(Some("x"), "https://other/p").as_deref(), Some("https://other/p"));
         assert_eq!(request_url(Some("bad host"), "/"), None);
+    }
+
+    #[test]
+    fn paths_of_targets() {
+        assert_eq!(path_of("/a/b?c"), "/a/b?c");
+        assert_eq!(path_of("http://h/x?y"), "/x?y");
+        assert_eq!(path_of("http://h"), "/");
+        assert_eq!(path_of("*"), "/");
     }
 }

@@ -1,7 +1,8 @@
-//! Starts one scheduler thread per core and lets the main thread drain and join them.
+//! Starts one scheduler thread per core, and the control plane the main thread and the admin
+//! API use to deploy, report and drain.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,17 +12,21 @@ use kernel_shim::ring::RingConfig;
 use netstack::NetLimits;
 use netstack::http1;
 
+use crate::cache::IsolateBudget;
 use crate::scheduler::{Command, Core, CoreConfig, CoreError};
-use crate::worker::WorkerSpec;
+use crate::stats::CoreStats;
+use crate::tenant::{DeployError, Deployment, Tenant};
+use crate::watchdog::Watchdog;
 
 /// What the main thread asks for.
 #[derive(Debug)]
 pub struct ServerConfig {
-    pub worker: WorkerSpec,
+    pub deployment: Deployment,
     /// One listener per core, all bound to the same address with SO_REUSEPORT.
     pub listeners: Vec<OwnedFd>,
     /// The CPUs to pin the cores to, one per listener.
     pub cpus: Vec<usize>,
+    pub budget: IsolateBudget,
     pub http: http1::Limits,
     pub net: NetLimits,
     pub ring: RingConfig,
@@ -49,13 +54,113 @@ pub enum CoreEvent {
 struct CoreHandle {
     mailbox: Sender<Command>,
     wake: Arc<EventFd>,
-    thread: Option<JoinHandle<()>>,
+}
+
+/// How long the control plane waits for every core to acknowledge a deployment or report.
+const CORE_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control plane: the current deployment and a way to reach every core. Shared by the main
+/// thread (signals, reload) and the admin thread.
+#[derive(Debug)]
+pub struct Control {
+    cores: Vec<CoreHandle>,
+    deployment: Mutex<Arc<Deployment>>,
+    watchdog: Watchdog,
+}
+
+/// Why a deployment did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Deploy(#[from] DeployError),
+    #[error("core {0} did not acknowledge the deployment within {CORE_REPLY_TIMEOUT:?}")]
+    NoAck(usize),
+}
+
+impl Control {
+    /// The deployment the cores serve.
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.deployment.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Serves `deployment` from now on; returns once every core has swapped it in, so a request
+    /// made after this returns is served by the new versions.
+    pub fn deploy(&self, deployment: Deployment) -> Result<(), ControlError> {
+        let deployment = Arc::new(deployment);
+        if let Some(smallest) = deployment.smallest_cpu_limit() {
+            self.watchdog.set_smallest_limit(smallest);
+        }
+        *self.deployment.lock().unwrap_or_else(|e| e.into_inner()) = deployment.clone();
+        let (ack_tx, ack_rx) = bounded::<usize>(self.cores.len());
+        for core in &self.cores {
+            let _ = core.mailbox.send_timeout(
+                Command::Deploy { deployment: deployment.clone(), ack: ack_tx.clone() },
+                CORE_REPLY_TIMEOUT,
+            );
+            let _ = core.wake.notify();
+        }
+        let deadline = Instant::now() + CORE_REPLY_TIMEOUT;
+        let mut acked = vec![false; self.cores.len()];
+        for _ in 0..self.cores.len() {
+            match ack_rx.recv_deadline(deadline) {
+                Ok(index) => acked[index] = true,
+                Err(_) => return Err(ControlError::NoAck(acked.iter().position(|a| !a).unwrap_or(0))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces one tenant (serialised with other changes by the deployment lock).
+    pub fn put_tenant(&self, tenant: Tenant) -> Result<bool, ControlError> {
+        let current = self.deployment();
+        let replaced = current.tenants.contains_key(&tenant.name);
+        let next = current.with(Arc::new(tenant))?;
+        self.deploy(next)?;
+        Ok(replaced)
+    }
+
+    /// Removes a tenant; false if there was none by that name.
+    pub fn remove_tenant(&self, name: &str) -> Result<bool, ControlError> {
+        let current = self.deployment();
+        if !current.tenants.contains_key(name) {
+            return Ok(false);
+        }
+        self.deploy(current.without(name))?;
+        Ok(true)
+    }
+
+    /// Every core's counters (cores that do not answer within the timeout are left out).
+    pub fn stats(&self) -> Vec<CoreStats> {
+        let (tx, rx) = bounded::<CoreStats>(self.cores.len());
+        for core in &self.cores {
+            let _ = core.mailbox.send_timeout(Command::Stats { reply: tx.clone() }, CORE_REPLY_TIMEOUT);
+            let _ = core.wake.notify();
+        }
+        let deadline = Instant::now() + CORE_REPLY_TIMEOUT;
+        let mut stats: Vec<CoreStats> = (0..self.cores.len()).map_while(|_| rx.recv_deadline(deadline).ok()).collect();
+        stats.sort_by_key(|s| s.core);
+        stats
+    }
+
+    /// Asks every core to drain: stop accepting, answer what is in flight, then stop.
+    pub fn drain(&self) {
+        for core in &self.cores {
+            // A full mailbox means commands are queued; the drain waits its turn.
+            let _ = core.mailbox.send_timeout(Command::Drain, Duration::from_secs(1));
+            let _ = core.wake.notify();
+        }
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cores.len()
+    }
 }
 
 /// The running cores.
 #[derive(Debug)]
 pub struct Server {
-    cores: Vec<CoreHandle>,
+    control: Arc<Control>,
+    threads: Vec<Option<JoinHandle<()>>>,
     events: Receiver<CoreEvent>,
 }
 
@@ -66,8 +171,10 @@ pub enum StartError {
     Core(CoreError),
     #[error("cannot create a core's wake-up eventfd: {0}")]
     EventFd(std::io::Error),
-    #[error("cannot spawn a core thread: {0}")]
+    #[error("cannot spawn a thread: {0}")]
     Spawn(std::io::Error),
+    #[error("V8 failed to start: {0}")]
+    Engine(String),
     #[error("a core thread stopped during start-up")]
     Vanished,
 }
@@ -76,52 +183,69 @@ impl Server {
     /// Spawns the cores and waits until every one is ready (or one fails).
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         assert_eq!(config.listeners.len(), config.cpus.len(), "one listener per core");
+        crate::engine::init().map_err(StartError::Engine)?;
+        let watchdog = Watchdog::start().map_err(StartError::Spawn)?;
+        let deployment = Arc::new(config.deployment);
+        if let Some(smallest) = deployment.smallest_cpu_limit() {
+            watchdog.set_smallest_limit(smallest);
+        }
         let (events_tx, events) = bounded::<CoreEvent>(config.cpus.len() * 4 + 4);
-        let mut cores = Vec::new();
-        for (index, (listener, cpu)) in config.listeners.into_iter().zip(config.cpus).enumerate() {
-            let (mailbox_tx, mailbox_rx) = bounded::<Command>(16);
+        let mut handles = Vec::new();
+        let mut mailboxes = Vec::new();
+        for _ in 0..config.cpus.len() {
+            let (tx, rx) = bounded::<Command>(64);
             let wake = Arc::new(EventFd::new().map_err(StartError::EventFd)?);
+            handles.push(CoreHandle { mailbox: tx, wake: wake.clone() });
+            mailboxes.push((rx, wake));
+        }
+        let control = Arc::new(Control { cores: handles, deployment: Mutex::new(deployment.clone()), watchdog });
+        let mut threads = Vec::new();
+        for (index, ((listener, cpu), (mailbox, wake))) in
+            config.listeners.into_iter().zip(config.cpus).zip(mailboxes).enumerate()
+        {
             let core_config = CoreConfig {
                 index,
                 cpu,
                 listener,
-                worker: config.worker.clone(),
+                deployment: deployment.clone(),
+                budget: config.budget,
                 http: config.http,
                 net: config.net,
                 ring: config.ring,
             };
             let events_tx = events_tx.clone();
-            let core_wake = wake.clone();
+            let control_for_core = control.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("isobar-core-{index}"))
                 .spawn(move || {
-                    let core = match Core::new(core_config, mailbox_rx, core_wake) {
+                    let core = match Core::new(core_config, mailbox, wake, &control_for_core.watchdog) {
                         Ok(core) => core,
                         Err(error) => {
                             let _ = events_tx.send(CoreEvent::Failed { index, error });
                             return;
                         }
                     };
+                    drop(control_for_core);
                     let _ = events_tx.send(CoreEvent::Ready { index });
                     let result = core.run().map_err(|e| e.to_string());
                     let _ = events_tx.send(CoreEvent::Exited { index, result });
                 })
                 .map_err(StartError::Spawn)?;
-            cores.push(CoreHandle { mailbox: mailbox_tx, wake, thread: Some(thread) });
+            threads.push(Some(thread));
         }
         drop(events_tx);
-        let mut server = Server { cores, events };
+        let mut server = Server { control, threads, events };
         let mut ready = 0;
-        while ready < server.cores.len() {
+        while ready < server.threads.len() {
             match server.events.recv() {
                 Ok(CoreEvent::Ready { .. }) => ready += 1,
                 Ok(CoreEvent::Failed { error, .. }) => {
-                    server.drain();
+                    server.control.drain();
                     server.join(Duration::from_secs(5));
                     return Err(StartError::Core(error));
                 }
                 Ok(CoreEvent::Exited { .. }) | Err(_) => {
-                    server.drain();
+                    server.control.drain();
                     return Err(StartError::Vanished);
                 }
             }
@@ -129,8 +253,13 @@ impl Server {
         Ok(server)
     }
 
+    /// The control plane, to share with the admin API.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
     pub fn cores(&self) -> usize {
-        self.cores.len()
+        self.threads.len()
     }
 
     /// Events from the cores after start-up (an unexpected exit, for instance).
@@ -138,23 +267,18 @@ impl Server {
         &self.events
     }
 
-    /// Asks every core to drain: stop accepting, answer what is in flight, then stop.
     pub fn drain(&self) {
-        for core in &self.cores {
-            // A full mailbox means a drain is already queued.
-            let _ = core.mailbox.try_send(Command::Drain);
-            let _ = core.wake.notify();
-        }
+        self.control.drain();
     }
 
     /// Waits for the cores to stop, at most `timeout`. Returns how many were still running.
     pub fn join(&mut self, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
         loop {
-            let running = self.cores.iter().filter(|c| c.thread.as_ref().is_some_and(|t| !t.is_finished())).count();
+            let running = self.threads.iter().filter(|t| t.as_ref().is_some_and(|t| !t.is_finished())).count();
             if running == 0 {
-                for core in &mut self.cores {
-                    if let Some(thread) = core.thread.take() {
+                for thread in &mut self.threads {
+                    if let Some(thread) = thread.take() {
                         let _ = thread.join();
                     }
                 }

@@ -1,0 +1,210 @@
+//! The `/metrics` endpoint's text: every core's counters in the Prometheus/OpenMetrics text
+//! format, encoded by the `prometheus-client` crate from the reports the cores send.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::stats::{CoreStats, LimitKind};
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders the cores' reports as a metrics page.
+pub fn render(stats: Vec<CoreStats>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Reports(stats)));
+    let mut out = String::new();
+    // Encoding into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+#[derive(Debug)]
+struct Reports(Vec<CoreStats>);
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: a name, its help, and its samples.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Labels, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Reports {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let cores = &self.0;
+        let per_tenant = || {
+            cores.iter().flat_map(|core| {
+                core.tenants
+                    .iter()
+                    .map(move |t| (vec![("tenant", t.name.to_string()), ("core", core.core.to_string())], t))
+            })
+        };
+        counter(
+            &mut encoder,
+            "isobar_tenant_cpu_seconds",
+            "CPU time spent in the tenant's isolates (thread CPU clock around every entry): what the tenant is billed.",
+            per_tenant().map(|(l, t)| (l, t.counters.cpu.as_secs_f64())),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_wall_seconds",
+            "Wall time from dispatch to response, summed over the tenant's requests.",
+            per_tenant().map(|(l, t)| (l, t.counters.wall.as_secs_f64())),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_requests",
+            "Requests answered, by response status class.",
+            per_tenant().flat_map(|(l, t)| {
+                ["1xx", "2xx", "3xx", "4xx", "5xx"].into_iter().zip(t.counters.requests).map(move |(class, n)| {
+                    let mut labels = l.clone();
+                    labels.push(("class", class.to_string()));
+                    (labels, n as f64)
+                })
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_bytes_in",
+            "Request body bytes received.",
+            per_tenant().map(|(l, t)| (l, t.counters.bytes_in as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_bytes_out",
+            "Response body bytes sent.",
+            per_tenant().map(|(l, t)| (l, t.counters.bytes_out as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_limit_exceeded",
+            "Requests stopped by a limit (cpu, heap, wall, concurrency).",
+            per_tenant().flat_map(|(l, t)| {
+                LimitKind::ALL.into_iter().zip(t.counters.limits_exceeded).map(move |(kind, n)| {
+                    let mut labels = l.clone();
+                    labels.push(("limit", kind.label().to_string()));
+                    (labels, n as f64)
+                })
+            }),
+        )?;
+        gauge(
+            &mut encoder,
+            "isobar_tenant_isolates",
+            "The tenant's isolates alive on the core.",
+            per_tenant().map(|(l, t)| (l, t.isolates as i64)),
+        )?;
+        gauge(
+            &mut encoder,
+            "isobar_tenant_heap_bytes",
+            "V8 heap in use plus ArrayBuffer memory of the tenant's isolates.",
+            per_tenant().map(|(l, t)| (l, t.heap_bytes as i64)),
+        )?;
+        gauge(
+            &mut encoder,
+            "isobar_tenant_in_flight",
+            "The tenant's requests in flight on the core.",
+            per_tenant().map(|(l, t)| (l, t.in_flight as i64)),
+        )?;
+        let per_core = || cores.iter().map(|c| (vec![("core", c.core.to_string())], c));
+        gauge(
+            &mut encoder,
+            "isobar_core_isolates",
+            "Isolates alive on the core, pooled ones included.",
+            per_core().map(|(l, c)| (l, c.isolates as i64)),
+        )?;
+        gauge(
+            &mut encoder,
+            "isobar_core_pool_isolates",
+            "Isolates made ahead of need, waiting for a tenant.",
+            per_core().map(|(l, c)| (l, c.pool as i64)),
+        )?;
+        gauge(
+            &mut encoder,
+            "isobar_core_connections",
+            "Open client connections.",
+            per_core().map(|(l, c)| (l, c.open_conns as i64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_core_isolates_created",
+            "Tenant isolates created.",
+            per_core().map(|(l, c)| (l, c.isolates_created as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_core_isolates_evicted",
+            "Tenant isolates evicted to stay within the core's budget.",
+            per_core().map(|(l, c)| (l, c.isolates_evicted as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_unrouted_requests",
+            "Requests no route matched (answered 404 by isobar).",
+            per_core().map(|(l, c)| (l, c.unrouted as f64)),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::render;
+    use crate::stats::{CoreStats, TenantCounters, TenantStats};
+
+    #[test]
+    fn renders_tenant_and_core_series() {
+        let mut counters = TenantCounters { cpu: Duration::from_millis(1500), ..Default::default() };
+        counters.count_status(200);
+        counters.count_status(503);
+        counters.count_limit(crate::stats::LimitKind::Cpu);
+        let stats = vec![CoreStats {
+            core: 1,
+            tenants: vec![TenantStats { name: "shop".into(), counters, isolates: 2, heap_bytes: 4096, in_flight: 0 }],
+            isolates: 5,
+            pool: 3,
+            isolates_created: 7,
+            isolates_evicted: 4,
+            unrouted: 9,
+            open_conns: 1,
+        }];
+        let text = render(stats);
+        assert!(text.contains("isobar_tenant_cpu_seconds_total{tenant=\"shop\",core=\"1\"} 1.5"), "{text}");
+        assert!(text.contains("isobar_tenant_requests_total{tenant=\"shop\",core=\"1\",class=\"2xx\"} 1"), "{text}");
+        assert!(text.contains("isobar_tenant_requests_total{tenant=\"shop\",core=\"1\",class=\"5xx\"} 1"), "{text}");
+        assert!(
+            text.contains("isobar_tenant_limit_exceeded_total{tenant=\"shop\",core=\"1\",limit=\"cpu\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("isobar_tenant_isolates{tenant=\"shop\",core=\"1\"} 2"), "{text}");
+        assert!(text.contains("isobar_core_isolates_evicted_total{core=\"1\"} 4"), "{text}");
+        assert!(text.contains("isobar_unrouted_requests_total{core=\"1\"} 9"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+}

@@ -1,0 +1,100 @@
+//! What cores count, per tenant and per core, and hand to the admin API on request.
+//!
+//! Counters live on each core, unshared; the admin thread asks every core for a [`CoreStats`]
+//! through its mailbox when `/metrics` or `/tenants` is read. Nothing is locked on the request
+//! path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which limit stopped a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    Cpu,
+    Heap,
+    Wall,
+    Concurrency,
+}
+
+impl LimitKind {
+    pub const ALL: [LimitKind; 4] = [LimitKind::Cpu, LimitKind::Heap, LimitKind::Wall, LimitKind::Concurrency];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitKind::Cpu => "cpu",
+            LimitKind::Heap => "heap",
+            LimitKind::Wall => "wall",
+            LimitKind::Concurrency => "concurrency",
+        }
+    }
+}
+
+/// Monotonic counters of one tenant on one core.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantCounters {
+    /// CPU time spent in the tenant's isolates (the thread CPU clock around every entry): what
+    /// the tenant is billed.
+    pub cpu: Duration,
+    /// Wall time from dispatch to response, summed over requests.
+    pub wall: Duration,
+    /// Requests by response status class: index 0 = 1xx ... 4 = 5xx.
+    pub requests: [u64; 5],
+    /// Request and response body bytes.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Requests stopped by each limit, in `LimitKind::ALL` order.
+    pub limits_exceeded: [u64; 4],
+    pub isolates_created: u64,
+}
+
+impl TenantCounters {
+    pub fn count_status(&mut self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.requests[class] += 1;
+    }
+
+    pub fn count_limit(&mut self, limit: LimitKind) {
+        let index = LimitKind::ALL.iter().position(|l| *l == limit).unwrap_or(0);
+        self.limits_exceeded[index] += 1;
+    }
+
+    pub fn add(&mut self, other: &TenantCounters) {
+        self.cpu += other.cpu;
+        self.wall += other.wall;
+        for (a, b) in self.requests.iter_mut().zip(other.requests) {
+            *a += b;
+        }
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        for (a, b) in self.limits_exceeded.iter_mut().zip(other.limits_exceeded) {
+            *a += b;
+        }
+        self.isolates_created += other.isolates_created;
+    }
+}
+
+/// One tenant as one core sees it.
+#[derive(Clone, Debug, Default)]
+pub struct TenantStats {
+    pub name: Arc<str>,
+    pub counters: TenantCounters,
+    /// Isolates of this tenant alive on the core (old versions still finishing included).
+    pub isolates: u32,
+    /// V8 heap in use plus ArrayBuffer memory of those isolates.
+    pub heap_bytes: u64,
+    pub in_flight: u32,
+}
+
+/// One core's report.
+#[derive(Clone, Debug, Default)]
+pub struct CoreStats {
+    pub core: usize,
+    pub tenants: Vec<TenantStats>,
+    /// Isolates alive (tenants' and pooled).
+    pub isolates: usize,
+    pub pool: usize,
+    pub isolates_created: u64,
+    pub isolates_evicted: u64,
+    pub unrouted: u64,
+    pub open_conns: usize,
+}
