@@ -200,7 +200,8 @@ impl Admin {
             "stats": {
                 "cpu_seconds": counters.cpu.as_secs_f64(),
                 "wall_seconds": counters.wall.as_secs_f64(),
-                "requests": requests,
+                "requests": counters.requests.iter().sum::<u64>(),
+                "requests_by_class": requests,
                 "bytes_in": counters.bytes_in,
                 "bytes_out": counters.bytes_out,
                 "isolates": isolates,
