@@ -86,8 +86,18 @@ impl IsolateCache {
         self.tick += 1;
         let tick = self.tick;
         if !self.slots.contains_key(&tenant.version) {
+            let started = std::time::Instant::now();
+            let pooled = self.pool.len();
             let isolate = self.take_isolate(tenant.limits.heap_bytes)?;
+            let made = started.elapsed();
             let mut worker = Worker::load(isolate, &tenant.spec)?;
+            tracing::debug!(
+                tenant = &*tenant.name,
+                from_pool = self.pool.len() < pooled,
+                isolate_us = made.as_micros() as u64,
+                load_us = (started.elapsed() - made).as_micros() as u64,
+                "isolate created"
+            );
             if let Some(watch) = &self.watch {
                 worker.set_watch(watch.clone());
             }

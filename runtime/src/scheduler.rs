@@ -254,8 +254,12 @@ impl Core {
     /// Work done only when nothing else is waiting: one pooled isolate, and handing evicted
     /// isolates' memory back to the kernel (at most once a second).
     fn idle_work(&mut self, now: Instant) {
-        if self.draining {
+        if self.draining || !self.cache.pool_is_short() && self.cache.evicted_since_release == 0 {
             return;
+        }
+        // Responses written this turn leave before the (slow) idle work starts.
+        if let Err(error) = self.ring.flush() {
+            tracing::error!(core = self.index, "cannot submit to the ring: {error}");
         }
         self.cache.refill_pool();
         if self.cache.evicted_since_release > 0 && now.duration_since(self.last_release) >= RELEASE_MEMORY_EVERY {

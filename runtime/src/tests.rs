@@ -246,3 +246,102 @@ fn no_shared_array_buffer() {
     let mut worker = Worker::new(&spec_from_source("sab", source, ScriptFormat::Auto)).unwrap();
     assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))).1, "undefined");
 }
+
+#[test]
+fn bundles_carry_every_module_and_load_without_the_disk() {
+    let path = js_dir().join("bundle/main.js");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let spec = WorkerSpec::from_source("bundle", &path, source, ScriptFormat::Auto);
+    let (format, modules) = crate::worker::bundle(&spec).unwrap();
+    assert_eq!(format, ScriptFormat::Module);
+    let names: Vec<String> = modules.keys().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in ["main.js", "greet.js", "prefix.js"] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
+    // A core loads from the bundle only: no disk access allowed.
+    let spec = WorkerSpec { modules: std::sync::Arc::new(modules), read_disk: false, format, ..spec };
+    let mut worker = Worker::new(&spec).unwrap();
+    assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))).1, "hello bundle");
+    // Without the imported modules in the bundle, loading fails and says why.
+    let bare = WorkerSpec { modules: std::sync::Arc::default(), ..spec };
+    let error = Worker::new(&bare).unwrap_err();
+    assert!(error.to_string().contains("not part of the deployed worker"), "{error}");
+}
+
+#[test]
+fn bundling_reports_syntax_errors_in_imported_modules() {
+    let dir = std::env::temp_dir().join(format!("isobar-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.js"), "export const x = ;\n").unwrap();
+    let main = dir.join("main.js");
+    let source = "import { x } from './bad.js'; export default { fetch() { return new Response(String(x)); } };";
+    let spec = WorkerSpec::from_source("m", &main, source.into(), ScriptFormat::Auto);
+    let error = crate::worker::bundle(&spec).unwrap_err().to_string();
+    assert!(error.contains("bad.js:1:"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn array_buffer_memory_is_capped_with_the_heap_limit() {
+    // ArrayBuffers live outside V8's heap. V8 counts them towards its heap limit as external
+    // memory (so the near-heap-limit guard usually stops the isolate first), and isobar's
+    // allocator refuses them beyond the same limit as a hard backstop. Either way a tenant
+    // cannot hold more than its limit.
+    let source = r#"export default { fetch() {
+        const kept = [];
+        try { for (let i = 0; i < 100; i++) kept.push(new ArrayBuffer(4 << 20)); }
+        catch (e) { return new Response(`${e.name} after ${kept.length}`); }
+        return new Response("no limit");
+    } }"#;
+    let spec = spec_from_source("buffers", source, ScriptFormat::Auto);
+    let isolate = crate::isolate::Isolate::new("buffers", 16 << 20).unwrap();
+    let mut worker = Worker::load(isolate, &spec).unwrap();
+    match request(&mut worker, 1, &get("http://h/")) {
+        Some(Outcome::Response { response, .. }) => {
+            let body = String::from_utf8_lossy(&response.body).into_owned();
+            assert!(body.starts_with("RangeError after "), "{body}");
+        }
+        Some(Outcome::Failed { message, .. }) => {
+            assert!(message.contains("terminated"), "{message}");
+            assert_eq!(worker.condemned(), Some(crate::isolate::Condemned::HeapLimit));
+        }
+        None => panic!("the request never finished"),
+    }
+    let (_, _, buffers) = worker.memory_bytes();
+    assert!(buffers <= 16 << 20, "{buffers} bytes of ArrayBuffers held");
+}
+
+#[test]
+fn a_runaway_script_is_stopped_by_the_watchdog_and_the_isolate_is_condemned() {
+    let watchdog = crate::watchdog::Watchdog::start().unwrap();
+    watchdog.set_smallest_limit(Duration::from_millis(20));
+    let watch = std::sync::Arc::new(crate::watchdog::CoreWatch::for_current_thread().unwrap());
+    watchdog.watch(&watch);
+    let source =
+        "export default { fetch(r) { if (r.url.endsWith('/spin')) { while (true) {} } return new Response('ok'); } }";
+    let mut worker = Worker::new(&spec_from_source("spin", source, ScriptFormat::Auto)).unwrap();
+    worker.set_watch(watch);
+    let started = Instant::now();
+    worker.dispatch(1, &get("http://h/spin"), Instant::now(), Duration::from_millis(20));
+    assert!(started.elapsed() < Duration::from_secs(2), "the loop was stopped ({:?})", started.elapsed());
+    assert_eq!(worker.condemned(), Some(crate::isolate::Condemned::CpuLimit));
+    assert!(worker.last_entry_cpu() >= Duration::from_millis(15), "{:?}", worker.last_entry_cpu());
+    // A well-behaved worker on the same thread and watch is unaffected.
+    let mut other = Worker::new(&spec_from_source(
+        "calm",
+        "export default { fetch() { return new Response('calm'); } }",
+        ScriptFormat::Auto,
+    ))
+    .unwrap();
+    assert_eq!(body_of(request(&mut other, 1, &get("http://h/"))).1, "calm");
+    assert_eq!(other.condemned(), None);
+}
+
+#[test]
+fn math_random_differs_between_isolates_made_from_the_same_snapshot() {
+    let source = "export default { fetch() { return new Response(String(Math.random())); } }";
+    let mut a = Worker::new(&spec_from_source("ra", source, ScriptFormat::Auto)).unwrap();
+    let mut b = Worker::new(&spec_from_source("rb", source, ScriptFormat::Auto)).unwrap();
+    assert_ne!(body_of(request(&mut a, 1, &get("http://h/"))).1, body_of(request(&mut b, 1, &get("http://h/"))).1);
+}

@@ -1,13 +1,15 @@
 //! Tenants at scale, measured on the real server: `isobar serve` with N generated tenants (each
 //! a different script), one core, loopback HTTP.
 //!
-//!   cargo run --release -p isobar-bench --bin tenants -- [--counts 1,100,1000,10000] [--churn 10000]
+//!   cargo run --release -p isobar-bench --bin tenants -- [--counts 1,100,1000,10000] [--churn 10000] [--pace-ms 10]
 //!
-//! For each N: RSS before any tenant has an isolate, then one request to each tenant in turn
-//! (each creates that tenant's isolate: the "first request" latency), then RSS again (RSS per
-//! added tenant), then one more request to each (the warm latency). Then the churn scenario: a
-//! budget of one isolate per core and no pool, and one request to each of M tenants in turn, so
-//! every request creates an isolate and evicts the previous one; RSS before and after.
+//! For each N: RSS before any tenant has an isolate, then one request to each tenant in turn,
+//! `--pace-ms` apart (new tenants arriving at a steady rate, so the core refills its pool of
+//! ready isolates between them): each creates that tenant's isolate, the "first request"
+//! latency. Then RSS again (RSS per added tenant), and one more request to each, back to back
+//! (the warm latency). Then the churn scenario: a budget of one isolate per core and no pool,
+//! one request to each of M tenants back to back, so every request creates an isolate (on the
+//! request path) and evicts the previous one; RSS before and after.
 //!
 //! The isobar binary is target/release/isobar (built by `cargo build --release -p isobar`).
 
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 fn main() {
     let mut counts = vec![1usize, 100, 1000, 10_000];
     let mut churn = 10_000usize;
+    let mut pace = Duration::from_millis(10);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -28,6 +31,7 @@ fn main() {
                     args.next().expect("--counts N,N,...").split(',').map(|n| n.parse().expect("a number")).collect()
             }
             "--churn" => churn = args.next().expect("--churn N").parse().expect("a number"),
+            "--pace-ms" => pace = Duration::from_millis(args.next().expect("--pace-ms N").parse().expect("a number")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -42,10 +46,10 @@ fn main() {
         write_tenants(&dir, n, n + 16, 4);
         let mut server = Server::start(&bin, &dir);
         let before = server.rss_bytes();
-        let first = server.request_each(n);
+        let first = server.request_each(n, pace);
         std::thread::sleep(Duration::from_millis(500));
         let after = server.rss_bytes();
-        let warm = server.request_each(n);
+        let warm = server.request_each(n, Duration::ZERO);
         let per_tenant = (after as f64 - before as f64) / n as f64;
         println!(
             "| {n} | {:.1} MB | {:.1} MB | {:.3} MB | {} | {} | {} | {} |",
@@ -65,15 +69,15 @@ fn main() {
         write_tenants(&dir, churn, 1, 0);
         let mut server = Server::start(&bin, &dir);
         // One tenant live, as there will be at the end.
-        server.request_each(1);
+        server.request_each(1, Duration::ZERO);
         std::thread::sleep(Duration::from_millis(1500));
         let start = server.rss_bytes();
         let started = Instant::now();
-        let times = server.request_each(churn);
+        let times = server.request_each(churn, Duration::ZERO);
         let elapsed = started.elapsed();
         // Evicted isolates' memory is handed back when the core is idle (at most once a second).
         std::thread::sleep(Duration::from_millis(2500));
-        server.request_each(1);
+        server.request_each(1, Duration::ZERO);
         std::thread::sleep(Duration::from_millis(1500));
         let end = server.rss_bytes();
         println!();
@@ -152,10 +156,14 @@ impl Server {
             * 1024
     }
 
-    /// One request to each of tenants 0..n on one keep-alive connection; the time of each.
-    fn request_each(&mut self, n: usize) -> Vec<Duration> {
+    /// One request to each of tenants 0..n on one keep-alive connection, `pace` apart; the
+    /// time of each.
+    fn request_each(&mut self, n: usize, pace: Duration) -> Vec<Duration> {
         let mut times = Vec::with_capacity(n);
         for i in 0..n {
+            if !pace.is_zero() {
+                std::thread::sleep(pace);
+            }
             let started = Instant::now();
             let body = self.get(&format!("t{i}.bench"), "/x");
             times.push(started.elapsed());

@@ -416,6 +416,15 @@ impl Ring {
 
     /// Hands the whole backlog to the kernel before any wait, so an op that the wait depends on
     /// is never left in user space.
+    /// Hands every queued operation to the kernel now, without waiting for completions: call
+    /// before work that takes a while (making an isolate), so a response already queued goes out
+    /// first instead of at the next [`Ring::wait`].
+    pub fn flush(&mut self) -> Result<(), RingError> {
+        self.submit_backlog()?;
+        self.uring.submit().map_err(|error| RingError::Enter { error })?;
+        Ok(())
+    }
+
     fn submit_backlog(&mut self) -> Result<(), RingError> {
         let rounds_max = self.backlog.len() + 1;
         for _ in 0..rounds_max {

@@ -1,0 +1,2 @@
+import { prefix } from "./prefix.js";
+export function greet(name) { return prefix + name; }

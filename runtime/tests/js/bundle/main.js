@@ -1,0 +1,2 @@
+import { greet } from "./lib/greet.js";
+export default { fetch() { return new Response(greet("bundle")); } };
