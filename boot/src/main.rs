@@ -201,9 +201,49 @@ fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> an
     Ok(Deployment::new(tenants)?)
 }
 
+/// Memory mappings one isolate takes, with a margin (measured: about nine).
+const MAPS_PER_ISOLATE: u64 = 12;
+/// Mappings kept for everything else (the binary, stacks, allocator, rings, sockets).
+const MAPS_RESERVED: u64 = 16_384;
+
+/// Makes sure the process may map memory for every isolate its budget allows: V8 aborts the
+/// whole process when an isolate cannot reserve its memory, so isobar raises `vm.max_map_count`
+/// if it can, and otherwise lowers the per-core isolate budget to what fits.
+fn fit_isolate_budget(budget: &mut runtime::cache::IsolateBudget, cores: usize) {
+    let per_core = (budget.count_max + budget.pool) as u64;
+    let needed = MAPS_RESERVED + MAPS_PER_ISOLATE * (per_core * cores as u64 + 2);
+    let available = match kernel_shim::limits::max_map_count() {
+        Ok(current) if current >= needed => return,
+        Ok(current) => match kernel_shim::limits::raise_max_map_count(needed) {
+            Ok(raised) => {
+                tracing::info!("raised vm.max_map_count from {current} to {raised} for {per_core} isolates per core");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!("cannot raise vm.max_map_count from {current} to {needed} ({error})");
+                current
+            }
+        },
+        Err(error) => {
+            tracing::warn!("cannot read vm.max_map_count ({error}); assuming 65530");
+            65_530
+        }
+    };
+    let fits = (available.saturating_sub(MAPS_RESERVED) / MAPS_PER_ISOLATE / cores as u64) as usize;
+    let count_max = fits.saturating_sub(budget.pool).max(1);
+    if count_max < budget.count_max {
+        tracing::warn!(
+            "isolates per core lowered from {} to {count_max}: vm.max_map_count={available} allows that many \
+             (about {MAPS_PER_ISOLATE} mappings per isolate); raise it with `sysctl vm.max_map_count={needed}`",
+            budget.count_max
+        );
+        budget.count_max = count_max;
+    }
+}
+
 /// Binds the listeners, starts the cores (and the admin API), prints where it listens, and
 /// serves until a signal drains it.
-fn start(serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result<ExitCode> {
+fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result<ExitCode> {
     match kernel_shim::limits::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "open files limit"),
         Err(error) => tracing::warn!("cannot raise the open files limit: {error}"),
@@ -219,6 +259,7 @@ fn start(serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result
         );
     }
     let cpus: Vec<usize> = usable[..cores].to_vec();
+    fit_isolate_budget(&mut serving.budget, cores);
     let (listeners, addr) = bind_per_core(serving.listen, cores)?;
     let admin_listener = match serving.admin {
         Some(admin) => {

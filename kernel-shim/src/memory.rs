@@ -6,17 +6,6 @@
 //! RSS stayed tens of megabytes above its start after every isolate was dropped. mimalloc groups
 //! allocations by size, so what stays behind shares a few pages instead.
 
-/// mimalloc's `mi_option_arena_eager_commit` (the same index in mimalloc v2 and v3).
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-
-/// Tunes the allocator; call first thing in `main`. mimalloc would otherwise commit each new
-/// arena in full up front (its default on overcommitting Linux), which shows as ~15 MB of RSS
-/// that no allocation asked for.
-pub fn configure_allocator() {
-    // SAFETY: mi_option_set only changes a mimalloc option; the index is a valid option.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
-}
-
 /// Returns free memory held by the allocator to the kernel (after evicting isolates).
 pub fn release_free_memory() {
     // SAFETY: mi_collect only touches mimalloc's own state; `force` also frees abandoned

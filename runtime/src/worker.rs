@@ -334,14 +334,7 @@ fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local
     set_env.call(scope, undefined, &[env.into()]);
 
     let file = spec.path.display().to_string();
-    let format = match spec.format {
-        ScriptFormat::Auto if looks_like_module(scope, spec) => ScriptFormat::Module,
-        ScriptFormat::Auto => ScriptFormat::ServiceWorker,
-        f => f,
-    };
-    if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
-        map.sources.insert(spec.path.clone(), spec.source.clone());
-    }
+    let format = resolve_format(scope, spec);
     match format {
         ScriptFormat::Module => load_module(scope, spec, internals),
         _ => {
@@ -430,6 +423,20 @@ fn compile_error(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope
         .filter(|n| !n.is_empty() && n != "undefined")
         .unwrap_or_else(|| file.to_string());
     LoadError::Compile { file, line, column, message: text, excerpt }
+}
+
+/// The format `spec` is run in (an `Auto` script resolved), with the main script recorded among
+/// the worker's module sources.
+fn resolve_format(scope: &mut v8::PinScope, spec: &WorkerSpec) -> ScriptFormat {
+    let format = match spec.format {
+        ScriptFormat::Auto if looks_like_module(scope, spec) => ScriptFormat::Module,
+        ScriptFormat::Auto => ScriptFormat::ServiceWorker,
+        f => f,
+    };
+    if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
+        map.sources.insert(spec.path.clone(), spec.source.clone());
+    }
+    format
 }
 
 /// Whether an `Auto` script is an ES module: it is if compiling it as a classic script fails
@@ -668,14 +675,7 @@ pub fn bundle(spec: &WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, Stri
 
 fn bundle_in(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<ScriptFormat, LoadError> {
     let file = spec.path.display().to_string();
-    let format = match spec.format {
-        ScriptFormat::Auto if looks_like_module(scope, spec) => ScriptFormat::Module,
-        ScriptFormat::Auto => ScriptFormat::ServiceWorker,
-        f => f,
-    };
-    if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
-        map.sources.insert(spec.path.clone(), spec.source.clone());
-    }
+    let format = resolve_format(scope, spec);
     if format == ScriptFormat::ServiceWorker {
         v8::tc_scope!(let tc, scope);
         let origin = script_origin(tc, &file, false);

@@ -35,17 +35,7 @@ fn main() {
             n = arg.parse().expect("N must be a number");
         }
     }
-    kernel_shim::memory::configure_allocator();
     runtime::engine::init().expect("V8");
-    if std::env::var_os("MALLINFO").is_some() {
-        // SAFETY: mallinfo2 only reads glibc's allocator statistics.
-        let info = unsafe { libc::mallinfo2() };
-        println!(
-            "at start, glibc malloc: in use {:.1} MB, free in arenas {:.1} MB",
-            info.uordblks as f64 / 1e6,
-            info.fordblks as f64 / 1e6
-        );
-    }
     if std::env::var_os("BARE").is_some() {
         // V8's own snapshot, no isobar API: the baseline our context adds to.
         let mut isolate = v8::Isolate::new(Default::default());
@@ -113,16 +103,6 @@ fn main() {
         kernel_shim::memory::release_free_memory();
         println!("trim: {:.1} MB -> {:.1} MB", before as f64 / 1e6, rss_bytes() as f64 / 1e6);
     }
-    if std::env::var_os("MALLINFO").is_some() {
-        // SAFETY: mallinfo2 only reads glibc's allocator statistics.
-        let info = unsafe { libc::mallinfo2() };
-        println!(
-            "glibc malloc: in use {:.1} MB, free in arenas {:.1} MB, mmapped {:.1} MB",
-            info.uordblks as f64 / 1e6,
-            info.fordblks as f64 / 1e6,
-            info.hblkhd as f64 / 1e6
-        );
-    }
     let rss_full = rss_bytes();
     if std::env::var_os("SMAPS").is_some() {
         let _ = std::fs::copy("/proc/self/smaps", "/tmp/isolates.smaps");
@@ -166,15 +146,6 @@ fn main() {
     kernel_shim::memory::release_free_memory();
     if std::env::var_os("SMAPS").is_some() {
         let _ = std::fs::copy("/proc/self/smaps", "/tmp/isolates-after.smaps");
-    }
-    if std::env::var_os("MALLINFO").is_some() {
-        // SAFETY: mallinfo2 only reads glibc's allocator statistics.
-        let info = unsafe { libc::mallinfo2() };
-        println!(
-            "after drop, glibc malloc: in use {:.1} MB, free in arenas {:.1} MB",
-            info.uordblks as f64 / 1e6,
-            info.fordblks as f64 / 1e6
-        );
     }
     println!(
         "dropped all in {dropped:?}; rss after drop {:.1} MB ({:+.1}% of start)",
