@@ -18,7 +18,7 @@
 
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kernel_shim::net::{Family, peer_addr, tcp_socket};
 use kernel_shim::ring::{Completion, CompletionData, Errno, Op, OpId, Ring, key_tag, tagged_key};
@@ -526,7 +526,7 @@ impl KernelNet {
 }
 
 impl Transport for KernelNet {
-    fn on_completion(&mut self, ring: &mut Ring, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
+    fn on_completion(&mut self, ring: &mut Ring, c: Completion, _now: Instant, events: &mut impl FnMut(ConnEvent<'_>)) {
         let (purpose, slot, generation) = decode(c.key);
         match purpose {
             Purpose::Accept => return self.on_accept(ring, c, events),

@@ -113,69 +113,25 @@ impl<T: Transport> HttpServer<T> {
         now: Instant,
         requests: &mut Vec<IncomingRequest>,
     ) {
-        let limits = self.limits;
-        let conns = &mut self.conns;
-        let touched = &mut self.touched;
-        let stats = &mut self.stats;
-        let mut listener_closed = false;
-        let mut removed: Vec<(ConnId, Option<Instant>)> = Vec::new();
-        self.transport.on_completion(ring, completion, &mut |event| match event {
-            ConnEvent::Accepted { conn, peer } => {
-                stats.conns_accepted += 1;
-                conns.insert(
-                    conn,
-                    Conn {
-                        codec: ServerConn::new(limits, now),
-                        peer,
-                        stash: Vec::new(),
-                        recv_paused: false,
-                        in_flight: 0,
-                        closing: false,
-                        scheduled: None,
-                    },
-                );
-                touched.push(conn);
-            }
-            ConnEvent::Received { conn, bytes } => {
-                stats.bytes_in += bytes.len() as u64;
-                let Some(c) = conns.get_mut(&conn) else { return };
-                if c.closing {
-                    return;
-                }
-                if c.stash.is_empty() {
-                    let taken = c.codec.receive(bytes, now);
-                    c.stash.extend_from_slice(&bytes[taken..]);
-                } else {
-                    c.stash.extend_from_slice(bytes);
-                }
-                touched.push(conn);
-            }
-            ConnEvent::PeerClosed { conn } => {
-                if let Some(c) = conns.get_mut(&conn) {
-                    c.codec.peer_closed(now);
-                    touched.push(conn);
-                }
-            }
-            ConnEvent::SendDone { conn } => touched.push(conn),
-            ConnEvent::Failed { conn, .. } => {
-                if let Some(c) = conns.get_mut(&conn) {
-                    // The transport tears the connection down; nothing more can be written.
-                    c.closing = true;
-                }
-            }
-            ConnEvent::Closed { conn } => {
-                if let Some(c) = conns.remove(&conn) {
-                    removed.push((conn, c.scheduled));
-                }
-            }
-            ConnEvent::ListenerClosed => listener_closed = true,
-            // The server only accepts; outbound connections belong to other users of the transport.
-            ConnEvent::Connected { .. } | ConnEvent::ConnectFailed { .. } => {}
-        });
-        if listener_closed {
+        let mut sink = EventSink::new(self.limits, now, &mut self.conns, &mut self.touched, &mut self.stats);
+        self.transport.on_completion(ring, completion, now, &mut |event| sink.handle(event));
+        let outcome = sink.finish();
+        self.after_events(ring, outcome, now, requests);
+    }
+
+    /// Applies everything one batch of transport events left behind: removed connections'
+    /// deadlines, the listener's end, and the connections to bring up to date.
+    fn after_events(
+        &mut self,
+        ring: &mut Ring,
+        outcome: SinkOutcome,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) {
+        if outcome.listener_closed {
             self.listener_closed = true;
         }
-        for (conn, scheduled) in removed {
+        for (conn, scheduled) in outcome.removed {
             if let Some(at) = scheduled {
                 self.deadlines.remove(&(at, conn.slot, conn.generation));
             }
@@ -217,13 +173,23 @@ impl<T: Transport> HttpServer<T> {
         self.service(ring, conn, now, requests);
     }
 
-    /// The earliest codec deadline, for the scheduler's wait.
+    /// The earliest deadline (a codec's or the transport's), for the scheduler's wait.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.deadlines.keys().next().map(|(at, _, _)| *at)
+        let codec = self.deadlines.keys().next().map(|(at, _, _)| *at);
+        match (codec, self.transport.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Applies codec timeouts due at `now`.
+    /// Runs the transport's timers and applies codec timeouts due at `now`.
     pub fn poll(&mut self, ring: &mut Ring, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        if self.transport.poll_at().is_some_and(|at| at <= now) {
+            let mut sink = EventSink::new(self.limits, now, &mut self.conns, &mut self.touched, &mut self.stats);
+            self.transport.poll(ring, now, &mut |event| sink.handle(event));
+            let outcome = sink.finish();
+            self.after_events(ring, outcome, now, requests);
+        }
         // Take the due entries first: servicing a connection may schedule it again, and a
         // deadline that is still due then waits for the next turn instead of looping here.
         let due: Vec<((Instant, u32, u32), ConnId)> =
@@ -359,6 +325,97 @@ impl<T: Transport> HttpServer<T> {
                 self.deadlines.insert((at, conn.slot, conn.generation), conn);
                 c.scheduled = Some(at);
             }
+        }
+    }
+}
+
+/// What a batch of transport events changed, beyond the connections it touched.
+struct SinkOutcome {
+    listener_closed: bool,
+    removed: Vec<(ConnId, Option<Instant>)>,
+}
+
+/// Applies transport events to the connection table while the transport is borrowed (its
+/// callback cannot call back into the server); `HttpServer::after_events` does the rest.
+struct EventSink<'a> {
+    limits: http1::Limits,
+    now: Instant,
+    conns: &'a mut HashMap<ConnId, Conn>,
+    touched: &'a mut Vec<ConnId>,
+    stats: &'a mut ServerStats,
+    listener_closed: bool,
+    removed: Vec<(ConnId, Option<Instant>)>,
+}
+
+impl<'a> EventSink<'a> {
+    fn new(
+        limits: http1::Limits,
+        now: Instant,
+        conns: &'a mut HashMap<ConnId, Conn>,
+        touched: &'a mut Vec<ConnId>,
+        stats: &'a mut ServerStats,
+    ) -> EventSink<'a> {
+        EventSink { limits, now, conns, touched, stats, listener_closed: false, removed: Vec::new() }
+    }
+
+    fn finish(self) -> SinkOutcome {
+        SinkOutcome { listener_closed: self.listener_closed, removed: self.removed }
+    }
+
+    fn handle(&mut self, event: ConnEvent<'_>) {
+        let now = self.now;
+        match event {
+            ConnEvent::Accepted { conn, peer } => {
+                self.stats.conns_accepted += 1;
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        codec: ServerConn::new(self.limits, now),
+                        peer,
+                        stash: Vec::new(),
+                        recv_paused: false,
+                        in_flight: 0,
+                        closing: false,
+                        scheduled: None,
+                    },
+                );
+                self.touched.push(conn);
+            }
+            ConnEvent::Received { conn, bytes } => {
+                self.stats.bytes_in += bytes.len() as u64;
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                if c.closing {
+                    return;
+                }
+                if c.stash.is_empty() {
+                    let taken = c.codec.receive(bytes, now);
+                    c.stash.extend_from_slice(&bytes[taken..]);
+                } else {
+                    c.stash.extend_from_slice(bytes);
+                }
+                self.touched.push(conn);
+            }
+            ConnEvent::PeerClosed { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.codec.peer_closed(now);
+                    self.touched.push(conn);
+                }
+            }
+            ConnEvent::SendDone { conn } => self.touched.push(conn),
+            ConnEvent::Failed { conn, .. } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    // The transport tears the connection down; nothing more can be written.
+                    c.closing = true;
+                }
+            }
+            ConnEvent::Closed { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.removed.push((conn, c.scheduled));
+                }
+            }
+            ConnEvent::ListenerClosed => self.listener_closed = true,
+            // The server only accepts; outbound connections belong to other users of the transport.
+            ConnEvent::Connected { .. } | ConnEvent::ConnectFailed { .. } => {}
         }
     }
 }

@@ -12,6 +12,7 @@
 //! last, after which its [`ConnId`] is stale. Commands on a stale id do nothing.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use kernel_shim::ring::{Completion, Errno, Ring};
 
@@ -92,7 +93,22 @@ pub enum ConnectError {
 /// A byte-stream transport driven by the core's ring. See the module documentation.
 pub trait Transport {
     /// Handles one completion whose key carries this transport's tag.
-    fn on_completion(&mut self, ring: &mut Ring, completion: Completion, events: &mut impl FnMut(ConnEvent<'_>));
+    fn on_completion(
+        &mut self,
+        ring: &mut Ring,
+        completion: Completion,
+        now: Instant,
+        events: &mut impl FnMut(ConnEvent<'_>),
+    );
+
+    /// Runs the transport's own timers due at `now` (a userspace TCP stack's retransmissions,
+    /// acknowledgements and timeouts). Kernel sockets have none.
+    fn poll(&mut self, _ring: &mut Ring, _now: Instant, _events: &mut impl FnMut(ConnEvent<'_>)) {}
+
+    /// When [`Transport::poll`] next has something to do.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
 
     /// Queues a copy of `bytes`. At most one send is in flight per connection; later bytes are
     /// coalesced behind it and partial sends continue where they stopped.

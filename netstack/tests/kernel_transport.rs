@@ -73,7 +73,9 @@ impl Harness {
         let mut events = Vec::new();
         for completion in completions {
             assert_eq!(key_tag(completion.key), TAG_NET, "only KernelNet submits to this ring");
-            self.net.on_completion(&mut self.ring, completion, &mut |e: ConnEvent<'_>| events.push(Event::from(e)));
+            self.net.on_completion(&mut self.ring, completion, Instant::now(), &mut |e: ConnEvent<'_>| {
+                events.push(Event::from(e))
+            });
         }
         self.seen.extend(events.iter().cloned());
         self.backlog.extend(events);
