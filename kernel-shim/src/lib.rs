@@ -12,8 +12,10 @@
 pub mod cpu;
 pub mod eventfd;
 pub mod limits;
+pub mod link;
 pub mod memory;
 pub mod net;
+pub mod pid1;
 pub mod random;
 pub mod ring;
 pub mod signal;

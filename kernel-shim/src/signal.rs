@@ -35,6 +35,15 @@ impl Signal {
     }
 }
 
+/// Sends `signal` to this process (e.g. a control thread asking the main thread to drain).
+pub fn raise_in_process(signal: Signal) -> io::Result<()> {
+    // SAFETY: kill(2) to our own pid with a valid signal number.
+    if unsafe { libc::kill(libc::getpid(), signal.number()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Blocks `signals` in the calling thread. Call it on the main thread before spawning any
 /// other, so that every thread inherits the mask and the signals stay pending for
 /// [`wait_signal`].
