@@ -47,6 +47,20 @@ pub struct ServeArgs {
     /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
+
+    /// Network: `kernel` (kernel sockets through io_uring), `tap:NAME` (isobar's userspace
+    /// TCP/IP stack on a TAP device, one queue per core) or `packet:IFNAME` (the userspace stack
+    /// on an existing interface through AF_PACKET).
+    #[arg(long)]
+    pub net: Option<String>,
+
+    /// With `tap:` or `packet:`: the stack's address, e.g. 10.0.0.2/24.
+    #[arg(long)]
+    pub ip: Option<String>,
+
+    /// With `tap:` or `packet:`: the default gateway.
+    #[arg(long)]
+    pub gateway: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +108,20 @@ pub struct RunArgs {
     /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
+
+    /// Network: `kernel` (kernel sockets through io_uring), `tap:NAME` (isobar's userspace
+    /// TCP/IP stack on a TAP device, one queue per core) or `packet:IFNAME` (the userspace stack
+    /// on an existing interface through AF_PACKET).
+    #[arg(long)]
+    pub net: Option<String>,
+
+    /// With `tap:` or `packet:`: the stack's address, e.g. 10.0.0.2/24.
+    #[arg(long)]
+    pub ip: Option<String>,
+
+    /// With `tap:` or `packet:`: the default gateway.
+    #[arg(long)]
+    pub gateway: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod guest;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,6 +32,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const HANDLED_SIGNALS: &[Signal] = &[Signal::Interrupt, Signal::Terminate, Signal::Hangup];
 
 fn main() -> ExitCode {
+    // As the init process of a guest, isobar does the PID-1 duties first and never returns.
+    if kernel_shim::pid1::is_init() {
+        let _ = signal::block_process_signals(HANDLED_SIGNALS);
+        let _log_guard = init_logging("info", false);
+        guest::main();
+    }
     // Block before any thread exists (the logger's included), so only the main thread's
     // sigwait ever sees these signals.
     if let Err(error) = signal::block_process_signals(HANDLED_SIGNALS) {
@@ -38,7 +45,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    let _log_guard = init_logging(&cli.log);
+    let _log_guard = init_logging(&cli.log, std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
@@ -54,7 +61,7 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr through a bounded, lossy queue and a writer thread, so a core thread never
 /// blocks on a slow terminal or pipe (a flood of console.log drops lines instead).
-fn init_logging(filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(filter: &str, ansi: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
@@ -64,7 +71,6 @@ fn init_logging(filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
         eprintln!("isobar: warning: bad --log filter {filter:?} ({error}); using \"info\"");
         tracing_subscriber::EnvFilter::new("info")
     });
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(true).with_ansi(ansi).init();
     guard
 }
@@ -81,6 +87,37 @@ struct Serving {
     drain_timeout: Duration,
     /// The configuration file to re-read on SIGHUP (`serve` only).
     config: Option<std::path::PathBuf>,
+    net: Net,
+}
+
+/// Which network the cores serve on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Net {
+    /// Kernel sockets through io_uring.
+    Kernel,
+    /// isobar's userspace TCP/IP stack on a TAP device (one queue per core).
+    Tap { name: String, ip: String, gateway: Option<String> },
+    /// isobar's userspace TCP/IP stack on an interface through AF_PACKET.
+    Packet { interface: String, ip: String, gateway: Option<String> },
+}
+
+impl Net {
+    fn parse(net: Option<&str>, ip: Option<&str>, gateway: Option<&str>) -> anyhow::Result<Net> {
+        let net = net.unwrap_or("kernel");
+        let need_ip = || {
+            ip.map(str::to_string)
+                .with_context(|| format!("--net {net} needs --ip ADDR/PREFIX (the userspace stack's address)"))
+        };
+        let gateway = gateway.map(str::to_string);
+        match net.split_once(':') {
+            None if net == "kernel" => Ok(Net::Kernel),
+            Some(("tap", name)) if !name.is_empty() => Ok(Net::Tap { name: name.to_string(), ip: need_ip()?, gateway }),
+            Some(("packet", interface)) if !interface.is_empty() => {
+                Ok(Net::Packet { interface: interface.to_string(), ip: need_ip()?, gateway })
+            }
+            _ => bail!("--net {net}: use kernel, tap:NAME or packet:IFNAME"),
+        }
+    }
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -121,11 +158,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         body_limit: args.body_limit,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         config: None,
+        net: Net::parse(args.net.as_deref(), args.ip.as_deref(), args.gateway.as_deref())?,
     };
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(flags) = &args.v8_flags {
         runtime::engine::set_extra_flags(flags);
     }
@@ -150,6 +188,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_limit: config.server.body_limit_bytes,
         drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
         config: Some(args.config.clone()),
+        net: Net::parse(args.net.as_deref(), args.ip.as_deref(), args.gateway.as_deref())?,
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()
@@ -260,6 +299,9 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     }
     let cpus: Vec<usize> = usable[..cores].to_vec();
     fit_isolate_budget(&mut serving.budget, cores);
+    if serving.net != Net::Kernel {
+        bail!("--net {:?}: the userspace network stack is not wired into the server yet", serving.net);
+    }
     let (listeners, addr) = bind_per_core(serving.listen, cores)?;
     let admin_listener = match serving.admin {
         Some(admin) => {

@@ -1,4 +1,5 @@
 //! End-to-end tests of the isobar binary: real processes, real sockets, loopback only.
 
+mod qemu;
 mod skeleton;
 mod tenants;
