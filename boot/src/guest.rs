@@ -34,8 +34,18 @@ fn run() -> anyhow::Result<()> {
     let loaded = pid1::load_modules(std::path::Path::new("/lib/modules/load-order"))?;
     let settings = pid1::cmdline_settings("isobar.")?;
     let config = PathBuf::from(settings.get("config").map(String::as_str).unwrap_or("/etc/isobar/isobar.toml"));
-    let net = settings.get("net").cloned().unwrap_or_else(|| "kernel".to_string());
     kernel_shim::link::set_up("lo").map_err(anyhow::Error::from)?;
+    // The userspace stack on AF_PACKET when it can be had, kernel sockets otherwise.
+    let mut net = settings.get("net").cloned().unwrap_or_else(|| "packet:eth0".to_string());
+    if let Some(interface) = net.strip_prefix("packet:") {
+        wait_for_interface(interface, Duration::from_secs(10))?;
+        let probe = kernel_shim::link::set_up(interface)
+            .and_then(|()| kernel_shim::link::open_packet(interface, 0xfffe, false));
+        if let Err(error) = probe {
+            println!("isobar: init: AF_PACKET on {interface} unavailable ({error}); using kernel sockets");
+            net = "kernel".to_string();
+        }
+    }
     if net == "kernel" {
         configure_kernel_network(&settings)?;
     }

@@ -299,10 +299,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     }
     let cpus: Vec<usize> = usable[..cores].to_vec();
     fit_isolate_budget(&mut serving.budget, cores);
-    if serving.net != Net::Kernel {
-        bail!("--net {:?}: the userspace network stack is not wired into the server yet", serving.net);
-    }
-    let (listeners, addr) = bind_per_core(serving.listen, cores)?;
+    let (net, addr) = open_network(&serving.net, serving.listen, cores)?;
     let admin_listener = match serving.admin {
         Some(admin) => {
             let fd = kernel_shim::net::reuseport_listener(admin, 64)
@@ -316,12 +313,12 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     let http = netstack::http1::Limits { body_bytes_max: serving.body_limit, ..Default::default() };
     let config = runtime::ServerConfig {
         deployment,
-        listeners,
+        net,
         cpus: cpus.clone(),
         budget: serving.budget,
         http,
-        net: Default::default(),
-        ring: Default::default(),
+        net_limits: Default::default(),
+        ring: ring_config(&serving.net),
     };
     let mut server = runtime::Server::start(config)?;
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
@@ -337,6 +334,85 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     }
     let _ = std::io::stdout().flush();
     wait_and_drain(&mut server, serving.drain_timeout, serving.config.as_deref())
+}
+
+/// Opens what the cores serve on: a listener per core (kernel sockets), or a TAP queue or an
+/// AF_PACKET socket per core for the userspace stack. Returns it and the address it serves.
+fn open_network(
+    net: &Net,
+    listen: SocketAddr,
+    cores: usize,
+) -> anyhow::Result<(runtime::server::ServerNet, SocketAddr)> {
+    use kernel_shim::link;
+    use netstack::smol::IpCidr;
+    let smol_config = |mac: [u8; 6],
+                       ip: &str,
+                       gateway: &Option<String>,
+                       mtu: u32|
+     -> anyhow::Result<(netstack::SmolConfig, SocketAddr)> {
+        let cidr: IpCidr =
+            ip.parse().map_err(|_| anyhow::anyhow!("--ip {ip}: use ADDRESS/PREFIX, e.g. 10.0.0.2/24"))?;
+        let mut config = netstack::SmolConfig::new(mac, vec![cidr], listen.port());
+        if let Some(gateway) = gateway {
+            config.gateways = vec![gateway.parse().with_context(|| format!("--gateway {gateway}"))?];
+        }
+        config.mtu = mtu as usize;
+        config.vnet_hdr = true;
+        config.check().map_err(|e| anyhow::anyhow!("the userspace stack: {e}"))?;
+        let addr = SocketAddr::new(cidr.address().into(), listen.port());
+        Ok((config, addr))
+    };
+    match net {
+        Net::Kernel => {
+            let (listeners, addr) = bind_per_core(listen, cores)?;
+            Ok((runtime::server::ServerNet::Kernel { listeners }, addr))
+        }
+        Net::Tap { name, ip, gateway } => {
+            // One queue per core, with virtio-net headers so the kernel can skip checksums.
+            let fds = link::open_tap(name, cores, true)?;
+            let mtu = link::interface(name).map(|i| i.mtu).unwrap_or(1500);
+            let (config, addr) = smol_config(stack_mac(ip), ip, gateway, mtu)?;
+            Ok((
+                runtime::server::ServerNet::Smol { fds, kind: netstack::LinkKind::Tap, config: Box::new(config) },
+                addr,
+            ))
+        }
+        Net::Packet { interface, ip, gateway } => {
+            link::set_up(interface)?;
+            // Frames no longer than the MTU: no GRO super-frames, no partial checksums to finish.
+            if let Err(error) = link::set_offloads(interface, false) {
+                tracing::warn!("cannot turn offloads off on {interface} ({error}); relying on virtio-net headers");
+            }
+            let info = link::interface(interface)?;
+            let group = (std::process::id() & 0xffff) as u16;
+            let fds = (0..cores).map(|_| link::open_packet(interface, group, true)).collect::<Result<Vec<_>, _>>()?;
+            let (config, addr) = smol_config(info.mac, ip, gateway, info.mtu)?;
+            Ok((
+                runtime::server::ServerNet::Smol { fds, kind: netstack::LinkKind::Packet, config: Box::new(config) },
+                addr,
+            ))
+        }
+    }
+}
+
+/// Ring sizing per network: an AF_PACKET socket may hand over GSO super-frames (a veth peer with
+/// TSO on), so its provided buffers hold 64 KiB frames; kernel sockets and TAP reads (which
+/// bring their own buffers) keep the default.
+fn ring_config(net: &Net) -> kernel_shim::ring::RingConfig {
+    match net {
+        Net::Packet { .. } => {
+            kernel_shim::ring::RingConfig { recv_buffers: 64, recv_buffer_bytes: 64 * 1024 + 64, ..Default::default() }
+        }
+        _ => kernel_shim::ring::RingConfig::default(),
+    }
+}
+
+/// The userspace stack's MAC on a TAP: locally administered, unicast, derived from its address
+/// (the TAP device's own MAC belongs to the kernel side of the link).
+fn stack_mac(ip: &str) -> [u8; 6] {
+    let digest = ip.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    let b = digest.to_be_bytes();
+    [0x02, 0x69, b[0], b[1], b[2], b[3]]
 }
 
 /// One listener per core on `listen`; the first resolves port 0 and the others share its

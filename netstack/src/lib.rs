@@ -13,12 +13,14 @@
 pub mod frame;
 pub mod http1;
 pub mod kernel;
+pub mod link;
 pub mod server;
 pub mod smol;
 pub mod steer;
 pub mod transport;
 
 pub use kernel::{KernelNet, TAG_NET};
+pub use link::Link;
 pub use server::{HttpServer, IncomingRequest, ServerStats};
 pub use smol::{LinkKind, SmolConfig, SmolConfigError, SmolNet, SmolStack, SmolStats};
 pub use steer::{Forwarder, Owner, Steering};

@@ -18,7 +18,9 @@ use kernel_shim::EventFd;
 use kernel_shim::ring::{Completion, CompletionData, Op, Ring, RingConfig, key_tag, tagged_key};
 use netstack::http1::{self, RequestId};
 use netstack::transport::ConnId;
-use netstack::{HttpServer, IncomingRequest, KernelNet, NetLimits, TAG_NET};
+use netstack::{
+    Forwarder, HttpServer, IncomingRequest, KernelNet, Link, LinkKind, NetLimits, SmolConfig, SmolNet, TAG_NET,
+};
 
 use crate::cache::{IsolateBudget, IsolateCache};
 use crate::isolate::Condemned;
@@ -42,6 +44,23 @@ pub enum Command {
     Stats { reply: Sender<CoreStats> },
 }
 
+/// The network a core serves on.
+pub enum CoreNet {
+    /// Kernel sockets: this core's SO_REUSEPORT listener.
+    Kernel { listener: OwnedFd },
+    /// isobar's userspace stack on this core's TAP queue or AF_PACKET socket.
+    Smol { fd: OwnedFd, kind: LinkKind, config: Box<SmolConfig>, forwarder: Forwarder },
+}
+
+impl std::fmt::Debug for CoreNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CoreNet::Kernel { .. } => f.write_str("CoreNet::Kernel"),
+            CoreNet::Smol { kind, .. } => write!(f, "CoreNet::Smol({kind:?})"),
+        }
+    }
+}
+
 /// Everything a core needs, built on the main thread and moved to the core's thread.
 #[derive(Debug)]
 pub struct CoreConfig {
@@ -49,11 +68,11 @@ pub struct CoreConfig {
     pub index: usize,
     /// The CPU the thread is pinned to.
     pub cpu: usize,
-    pub listener: OwnedFd,
+    pub net: CoreNet,
     pub deployment: Arc<Deployment>,
     pub budget: IsolateBudget,
     pub http: http1::Limits,
-    pub net: NetLimits,
+    pub net_limits: NetLimits,
     pub ring: RingConfig,
 }
 
@@ -66,6 +85,8 @@ pub enum CoreError {
     Ring { index: usize, error: kernel_shim::ring::RingError },
     #[error("core {index}: cannot read the thread's CPU clock: {error}")]
     Clock { index: usize, error: std::io::Error },
+    #[error("core {index}: the userspace network stack: {error}")]
+    Smol { index: usize, error: netstack::SmolConfigError },
 }
 
 /// A request handed to an isolate and not yet answered.
@@ -113,7 +134,7 @@ const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(1);
 pub struct Core {
     index: usize,
     ring: Ring,
-    http: HttpServer<KernelNet>,
+    http: HttpServer<Link>,
     deployment: Arc<Deployment>,
     cache: IsolateCache,
     mailbox: Receiver<Command>,
@@ -166,9 +187,20 @@ impl Core {
         let watch = Arc::new(CoreWatch::for_current_thread().map_err(|error| CoreError::Clock { index, error })?);
         watchdog.watch(&watch);
         let mut ring = Ring::new(config.ring).map_err(|error| CoreError::Ring { index, error })?;
-        let mut net = KernelNet::new(config.net);
-        net.listen(&mut ring, config.listener);
-        let http = HttpServer::new(net, config.http);
+        let link = match config.net {
+            CoreNet::Kernel { listener } => {
+                let mut net = KernelNet::new(config.net_limits);
+                net.listen(&mut ring, listener);
+                Link::Kernel(net)
+            }
+            CoreNet::Smol { fd, kind, config: smol, forwarder } => {
+                let mut net =
+                    SmolNet::new(fd, kind, *smol, forwarder).map_err(|error| CoreError::Smol { index, error })?;
+                net.start(&mut ring, Instant::now());
+                Link::Smol(Box::new(net))
+            }
+        };
+        let http = HttpServer::new(link, config.http);
         let cache = IsolateCache::new(config.budget, Some(watch.clone()), &format!("core-{index}"));
         let mut core = Core {
             index,

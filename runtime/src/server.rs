@@ -9,26 +9,46 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use kernel_shim::EventFd;
 use kernel_shim::ring::RingConfig;
-use netstack::NetLimits;
 use netstack::http1;
+use netstack::{Forwarder, LinkKind, NetLimits, SmolConfig, Steering};
 
 use crate::cache::IsolateBudget;
-use crate::scheduler::{Command, Core, CoreConfig, CoreError};
+use crate::scheduler::{Command, Core, CoreConfig, CoreError, CoreNet};
 use crate::stats::CoreStats;
 use crate::tenant::{DeployError, Deployment, Tenant};
 use crate::watchdog::Watchdog;
+
+/// The network the cores serve on, as the main thread opened it.
+pub enum ServerNet {
+    /// One listener per core, all bound to the same address with SO_REUSEPORT.
+    Kernel { listeners: Vec<OwnedFd> },
+    /// One TAP queue or AF_PACKET socket per core, with the stack's settings (the steering is
+    /// filled in per core).
+    Smol { fds: Vec<OwnedFd>, kind: LinkKind, config: Box<SmolConfig> },
+}
+
+impl std::fmt::Debug for ServerNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerNet::Kernel { listeners } => write!(f, "ServerNet::Kernel({} listeners)", listeners.len()),
+            ServerNet::Smol { fds, kind, .. } => write!(f, "ServerNet::Smol({kind:?}, {} fds)", fds.len()),
+        }
+    }
+}
+
+/// Frames one core may hold for another before they are dropped (counted).
+const FORWARD_INBOX_FRAMES: usize = 1024;
 
 /// What the main thread asks for.
 #[derive(Debug)]
 pub struct ServerConfig {
     pub deployment: Deployment,
-    /// One listener per core, all bound to the same address with SO_REUSEPORT.
-    pub listeners: Vec<OwnedFd>,
+    pub net: ServerNet,
     /// The CPUs to pin the cores to, one per listener.
     pub cpus: Vec<usize>,
     pub budget: IsolateBudget,
     pub http: http1::Limits,
-    pub net: NetLimits,
+    pub net_limits: NetLimits,
     pub ring: RingConfig,
 }
 
@@ -177,12 +197,14 @@ pub enum StartError {
     Engine(String),
     #[error("a core thread stopped during start-up")]
     Vanished,
+    #[error("the userspace network stack: {0}")]
+    Steering(String),
 }
 
 impl Server {
     /// Spawns the cores and waits until every one is ready (or one fails).
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
-        assert_eq!(config.listeners.len(), config.cpus.len(), "one listener per core");
+        let cores = config.cpus.len();
         crate::engine::init().map_err(StartError::Engine)?;
         let watchdog = Watchdog::start().map_err(StartError::Spawn)?;
         let deployment = Arc::new(config.deployment);
@@ -200,17 +222,41 @@ impl Server {
         }
         let control = Arc::new(Control { cores: handles, deployment: Mutex::new(deployment.clone()), watchdog });
         let mut threads = Vec::new();
-        for (index, ((listener, cpu), (mailbox, wake))) in
-            config.listeners.into_iter().zip(config.cpus).zip(mailboxes).enumerate()
-        {
+        let nets: Vec<CoreNet> = match config.net {
+            ServerNet::Kernel { listeners } => {
+                assert_eq!(listeners.len(), cores, "one listener per core");
+                listeners.into_iter().map(|listener| CoreNet::Kernel { listener }).collect()
+            }
+            ServerNet::Smol { fds, kind, config: smol } => {
+                assert_eq!(fds.len(), cores, "one link fd per core");
+                // Frames for another core's port range go over its inbox, and its eventfd
+                // wakes it.
+                let wakes: Vec<Arc<EventFd>> = control.cores.iter().map(|c| c.wake.clone()).collect();
+                let wake: netstack::steer::Wake = Arc::new(move |core: usize| {
+                    if let Some(wake) = wakes.get(core) {
+                        let _ = wake.notify();
+                    }
+                });
+                let forwarders = Forwarder::mesh(cores, FORWARD_INBOX_FRAMES, wake);
+                let mut nets = Vec::with_capacity(cores);
+                for (index, (fd, forwarder)) in fds.into_iter().zip(forwarders).enumerate() {
+                    let mut core_config = smol.clone();
+                    core_config.steering =
+                        Steering::even(index, cores).map_err(|e| StartError::Steering(e.to_string()))?;
+                    nets.push(CoreNet::Smol { fd, kind, config: core_config, forwarder });
+                }
+                nets
+            }
+        };
+        for (index, ((net, cpu), (mailbox, wake))) in nets.into_iter().zip(config.cpus).zip(mailboxes).enumerate() {
             let core_config = CoreConfig {
                 index,
                 cpu,
-                listener,
+                net,
                 deployment: deployment.clone(),
                 budget: config.budget,
                 http: config.http,
-                net: config.net,
+                net_limits: config.net_limits,
                 ring: config.ring,
             };
             let events_tx = events_tx.clone();

@@ -31,12 +31,12 @@ fn image(dir: &TempDir, config: &str, scripts: &[(&str, &str)]) -> PathBuf {
     out
 }
 
-fn boot(dir: &TempDir, image: PathBuf) -> Vm {
+fn boot(dir: &TempDir, image: PathBuf, cmdline: &str) -> Vm {
     Vm::boot(&BootOptions {
         image,
         port: 0,
         serial_log: dir.path().join("serial.log"),
-        cmdline: String::new(),
+        cmdline: cmdline.to_string(),
         memory_mb: 512,
         cpus: 2,
     })
@@ -60,9 +60,8 @@ fn get(vm: &Vm, host: &str, deadline: Instant) -> (u16, String) {
     }
 }
 
-#[test]
-fn the_guest_serves_two_tenants_and_powers_off_cleanly() {
-    let dir = TempDir::new("qemu-serve");
+fn serve_two_tenants_and_power_off(label: &str, cmdline: &str, expected_net: &str) {
+    let dir = TempDir::new(label);
     let config = "[server]\nlisten = \"127.0.0.1:8080\"\n\
         [[tenant]]\nname = \"alpha\"\nscript = \"alpha.js\"\nroutes = [\"alpha.test\"]\nvars = { WHO = \"alpha\" }\n\
         [[tenant]]\nname = \"beta\"\nscript = \"beta.js\"\nroutes = [\"beta.test\"]\n";
@@ -78,7 +77,7 @@ fn the_guest_serves_two_tenants_and_powers_off_cleanly() {
         ],
     );
     let started = Instant::now();
-    let mut vm = boot(&dir, image);
+    let mut vm = boot(&dir, image, cmdline);
     let deadline = started + BOOT_TIMEOUT;
     vm.wait_for("isobar listening", BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(get(&vm, "alpha.test", deadline), (200, "hello from alpha".to_string()));
@@ -87,6 +86,7 @@ fn the_guest_serves_two_tenants_and_powers_off_cleanly() {
     assert_eq!(status, 404, "{body}");
     let console = vm.console();
     assert!(console.contains("isobar: init at guest uptime"), "{console}");
+    assert!(console.contains(&format!("network {expected_net} ready")), "{console}");
     assert!(console.contains("2 core(s)"), "one scheduler per vCPU:\n{console}");
 
     vm.power_button().unwrap();
@@ -101,12 +101,23 @@ fn the_guest_serves_two_tenants_and_powers_off_cleanly() {
 }
 
 #[test]
+fn the_guest_serves_two_tenants_on_its_userspace_stack_and_powers_off_cleanly() {
+    // The default: smoltcp on AF_PACKET on the virtio-net interface.
+    serve_two_tenants_and_power_off("qemu-packet", "", "packet:eth0");
+}
+
+#[test]
+fn the_guest_serves_over_kernel_sockets_when_asked() {
+    serve_two_tenants_and_power_off("qemu-kernel", "isobar.net=kernel", "kernel");
+}
+
+#[test]
 fn a_broken_config_is_shown_on_the_console_and_the_guest_powers_off() {
     let dir = TempDir::new("qemu-broken");
     let config = "[server]\nlisten = \"127.0.0.1:8080\"\n\n[[tenant]]\nname = \"alpha\"\nscript = \"alpha.js\"\nroutes = [\"alpha.test\"]\ncpu = 5\n";
     let image = image(&dir, config, &[("alpha.js", "export default { fetch() { return new Response('x'); } };")]);
     let started = Instant::now();
-    let mut vm = boot(&dir, image);
+    let mut vm = boot(&dir, image, "");
     let status = vm.wait_exit(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(status.success(), "QEMU exit {status}; console:\n{}", vm.console());
     let console = vm.console();

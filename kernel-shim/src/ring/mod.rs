@@ -553,7 +553,13 @@ fn complete(
             if let Some(buf_id) = cqueue::buffer_select(flags) {
                 let pool = buffers.expect("a provided buffer from a ring without a pool");
                 let len = result.expect("a provided buffer with an error result");
-                assert!(len <= pool.buffer_bytes());
+                // Some files report a frame's full length even when the buffer cut it: what was
+                // written is at most the buffer. The caller sees the cut (a length field that
+                // says more than it got), never an out-of-bounds length.
+                let len = len.min(pool.buffer_bytes());
+                if let Ok(result) = result.as_mut() {
+                    *result = len;
+                }
                 pool.lend(buf_id);
                 data = CompletionData::Provided { buf_id, len };
             }
@@ -573,9 +579,14 @@ fn complete(
         let slot = ops.remove(id.slot());
         match slot.held {
             Held::Buffer(mut buf) => {
-                if let Ok(read) = result {
-                    let read = read as usize;
-                    assert!(read <= buf.capacity() - buf.len());
+                if let Ok(read) = result.as_mut() {
+                    // As above: a result longer than the space given (a TAP reporting a frame's
+                    // full length) is clamped to what the kernel could have written.
+                    let spare = (buf.capacity() - buf.len()) as u32;
+                    if *read > spare {
+                        *read = spare;
+                    }
+                    let read = *read as usize;
                     // SAFETY: the kernel wrote `read` bytes into the spare capacity that
                     // `spare_capacity` handed it, so they are initialised.
                     unsafe { buf.set_len(buf.len() + read) };
