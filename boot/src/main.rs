@@ -168,7 +168,9 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         runtime::engine::set_extra_flags(flags);
     }
     let config = config::load(&args.config)?;
+    let started = Instant::now();
     runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
+    tracing::info!("V8 and isobar's snapshot ready in {:?}", started.elapsed());
     let started = Instant::now();
     let deployment = build_deployment(&config, None)?;
     tracing::info!(tenants = deployment.tenants.len(), "tenants compiled in {:?}", started.elapsed());
@@ -320,7 +322,9 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         net_limits: Default::default(),
         ring: ring_config(&serving.net),
     };
+    let started = Instant::now();
     let mut server = runtime::Server::start(config)?;
+    tracing::info!("{cores} core(s) ready in {:?}", started.elapsed());
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
     println!("isobar listening on http://{addr} ({what}, {cores} core(s) on CPU {})", cpu_list.join(","));
     if let Some((fd, admin_addr)) = admin_listener {
