@@ -24,6 +24,16 @@ pub enum Command {
     Run(RunArgs),
     /// Serve the tenants of a configuration file (routing by Host, limits, admin API).
     Serve(ServeArgs),
+    /// Write V8's startup snapshot (isobar's API, compiled and warmed up) to a file that
+    /// `serve --snapshot` loads instead of building it: for slow starts, e.g. a guest under TCG.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SnapshotArgs {
+    /// Where to write the snapshot.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +57,11 @@ pub struct ServeArgs {
     /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
+
+    /// A snapshot written by `isobar snapshot` with this same binary. If it cannot be used
+    /// (another build, damaged), isobar says why and builds the snapshot itself.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
 
     /// Network: `kernel` (kernel sockets through io_uring), `tap:NAME` (isobar's userspace
     /// TCP/IP stack on a TAP device, one queue per core) or `packet:IFNAME` (the userspace stack

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use kernel_shim::pid1;
 
+/// Where the image keeps the V8 snapshot made at image build time (`isobar snapshot`), if it
+/// has one; `isobar.snapshot=PATH` on the kernel command line names another.
+const SNAPSHOT: &str = "/lib/isobar/snapshot.bin";
+
 /// Runs the guest and powers the machine off at the end. Never returns.
 pub fn main() -> ! {
     if let Err(error) = pid1::mount_pseudo_filesystems() {
@@ -69,6 +73,8 @@ fn run() -> anyhow::Result<()> {
         admin: None,
         cores: None,
         v8_flags: None,
+        snapshot: Some(PathBuf::from(settings.get("snapshot").map(String::as_str).unwrap_or(SNAPSHOT)))
+            .filter(|path| path.exists()),
         net: Some(net),
         ip: settings.get("ip").cloned(),
         gateway: settings.get("gateway").cloned(),

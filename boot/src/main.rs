@@ -23,7 +23,7 @@ use kernel_shim::signal::{self, Signal};
 use runtime::routes::Route;
 use runtime::{Deployment, Tenant, TenantLimits, TenantSettings};
 
-use cli::{Cli, Command, Format, RunArgs, ServeArgs};
+use cli::{Cli, Command, Format, RunArgs, ServeArgs, SnapshotArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
+        Command::Snapshot(args) => snapshot(args),
     };
     match result {
         Ok(code) => code,
@@ -163,12 +164,25 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
 }
 
+fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let file = runtime::engine::snapshot_file().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
+    std::fs::write(&args.out, &file).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("snapshot written to {} ({} bytes)", args.out.display(), file.len());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(flags) = &args.v8_flags {
         runtime::engine::set_extra_flags(flags);
     }
     let config = config::load(&args.config)?;
     let started = Instant::now();
+    if let Some(path) = &args.snapshot {
+        match runtime::engine::use_snapshot_file(path) {
+            Ok(()) => tracing::info!("snapshot loaded from {}", path.display()),
+            Err(why) => tracing::warn!("not using the snapshot file: {why}; building the snapshot"),
+        }
+    }
     runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
     tracing::info!("V8 and isobar's snapshot ready in {:?}", started.elapsed());
     let started = Instant::now();

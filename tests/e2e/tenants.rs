@@ -992,3 +992,48 @@ fn sighup_reloads_the_config_and_keeps_the_old_one_when_broken() {
     isobar.terminate();
     assert_eq!(isobar.wait_exit(Duration::from_secs(10)), Some(0), "stderr:\n{}", isobar.stderr());
 }
+
+/// 17. `isobar snapshot --out FILE` writes V8's startup snapshot; `serve --snapshot FILE` starts
+///     from it and serves; a damaged file or one that is not a snapshot is named in a warning,
+///     and isobar builds the snapshot itself and serves all the same.
+#[test]
+fn a_snapshot_file_is_used_when_sound_and_rebuilt_when_not() {
+    let dir = TempDir::new("snapshot");
+    let config = dir.write("isobar.toml", &[named("one", &["one.test"], ""), named("two", &["two.test"], "")].concat());
+    let file = dir.path().join("snapshot.bin");
+    let output = std::process::Command::new(isobar_e2e::isobar_bin())
+        .args(["snapshot", "--out"])
+        .arg(&file)
+        .output()
+        .expect("run isobar snapshot");
+    assert!(output.status.success(), "isobar snapshot: {}", String::from_utf8_lossy(&output.stderr));
+    let bytes = std::fs::read(&file).expect("the snapshot file exists");
+    assert!(bytes.len() > 100_000, "a snapshot of isobar's API is hundreds of KB, got {}", bytes.len());
+
+    let serve_with = |path: &Path| {
+        let isobar = Isobar::serve(&config, &["--cores", "1", "--snapshot", path.to_str().unwrap()]);
+        for (host, name) in [("one.test", "one"), ("two.test", "two")] {
+            let response = isobar.get_host(host, "/x");
+            assert_eq!(response.text(), format!("{name} /x\n"), "{host} from {}", path.display());
+        }
+        // The log line that follows the snapshot's, read from a pipe by another thread.
+        eventually(SETTLE, || Some(isobar.stderr()).filter(|log| log.contains("snapshot ready in")))
+            .unwrap_or_else(|| isobar.stderr())
+    };
+    let log = serve_with(&file);
+    assert!(log.contains("snapshot loaded from"), "{log}");
+    assert!(!log.contains("not using the snapshot"), "{log}");
+
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    let damaged_file = dir.path().join("damaged.bin");
+    std::fs::write(&damaged_file, &damaged).unwrap();
+    let log = serve_with(&damaged_file);
+    assert!(log.contains("not using the snapshot file") && log.contains("damaged"), "{log}");
+
+    let log = serve_with(&config);
+    assert!(log.contains("not an isobar snapshot file"), "{log}");
+    let log = serve_with(&dir.path().join("missing.bin"));
+    assert!(log.contains("not using the snapshot file") && log.contains("missing.bin"), "{log}");
+}
