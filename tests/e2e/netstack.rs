@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use isobar_e2e::{Client, Isobar};
+use isobar_e2e::{Client, Isobar, run_expecting_failure};
 use kernel_shim::link;
 
 /// Runs `test` on a new thread inside a fresh network namespace with `lo` up.
@@ -291,4 +291,24 @@ fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     out
+}
+
+/// A bad `--net` is a start-up error that says what is wrong and what to write instead.
+#[test]
+fn network_settings_that_cannot_work_are_refused_with_the_reason() {
+    in_namespace(|| {
+        let cases: [(&[&str], &str); 4] = [
+            (&["--net", "packet:nosuch0", "--ip", "10.0.0.2/24"], "no interface named nosuch0"),
+            (&["--net", "tap:isobad0"], "needs --ip ADDR/PREFIX"),
+            (&["--net", "tap:isobad0", "--ip", "10.0.0.2"], "use ADDRESS/PREFIX"),
+            (&["--net", "bogus"], "use kernel, tap:NAME or packet:IFNAME"),
+        ];
+        for (net, expected) in cases {
+            let mut args = vec!["run", "examples/hello.js", "--listen", "0.0.0.0:0"];
+            args.extend_from_slice(net);
+            let (code, stderr) = run_expecting_failure(&args);
+            assert_eq!(code, Some(1), "{net:?} must fail at start-up: {stderr}");
+            assert!(stderr.contains(expected), "{net:?}: expected {expected:?} in:\n{stderr}");
+        }
+    });
 }
