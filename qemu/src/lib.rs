@@ -102,19 +102,35 @@ fn fetch_kernel(package: &str, cache: &Path) -> anyhow::Result<PathBuf> {
                 && p.extension().is_some_and(|e| e == "deb")
         })
     };
-    let deb = match has_deb(&cache) {
-        Some(deb) => deb,
-        None => {
-            // apt-get download works without installing anything on the host.
-            run(Command::new("apt-get").current_dir(&cache).args(["download", package]))?;
-            has_deb(&cache)
-                .with_context(|| format!("apt-get download {package} left no .deb in {}", cache.display()))?
+    // Several image builds may run at once (the tests do): each one works in its own scratch
+    // directory and publishes with a rename, so none sees another's half-written files.
+    let scratch = cache.join(format!(".{package}.{}.{:?}", std::process::id(), std::thread::current().id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let result = (|| -> anyhow::Result<()> {
+        let deb = match has_deb(&cache) {
+            Some(deb) => deb,
+            None => {
+                // apt-get download works without installing anything on the host.
+                run(Command::new("apt-get").current_dir(&scratch).args(["download", package]))?;
+                let fetched = has_deb(&scratch)
+                    .with_context(|| format!("apt-get download {package} left no .deb in {}", scratch.display()))?;
+                let deb = cache.join(fetched.file_name().context("a .deb has a file name")?);
+                std::fs::rename(&fetched, &deb)?;
+                deb
+            }
+        };
+        let unpacked = scratch.join("root");
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+        match std::fs::rename(&unpacked, &root) {
+            Ok(()) => Ok(()),
+            // Another build published the same package first: use that one.
+            Err(_) if root.join("boot").exists() => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("publishing {}", root.display())),
         }
-    };
-    let partial = cache.join(format!("{package}.partial"));
-    let _ = std::fs::remove_dir_all(&partial);
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
-    std::fs::rename(&partial, &root)?;
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result?;
     Ok(root)
 }
 
