@@ -10,6 +10,7 @@
 # --no-references to measure isobar alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/wrk.sh
 
 duration=10
 runs=3
@@ -73,25 +74,10 @@ wait_port() {
 
 # run_wrk PORT CONNECTIONS -> prints "req_per_sec p50_us p99_us"
 run_wrk() {
-  taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" --latency "http://127.0.0.1:$1/" | awk '
-    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v }
-    /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) } /^Requests\/sec/ { rps = $2 }
-    END { printf "%d %d %d\n", rps, p50, p99 }'
+  taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" --latency "http://127.0.0.1:$1/" | wrk_summary
 }
-
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 results=()
-measure() { # NAME PORT
-  for c in 1 64; do
-    local rps=() p50=() p99=()
-    for _ in $(seq 1 "$runs"); do
-      read -r r a b < <(run_wrk "$2" "$c")
-      rps+=("$r"); p50+=("$a"); p99+=("$b")
-    done
-    results+=("$1|$c|$(printf '%s\n' "${rps[@]}" | median)|$(printf '%s\n' "${p50[@]}" | median)|$(printf '%s\n' "${p99[@]}" | median)")
-  done
-}
 
 start() { # NAME PORT COMMAND...
   local name="$1" port="$2"; shift 2

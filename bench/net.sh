@@ -13,6 +13,7 @@
 #            both cases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/wrk.sh
 duration=10
 runs=3
 while [ $# -gt 0 ]; do
@@ -53,24 +54,10 @@ wait_http() {
 }
 
 run_wrk() { # ADDR CONNECTIONS -> "rps p50_us p99_us"
-  in_ns taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" --latency "http://$1:8080/" | awk '
-    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v }
-    /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) } /^Requests\/sec/ { rps = $2 }
-    END { printf "%d %d %d\n", rps, p50, p99 }'
+  in_ns taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" --latency "http://$1:8080/" | wrk_summary
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 results=()
-measure() { # NAME ADDR
-  for c in 1 64; do
-    local rps=() p50=() p99=()
-    for _ in $(seq 1 "$runs"); do
-      read -r r a b < <(run_wrk "$2" "$c")
-      rps+=("$r"); p50+=("$a"); p99+=("$b")
-    done
-    results+=("$1|$c|$(printf '%s\n' "${rps[@]}" | median)|$(printf '%s\n' "${p50[@]}" | median)|$(printf '%s\n' "${p99[@]}" | median)")
-  done
-}
 
 # Started without a function wrapper, so $! is isobar itself (ip netns exec and taskset exec).
 ip netns exec "$ns" taskset -c 0 "$isobar" --log warn run examples/hello.js --listen 10.0.0.1:8080 >/dev/null &

@@ -63,6 +63,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub snapshot: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub network: NetArgs,
+}
+
+/// Where the HTTP server's connections come from (both `run` and `serve`).
+#[derive(Debug, Default, clap::Args)]
+pub struct NetArgs {
     /// Network: `kernel` (kernel sockets through io_uring), `tap:NAME` (isobar's userspace
     /// TCP/IP stack on a TAP device, one queue per core) or `packet:IFNAME` (the userspace stack
     /// on an existing interface through AF_PACKET).
@@ -124,19 +131,8 @@ pub struct RunArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
 
-    /// Network: `kernel` (kernel sockets through io_uring), `tap:NAME` (isobar's userspace
-    /// TCP/IP stack on a TAP device, one queue per core) or `packet:IFNAME` (the userspace stack
-    /// on an existing interface through AF_PACKET).
-    #[arg(long)]
-    pub net: Option<String>,
-
-    /// With `tap:` or `packet:`: the stack's address, e.g. 10.0.0.2/24.
-    #[arg(long)]
-    pub ip: Option<String>,
-
-    /// With `tap:` or `packet:`: the default gateway.
-    #[arg(long)]
-    pub gateway: Option<String>,
+    #[command(flatten)]
+    pub network: NetArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -75,9 +75,11 @@ fn run() -> anyhow::Result<()> {
         v8_flags: None,
         snapshot: Some(PathBuf::from(settings.get("snapshot").map(String::as_str).unwrap_or(SNAPSHOT)))
             .filter(|path| path.exists()),
-        net: Some(net),
-        ip: settings.get("ip").cloned(),
-        gateway: settings.get("gateway").cloned(),
+        network: crate::cli::NetArgs {
+            net: Some(net),
+            ip: settings.get("ip").cloned(),
+            gateway: settings.get("gateway").cloned(),
+        },
     };
     let code = crate::serve(args)?;
     if code != std::process::ExitCode::SUCCESS {

@@ -103,7 +103,8 @@ enum Net {
 }
 
 impl Net {
-    fn parse(net: Option<&str>, ip: Option<&str>, gateway: Option<&str>) -> anyhow::Result<Net> {
+    fn parse(args: &cli::NetArgs) -> anyhow::Result<Net> {
+        let (net, ip, gateway) = (args.net.as_deref(), args.ip.as_deref(), args.gateway.as_deref());
         let net = net.unwrap_or("kernel");
         let need_ip = || {
             ip.map(str::to_string)
@@ -159,7 +160,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         body_limit: args.body_limit,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         config: None,
-        net: Net::parse(args.net.as_deref(), args.ip.as_deref(), args.gateway.as_deref())?,
+        net: Net::parse(&args.network)?,
     };
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
 }
@@ -204,7 +205,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_limit: config.server.body_limit_bytes,
         drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
         config: Some(args.config.clone()),
-        net: Net::parse(args.net.as_deref(), args.ip.as_deref(), args.gateway.as_deref())?,
+        net: Net::parse(&args.network)?,
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()

@@ -23,7 +23,15 @@
 
 /// Bytes of `struct virtio_net_hdr` (without `num_buffers`), the size that TAP (unless
 /// `TUNSETVNETHDRSZ` says otherwise) and AF_PACKET with `PACKET_VNET_HDR` use.
-pub const VNET_HDR_LEN: usize = 10;
+pub use kernel_shim::link::vnet::HEADER_BYTES as VNET_HDR_LEN;
+/// `struct virtio_net_hdr`: the kernel's layout, defined with the links in kernel-shim.
+pub use kernel_shim::link::vnet::VirtioNetHdr as VnetHeader;
+/// `flags` and `gso_type` values, under the short names this module uses.
+pub use kernel_shim::link::vnet::{
+    VIRTIO_NET_HDR_F_DATA_VALID as F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM as F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_ECN as GSO_ECN, VIRTIO_NET_HDR_GSO_NONE as GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4 as GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_TCPV6 as GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP as GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4 as GSO_UDP_L4,
+};
 /// Bytes of an Ethernet header without a VLAN tag.
 pub const ETHERNET_HEADER_LEN: usize = 14;
 /// The most bytes a GSO super-frame may have after its virtio-net header: an IP packet of at
@@ -32,19 +40,6 @@ pub const GSO_FRAME_BYTES_MAX: usize = ETHERNET_HEADER_LEN + 65_535;
 /// The most segments one super-frame may be split into. A 64 KiB frame of 1448-byte segments
 /// makes 46; this bound stops a tiny `gso_size` from turning one read into thousands of frames.
 pub const SEGMENTS_MAX: usize = 256;
-
-/// `flags`: the checksum at `csum_start + csum_offset` is partial and must be completed.
-pub const F_NEEDS_CSUM: u8 = 1;
-/// `flags`: the checksum was already verified by the sender's side.
-pub const F_DATA_VALID: u8 = 2;
-/// `gso_type` values.
-pub const GSO_NONE: u8 = 0;
-pub const GSO_TCPV4: u8 = 1;
-pub const GSO_UDP: u8 = 3;
-pub const GSO_TCPV6: u8 = 4;
-pub const GSO_UDP_L4: u8 = 5;
-/// `gso_type` bit: the super-frame carries ECN's CWR, which only its first segment may keep.
-pub const GSO_ECN: u8 = 0x80;
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -70,49 +65,9 @@ pub enum FrameError {
     TooManySegments { segments: usize },
 }
 
-/// `struct virtio_net_hdr`, decoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VnetHeader {
-    pub flags: u8,
-    pub gso_type: u8,
-    pub hdr_len: u16,
-    pub gso_size: u16,
-    pub csum_start: u16,
-    pub csum_offset: u16,
-}
-
-impl VnetHeader {
-    /// The header of a complete, non-GSO frame: what we prepend to every frame we send.
-    pub const NONE: VnetHeader =
-        VnetHeader { flags: 0, gso_type: GSO_NONE, hdr_len: 0, gso_size: 0, csum_start: 0, csum_offset: 0 };
-
-    /// Decodes the first [`VNET_HDR_LEN`] bytes of `bytes`.
-    pub fn parse(bytes: &[u8]) -> Result<VnetHeader, FrameError> {
-        let Some(h) = bytes.get(..VNET_HDR_LEN) else {
-            return Err(FrameError::TruncatedVnetHeader { len: bytes.len() });
-        };
-        let u16_at = |i: usize| u16::from_ne_bytes([h[i], h[i + 1]]);
-        Ok(VnetHeader {
-            flags: h[0],
-            gso_type: h[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
-        })
-    }
-
-    /// The header's wire form.
-    pub fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
-        let mut out = [0u8; VNET_HDR_LEN];
-        out[0] = self.flags;
-        out[1] = self.gso_type;
-        out[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
-        out[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
-        out[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
-        out[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
-        out
-    }
+/// The virtio-net header at the start of `bytes`.
+pub fn parse_vnet_header(bytes: &[u8]) -> Result<VnetHeader, FrameError> {
+    VnetHeader::from_prefix(bytes).ok_or(FrameError::TruncatedVnetHeader { len: bytes.len() })
 }
 
 /// The IP version of a GSO super-frame.
@@ -150,7 +105,7 @@ pub fn receive(buf: &mut [u8], vnet_hdr: bool) -> Result<Received, FrameError> {
             _ => Ok(Received::Frame { start: 0 }),
         };
     }
-    let header = VnetHeader::parse(buf)?;
+    let header = parse_vnet_header(buf)?;
     let frame = &mut buf[VNET_HDR_LEN..];
     if frame.len() < ETHERNET_HEADER_LEN {
         return Err(FrameError::Runt { len: frame.len() });

@@ -197,7 +197,7 @@ impl Client {
             }
             let mut frame = &buf[..n as usize];
             if self.vnet != Vnet::Off {
-                assert_eq!(VnetHeader::parse(frame), Ok(VnetHeader::NONE), "the server sends zeroed headers");
+                assert_eq!(frame::parse_vnet_header(frame), Ok(VnetHeader::NONE), "the server sends zeroed headers");
                 frame = &frame[VNET_HDR_LEN..];
             }
             if self.capture {

@@ -64,6 +64,23 @@ pub struct VirtioNetHdr {
 const _: () = assert!(size_of::<VirtioNetHdr>() == HEADER_BYTES);
 
 impl VirtioNetHdr {
+    /// The header of a complete frame with nothing for the other side to do (no partial
+    /// checksum, no GSO).
+    pub const NONE: VirtioNetHdr = VirtioNetHdr {
+        flags: 0,
+        gso_type: VIRTIO_NET_HDR_GSO_NONE,
+        hdr_len: 0,
+        gso_size: 0,
+        csum_start: 0,
+        csum_offset: 0,
+    };
+
+    /// The header at the start of `bytes`, if they are long enough to hold one.
+    pub fn from_prefix(bytes: &[u8]) -> Option<VirtioNetHdr> {
+        let header: [u8; HEADER_BYTES] = bytes.get(..HEADER_BYTES)?.try_into().ok()?;
+        Some(VirtioNetHdr::from_bytes(header))
+    }
+
     /// The header from the first [`HEADER_BYTES`] of a frame read from a link.
     pub fn from_bytes(bytes: [u8; HEADER_BYTES]) -> VirtioNetHdr {
         let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);

@@ -22,7 +22,7 @@ use super::{
     CONNECT_TIMEOUT, EGRESS_PASSES_MAX, HANDSHAKE_TIMEOUT, INBOX_BATCH_MAX, LINGER_MAX, PENDING_SPARE_BYTES_MAX,
     RX_QUEUE_FRAMES_MAX, SmolConfig, SmolConfigError, SmolStats, TX_BLOCKED_RETRY, TX_FRAMES_MAX,
 };
-use crate::frame::{self, FrameError, Received, VNET_HDR_LEN, VnetHeader};
+use crate::frame::{self, FrameError, Received, VNET_HDR_LEN};
 use crate::steer::{self, Class, Forwarder, Owner};
 use crate::transport::{ConnEvent, ConnId, ConnectError, SendError};
 
@@ -321,7 +321,9 @@ impl SmolStack {
         self.stats.bytes_in += buf.len() as u64;
         match frame::receive(&mut buf, self.config.vnet_hdr) {
             Ok(Received::Frame { start }) => {
-                if self.config.vnet_hdr && VnetHeader::parse(&buf).is_ok_and(|h| h.flags & frame::F_NEEDS_CSUM != 0) {
+                if self.config.vnet_hdr
+                    && frame::parse_vnet_header(&buf).is_ok_and(|h| h.flags & frame::F_NEEDS_CSUM != 0)
+                {
                     self.stats.checksums_completed += 1;
                 }
                 self.steer(RxFrame { buf, start });
