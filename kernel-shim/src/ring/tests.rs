@@ -330,6 +330,27 @@ fn poll_returns_at_once_when_nothing_is_ready() {
 }
 
 #[test]
+fn a_look_without_waiting_delivers_completions_finished_meanwhile() {
+    // The eventfd read is armed (nothing to read yet), then made ready by this thread: the
+    // kernel completes it through deferred task work, which only an enter that asks for events
+    // runs. A zero-timeout wait must do that, or a busy core would never see it.
+    let mut driver = Driver::small();
+    let wake = EventFd::new().unwrap();
+    driver.ring.submit(Op::Read { fd: wake.fd(), buf: Vec::with_capacity(EventFd::READ_BYTES) }, 22);
+    let mut out = Vec::new();
+    assert_eq!(driver.ring.wait(Some(Duration::ZERO), &mut out).unwrap(), 0, "nothing before the notify");
+    wake.notify().unwrap();
+    let mut looks = 0;
+    while out.is_empty() {
+        looks += 1;
+        assert!(looks <= 1000, "1000 zero-timeout looks and the ready read never completed");
+        driver.ring.wait(Some(Duration::ZERO), &mut out).unwrap();
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].key, out[0].result), (22, Ok(8)));
+}
+
+#[test]
 fn dropping_a_ring_with_ops_in_flight_is_safe() {
     let mut driver = Driver::small();
     let (fd, mut client, listen_fd) = accepted_pair(&mut driver);
