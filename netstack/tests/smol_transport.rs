@@ -448,6 +448,41 @@ fn accepts_and_echoes_then_closes_gracefully() {
     assert!(stats.lingering <= 1, "at most our side's TIME-WAIT: {stats:?}");
 }
 
+#[test]
+fn an_answer_carries_the_ack_and_an_unanswered_segment_is_acked_on_the_next_turn() {
+    let mut h = Harness::new(config(), LinkKind::Tap, Vnet::Off);
+    let client = h.client.connect(40001, 16 * 1024);
+    let conn = h.accept_one();
+    h.until(Duration::from_secs(5), |h| h.client.tcp(client).state() == State::Established);
+    h.idle(Duration::from_millis(5));
+
+    // A request answered before the stack's next turn: one frame out, the answer with the ACK.
+    let before = h.net.stats().frames_out;
+    h.client.tcp(client).send_slice(b"request").unwrap();
+    assert_eq!(h.expect(|e| matches!(e, Event::Received(..))), Event::Received(conn, b"request".to_vec()));
+    h.net.send(&mut h.ring, conn, b"answer").unwrap();
+    let mut got = Vec::new();
+    h.until(Duration::from_secs(5), |h| {
+        client_transfer(h.client.tcp(client), &[], &mut 0, &mut got);
+        got.len() == 6
+    });
+    assert_eq!(got, b"answer");
+    assert_eq!(h.net.stats().frames_out - before, 1, "the answer carried the ACK: no separate pure ACK");
+    assert_eq!(h.client.tcp(client).send_queue(), 0, "the request is acknowledged");
+
+    // Not answered: the ACK leaves alone on the stack's next turn, not after a delayed-ACK
+    // timer (smoltcp's default would hold it 10 ms, about ten of these 1 ms turns).
+    h.client.tcp(client).send_slice(b"more").unwrap();
+    assert_eq!(h.expect(|e| matches!(e, Event::Received(..))), Event::Received(conn, b"more".to_vec()));
+    let mut turns = 0;
+    while h.client.tcp(client).send_queue() != 0 {
+        turns += 1;
+        assert!(turns <= 3, "the pure ACK did not leave within 3 turns of the stack");
+        h.turn();
+    }
+    assert_eq!(h.net.stats().frames_out - before, 2, "one pure ACK");
+}
+
 /// 4 MiB each way through an echo, on every link flavour.
 fn four_mib_round_trip(kind: LinkKind, vnet: Vnet) {
     const BYTES: usize = 4 << 20;

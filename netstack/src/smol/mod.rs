@@ -48,7 +48,7 @@
 //! | handshake timeout | 5 s | a SYN-RECEIVED socket holds a pool slot this long (SYN-ACK resent at 1 s and 3 s): bounds a SYN flood's hold |
 //! | connect timeout | 10 s | an outbound SYN unanswered this long fails with ETIMEDOUT |
 //! | Nagle | off | responses leave at once (request/response, not bulk) |
-//! | delayed ACK | off | no 10 ms stall when the peer waits for our ACK to send its next segment |
+//! | delayed ACK | until the next poll (1 us) | an answer written between two polls carries the ACK, so a request costs one frame out, not two; a pure ACK still leaves on the very next poll, so no 10 ms stall when the peer waits for it; every second segment is acknowledged at once |
 //! | congestion control | Reno | conservative on links we do not control (QEMU user networking, real NICs) |
 //! | `max_burst_size` | none | the kernel queue behind the fd absorbs bursts; smoltcp's clamp applies to the scaled window field and would defeat window scaling |
 //! | `reads_in_flight` | 16 | frames one ring wait can deliver per core; the TAP queue (500 frames) holds the rest until the next turn |

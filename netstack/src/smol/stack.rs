@@ -166,10 +166,17 @@ fn random_seed() -> u64 {
     u64::from_ne_bytes(seed)
 }
 
+/// How long a pure ACK waits for data to carry it: smoltcp's clock is in microseconds, so this
+/// holds it past the poll that received the segment (whose egress runs at the same instant) and
+/// releases it on the next one, after the application had its turn to answer. Tiny on purpose:
+/// a peer that waits for our ACK (its Nagle, a full window) waits one scheduler turn, never
+/// smoltcp's default 10 ms.
+const ACK_HOLD: SmolDuration = SmolDuration::from_micros(1);
+
 /// Request/response tuning every socket gets, whatever it is used for.
 fn tune(socket: &mut tcp::Socket<'static>, timeout: Duration, keep_alive: Option<Duration>) {
     socket.set_nagle_enabled(false);
-    socket.set_ack_delay(None);
+    socket.set_ack_delay(Some(ACK_HOLD));
     socket.set_congestion_control(CongestionControl::Reno);
     socket.set_timeout(Some(smol_duration(timeout)));
     socket.set_keep_alive(keep_alive.map(smol_duration));
