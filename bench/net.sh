@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # Kernel sockets versus isobar's userspace stack (smoltcp on a TAP), same binary, same worker
 # (examples/hello.js), same client (wrk), in one run. Everything happens in a network namespace
-# this script creates and deletes (root needed). isobar is pinned to CPU 0 (one core), wrk to
-# CPU 1.
+# this script creates and deletes (root needed). Every isobar is pinned to CPU 0 (one core), wrk
+# to CPU 1. All servers are up at once (an idle one costs nothing) and take turns run by run, so
+# the shared host's changing load falls on all of them alike.
 #
-#   bench/net.sh [--duration SECONDS] [--runs N]
+#   bench/net.sh [--duration SECONDS] [--runs N] [--baseline ISOBAR_BINARY]
 #
 # kernel:    wrk -> 10.0.0.1:8080, the TAP's kernel-side address, served by isobar on kernel
 #            sockets (through io_uring) in the namespace;
 # userspace: wrk -> 10.0.0.2:8080 over the TAP, served by isobar's smoltcp stack
 #            (--net tap:isobench0 --ip 10.0.0.2/24). The client side is the kernel's TCP in
 #            both cases.
+# --baseline: also measure another isobar build the same two ways (kernel sockets on
+#            10.0.0.1:8081, userspace on a second TAP as 10.0.1.2:8080), to show what a change
+#            did, side by side with the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/wrk.sh
 duration=10
 runs=3
+baseline=
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
+    --baseline) baseline="$(realpath "$2")"; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -41,38 +47,48 @@ cleanup() {
 trap cleanup EXIT
 in_ns() { ip netns exec "$ns" "$@"; }
 in_ns ip link set lo up
-in_ns ip tuntap add mode tap multi_queue vnet_hdr name isobench0
-in_ns ip addr add 10.0.0.1/24 dev isobench0
-in_ns ip link set isobench0 up
+for i in 0 1; do
+  in_ns ip tuntap add mode tap multi_queue vnet_hdr name "isobench$i"
+  in_ns ip addr add "10.0.$i.1/24" dev "isobench$i"
+  in_ns ip link set "isobench$i" up
+done
 
-wait_http() {
+wait_http() { # ADDR:PORT
   for _ in $(seq 1 200); do
-    if in_ns bash -c "exec 3<>/dev/tcp/$1/8080" 2>/dev/null; then return 0; fi
+    if in_ns bash -c "exec 3<>/dev/tcp/${1%:*}/${1#*:}" 2>/dev/null; then return 0; fi
     sleep 0.05
   done
-  echo "nothing answered on $1:8080" >&2; return 1
+  echo "nothing answered on $1" >&2; return 1
 }
 
-run_wrk() { # ADDR CONNECTIONS -> "rps p50_us p99_us"
-  in_ns taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" --latency "http://$1:8080/" | wrk_summary
+run_wrk() { # ADDR:PORT CONNECTIONS -> "rps p50_us p99_us"
+  in_ns taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" --latency "http://$1/" | wrk_summary
+}
+
+# serve NAME ADDR:PORT BINARY ARGS...: starts one server and adds it to `servers`. Started
+# without a function wrapper around the binary, so $! is isobar itself (ip netns exec and
+# taskset exec).
+servers=()
+serve() {
+  local name="$1" target="$2" binary="$3"
+  shift 3
+  ip netns exec "$ns" taskset -c 0 "$binary" --log warn run examples/hello.js "$@" >/dev/null &
+  pids+=($!)
+  wait_http "$target"
+  servers+=("$name|$target")
 }
 
 results=()
-
-# Started without a function wrapper, so $! is isobar itself (ip netns exec and taskset exec).
-ip netns exec "$ns" taskset -c 0 "$isobar" --log warn run examples/hello.js --listen 10.0.0.1:8080 >/dev/null &
-pids+=($!)
-wait_http 10.0.0.1
-measure "kernel sockets (io_uring)" 10.0.0.1
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
-
-ip netns exec "$ns" taskset -c 0 "$isobar" --log warn run examples/hello.js --listen 0.0.0.0:8080 --net tap:isobench0 --ip 10.0.0.2/24 >/dev/null &
-pids+=($!)
-wait_http 10.0.0.2
-measure "userspace stack (smoltcp on TAP)" 10.0.0.2
+serve "kernel sockets (io_uring)" 10.0.0.1:8080 "$isobar" --listen 10.0.0.1:8080
+serve "userspace stack (smoltcp on TAP)" 10.0.0.2:8080 "$isobar" --listen 0.0.0.0:8080 --net tap:isobench0 --ip 10.0.0.2/24
+if [ -n "$baseline" ]; then
+  serve "baseline: kernel sockets" 10.0.0.1:8081 "$baseline" --listen 10.0.0.1:8081
+  serve "baseline: userspace stack" 10.0.1.2:8080 "$baseline" --listen 0.0.0.0:8080 --net tap:isobench1 --ip 10.0.1.2/24
+fi
+measure_interleaved "${servers[@]}"
 
 echo
-echo "hello world, isobar on one core (CPU 0), wrk on CPU 1, ${duration}s x ${runs} runs, medians ($(date -u +%Y-%m-%d))"
+echo "hello world, isobar on one core (CPU 0), wrk on CPU 1, ${duration}s x ${runs} runs, interleaved, medians ($(date -u +%Y-%m-%d))"
 echo
 echo "| network | connections | req/s | p50 | p99 |"
 echo "|---|---:|---:|---:|---:|"
@@ -81,8 +97,12 @@ for row in "${results[@]}"; do
   echo "| $name | $c | $rps | ${p50} us | ${p99} us |"
 done
 echo
+rps_of() { printf '%s\n' "${results[@]}" | awk -F'|' -v n="$1" -v c="$2" '$1 == n && $2 == c { print $3 }'; }
+ratio() { awk -v a="$(rps_of "$2" "$4")" -v b="$(rps_of "$3" "$4")" -v l="$1" -v c="$4" 'BEGIN { printf "c%s: %s = %.2f\n", c, l, a / b }'; }
 for c in 1 64; do
-  k=$(printf '%s\n' "${results[@]}" | awk -F'|' -v c="$c" '$1 ~ /^kernel/ && $2 == c { print $3 }')
-  u=$(printf '%s\n' "${results[@]}" | awk -F'|' -v c="$c" '$1 ~ /^userspace/ && $2 == c { print $3 }')
-  awk -v k="$k" -v u="$u" -v c="$c" 'BEGIN { printf "c%s: userspace / kernel = %.2f\n", c, u / k }'
+  ratio "userspace / kernel" "userspace stack (smoltcp on TAP)" "kernel sockets (io_uring)" "$c"
+  if [ -n "$baseline" ]; then
+    ratio "kernel sockets, this build / baseline" "kernel sockets (io_uring)" "baseline: kernel sockets" "$c"
+    ratio "userspace stack, this build / baseline" "userspace stack (smoltcp on TAP)" "baseline: userspace stack" "$c"
+  fi
 done

@@ -24,3 +24,23 @@ measure() {
     results+=("$1|$c|$(printf '%s\n' "${rps[@]}" | median)|$(printf '%s\n' "${p50[@]}" | median)|$(printf '%s\n' "${p99[@]}" | median)")
   done
 }
+
+# measure_interleaved "NAME|TARGET" ...: like `measure` for several servers that are all up at
+# once, taking turns run by run (run 1 of each, then run 2 of each, ...), so a change in the
+# shared host's load hits every server alike instead of whichever was measured then.
+measure_interleaved() {
+  local c i r a b run
+  local -a servers=("$@") rps p50 p99
+  for c in 1 64; do
+    rps=(); p50=(); p99=()
+    for run in $(seq 1 "$runs"); do
+      for i in "${!servers[@]}"; do
+        read -r r a b < <(run_wrk "${servers[$i]#*|}" "$c")
+        rps[$i]="${rps[$i]:-} $r"; p50[$i]="${p50[$i]:-} $a"; p99[$i]="${p99[$i]:-} $b"
+      done
+    done
+    for i in "${!servers[@]}"; do
+      results+=("${servers[$i]%%|*}|$c|$(printf '%s\n' ${rps[$i]} | median)|$(printf '%s\n' ${p50[$i]} | median)|$(printf '%s\n' ${p99[$i]} | median)")
+    done
+  done
+}
