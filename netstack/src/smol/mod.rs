@@ -13,6 +13,15 @@
 //!   or one `Op::RecvMulti` on an AF_PACKET socket (one frame per completion), one `Op::Write`
 //!   per frame out, and the [`Transport`](crate::Transport) impl.
 //!
+//! Frame buffers: AF_PACKET receives into the ring's provided-buffer pool, registered with the
+//! kernel once when the ring is made (one multishot recv picks a buffer per frame; the frame is
+//! copied out and the buffer goes straight back). TAP reads go into owned buffers that the
+//! stack queues and smoltcp parses in place, with no copy, recycled through a pool; frames out
+//! are owned buffers too. Neither uses fixed buffers (IORING_REGISTER_BUFFERS): they save the
+//! per-I/O page pinning of direct I/O, while a TAP or packet-socket read or write copies the
+//! bytes either way, and fixed slots would make smoltcp's device hold ring slots instead of
+//! buffers. Not measured yet: it is the next thing to try if the link copies show in a profile.
+//!
 //! Connections: smoltcp sockets accept one connection each, so `backlog` sockets listen on the
 //! port and a new one opens whenever one leaves LISTEN (checked after every SYN, so a burst is
 //! absorbed up to the pool bound). A socket that reaches ESTABLISHED becomes a connection
