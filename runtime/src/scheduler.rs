@@ -264,6 +264,11 @@ impl Core {
             self.completions = completions;
             self.http.poll(&mut self.ring, now, &mut self.incoming);
             self.serve(now);
+            // A transport that holds what the handlers wrote (the userspace stack sends on its
+            // poll) sends it in this turn, not after another trip through the ring.
+            if self.http.poll_at().is_some_and(|at| at <= now) {
+                self.http.poll(&mut self.ring, now, &mut self.incoming);
+            }
             if self.draining && self.http.is_drained() {
                 tracing::debug!(core = self.index, "drained");
                 return Ok(());
