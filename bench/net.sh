@@ -5,7 +5,7 @@
 # to CPU 1. All servers are up at once (an idle one costs nothing) and take turns run by run, so
 # the shared host's changing load falls on all of them alike.
 #
-#   bench/net.sh [--duration SECONDS] [--runs N] [--baseline ISOBAR_BINARY]
+#   bench/net.sh [--duration SECONDS] [--runs N] [--connections "1 64"] [--baseline ISOBAR_BINARY]
 #
 # kernel:    wrk -> 10.0.0.1:8080, the TAP's kernel-side address, served by isobar on kernel
 #            sockets (through io_uring) in the namespace;
@@ -21,15 +21,18 @@ cd "$(dirname "$0")/.."
 duration=10
 runs=3
 baseline=
+connections="1 64"
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --baseline) baseline="$(realpath "$2")"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # wrk keeps one fd per connection
 if [ -z "${RUSTY_V8_ARCHIVE:-}" ] && [ -d ../shared/v8 ]; then
   export RUSTY_V8_ARCHIVE="$(cd ../shared/v8 && pwd)"
   export RUSTY_V8_SRC_BINDING_PATH="$RUSTY_V8_ARCHIVE/src_binding_release_x86_64-unknown-linux-gnu.rs"
@@ -99,7 +102,7 @@ done
 echo
 rps_of() { printf '%s\n' "${results[@]}" | awk -F'|' -v n="$1" -v c="$2" '$1 == n && $2 == c { print $3 }'; }
 ratio() { awk -v a="$(rps_of "$2" "$4")" -v b="$(rps_of "$3" "$4")" -v l="$1" -v c="$4" 'BEGIN { printf "c%s: %s = %.2f\n", c, l, a / b }'; }
-for c in 1 64; do
+for c in $connections; do
   ratio "userspace / kernel" "userspace stack (smoltcp on TAP)" "kernel sockets (io_uring)" "$c"
   if [ -n "$baseline" ]; then
     ratio "kernel sockets, this build / baseline" "kernel sockets (io_uring)" "baseline: kernel sockets" "$c"

@@ -31,7 +31,7 @@ measure() {
 measure_interleaved() {
   local c i r a b run
   local -a servers=("$@") rps p50 p99
-  for c in 1 64; do
+  for c in ${connections:-1 64}; do
     rps=(); p50=(); p99=()
     for run in $(seq 1 "$runs"); do
       for i in "${!servers[@]}"; do
