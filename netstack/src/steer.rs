@@ -183,6 +183,37 @@ pub(crate) fn classify(frame: &[u8]) -> Class {
     }
 }
 
+/// A TCP segment's source address bytes (4 or 16), source port, destination port and flags,
+/// read the way [`classify`] reads them; `None` for anything else.
+pub(crate) fn tcp_source(frame: &[u8]) -> Option<(&[u8], u16, u16, u8)> {
+    let ethertype = frame.get(12..14)?;
+    let ip = &frame[14..];
+    let (source, transport) = match u16::from_be_bytes([ethertype[0], ethertype[1]]) {
+        ETHERTYPE_IPV4 => {
+            let header_len = usize::from(ip.first()? & 0x0f) * 4;
+            if ip[0] >> 4 != 4 || header_len < 20 || ip.len() < header_len || ip[9] != IP_PROTOCOL_TCP {
+                return None;
+            }
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+                return None;
+            }
+            (&ip[12..16], &ip[header_len..])
+        }
+        ETHERTYPE_IPV6 => {
+            if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != IP_PROTOCOL_TCP {
+                return None;
+            }
+            (&ip[8..24], &ip[40..])
+        }
+        _ => return None,
+    };
+    if transport.len() < 14 {
+        return None;
+    }
+    let port = |at: usize| u16::from_be_bytes([transport[at], transport[at + 1]]);
+    Some((source, port(0), port(2), transport[13]))
+}
+
 /// The copy of an ARP frame that other cores get: a request becomes a reply. Every core learns
 /// the sender from it (smoltcp fills its cache from any ARP packet aimed at its address) but
 /// only the core that got the real request answers it, so the peer sees one reply, not one per

@@ -22,13 +22,21 @@
 //! bytes either way, and fixed slots would make smoltcp's device hold ring slots instead of
 //! buffers. Not measured yet: it is the next thing to try if the link copies show in a profile.
 //!
-//! Connections: smoltcp sockets accept one connection each, so `backlog` sockets listen on the
-//! port and a new one opens whenever one leaves LISTEN (checked after every SYN, so a burst is
-//! absorbed up to the pool bound). A socket that reaches ESTABLISHED becomes a connection
-//! (`Accepted`). The pool never holds more than `conns_max` sockets, counting listeners,
-//! handshakes, connections, TIME-WAIT sockets and spares kept for reuse; when it is full no
-//! listener is replaced, and a SYN that finds no listener gets a **reset** from smoltcp
-//! (`stats().listen_starved` counts the shortfalls). `Closed` is reported when the connection
+//! Socket sets: smoltcp looks for a segment's socket by asking every socket of the set it is
+//! given, and polls every socket of a set on each egress pass, so one set of a thousand
+//! connections costs a thousand visits per frame. The sockets are split instead over
+//! `conns_max / 16` sets (1 to 256) by a hash of the flow (peer address and port, our port): a
+//! received frame is handed to its flow's set only, and a poll sends for the sets that were
+//! touched (a frame in, a send, a close) or whose timer is due, and scans only their
+//! connections. At 1,024 connections this took the userspace stack from 0.40x to 0.74x of
+//! kernel sockets (BENCHMARKS.md).
+//!
+//! Connections: smoltcp sockets accept one connection each, so a SYN to our port is handed to a
+//! listener made for it in its flow's set (unless that set has one); the listener becomes a
+//! handshake, then a connection (`Accepted`) when it reaches ESTABLISHED. The pool never holds
+//! more than `conns_max` sockets, counting listeners, handshakes, connections, TIME-WAIT sockets
+//! and spares kept for reuse; when it is full no listener is made, and the SYN gets a **reset**
+//! from smoltcp (`stats().listen_starved` counts the shortfalls). `Closed` is reported when the connection
 //! is over (its socket CLOSED or, after our close, TIME-WAIT); a TIME-WAIT socket stays
 //! counted until smoltcp's 10 s timer ends it, and is not reported again.
 //!
@@ -49,7 +57,8 @@
 //! | `rx_buffer_bytes` | 128 KiB | > 64 KiB, so the window is scaled (shift 2); a local link's bandwidth-delay product (10 Gbit/s x 100 us = 125 KB) fits |
 //! | `tx_buffer_bytes` | 128 KiB | one window of response in flight without waiting for the application |
 //! | `conns_max` | 2048 | sockets per core; worst case 2048 x 256 KiB = 512 MiB of buffers, touched only as data flows |
-//! | `backlog` | 32 | sockets in LISTEN; replaced after every SYN, so it only needs to cover the SYNs of one received frame batch |
+//! | `backlog` | 32 | closed sockets kept for reuse (their buffers are the costly part), and listeners a reset handshake may return to; a listener is made per SYN, so this does not bound a burst of SYNs |
+//! | socket sets | `conns_max / 16`, 1 to 256 | smoltcp walks a whole set per received segment and per egress pass: small sets keep those walks short |
 //! | `send_queue_bytes_max` | 1 MiB | as [`crate::NetLimits`]: a peer that does not read holds at most this plus the socket buffer |
 //! | `idle_timeout` | 60 s | a peer silent this long while we wait on it (data unacknowledged, keep-alives unanswered) is dropped |
 //! | keep-alive | `idle_timeout / 4` (15 s) | three unanswered probes before the timeout ends a half-open connection |
@@ -127,7 +136,8 @@ pub struct SmolConfig {
     pub vnet_hdr: bool,
     /// The port to accept connections on; 0 for none (outbound only).
     pub listen_port: u16,
-    /// Sockets kept listening.
+    /// Closed sockets kept for reuse, and listeners kept after a reset handshake (a SYN gets a
+    /// listener made for it; see the module documentation).
     pub backlog: usize,
     /// Sockets in the pool, whatever their state (see the module documentation).
     pub conns_max: usize,

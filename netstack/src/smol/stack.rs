@@ -23,7 +23,7 @@ use super::{
     RX_QUEUE_FRAMES_MAX, SmolConfig, SmolConfigError, SmolStats, TX_BLOCKED_RETRY, TX_FRAMES_MAX,
 };
 use crate::frame::{self, FrameError, Received, VNET_HDR_LEN};
-use crate::steer::{self, Class, Forwarder, Owner};
+use crate::steer::{self, Forwarder, Owner};
 use crate::transport::{ConnEvent, ConnId, ConnectError, SendError};
 
 const TCP_SYN: u8 = 0x02;
@@ -46,9 +46,43 @@ enum Phase {
     Aborted,
 }
 
+/// Where a socket lives: the set of its flow's bucket, and its handle in that set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sock {
+    bucket: usize,
+    handle: SocketHandle,
+}
+
+/// Sockets per set the stack aims at: smoltcp walks a whole set for every received segment
+/// (to find its socket) and on every poll of the set, so sets stay small.
+const SOCKETS_PER_SET: usize = 16;
+/// The most sets, whatever `conns_max` is.
+const SETS_MAX: usize = 256;
+
+/// The set a flow's socket lives in: FNV-1a over the peer's address and port and our port.
+fn bucket_of(peer_ip: &[u8], peer_port: u16, local_port: u16, sets: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in peer_ip.iter().chain(&peer_port.to_be_bytes()).chain(&local_port.to_be_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % sets as u64) as usize
+}
+
+fn ip_bytes(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut bytes = [0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => {
+            bytes[..4].copy_from_slice(&v4.octets());
+            (bytes, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
+    }
+}
+
 struct Conn {
     generation: u32,
-    handle: SocketHandle,
+    sock: Sock,
     phase: Phase,
     /// The local port taken from this core's range, for outbound connections.
     local_port: Option<u16>,
@@ -74,7 +108,7 @@ impl Conn {
 /// smoltcp) or a reset not yet sent. It counts against the pool until it is done.
 #[derive(Clone, Copy)]
 struct Lingering {
-    handle: SocketHandle,
+    sock: Sock,
     local_port: Option<u16>,
     /// Set at the first scan after the socket began lingering (commands do not know the time).
     until: Option<Instant>,
@@ -117,13 +151,19 @@ pub struct SmolStack {
     config: SmolConfig,
     iface: Interface,
     device: LinkDevice,
-    sockets: SocketSet<'static>,
+    /// The sockets, split by flow hash into small sets: a received frame is handed to its flow's
+    /// set only, and only sets with work (touched, or a timer due) are polled.
+    sets: Vec<SocketSet<'static>>,
+    /// Sets changed since their last poll (a frame in, a send, a close, a new socket).
+    touched: Vec<bool>,
+    /// When each set next needs smoltcp, as of its last poll.
+    set_poll_at: Vec<Option<SmolInstant>>,
     conns: Slab<Conn>,
     generation: u32,
     /// Sockets in LISTEN (as of the last look).
-    listening: Vec<SocketHandle>,
+    listening: Vec<Sock>,
     /// Former listeners in SYN-RECEIVED: not yet connections, already counted.
-    handshaking: Vec<SocketHandle>,
+    handshaking: Vec<Sock>,
     lingering: Vec<Lingering>,
     /// Closed sockets kept for reuse (their buffers are the expensive part), outside the set.
     spare: Vec<tcp::Socket<'static>>,
@@ -182,11 +222,6 @@ fn tune(socket: &mut tcp::Socket<'static>, timeout: Duration, keep_alive: Option
     socket.set_keep_alive(keep_alive.map(smol_duration));
 }
 
-fn is_syn_to(frame: &[u8], port: u16) -> bool {
-    matches!(steer::classify(frame), Class::Port { dst_port, tcp_flags: Some(flags) }
-        if dst_port == port && flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
-}
-
 impl SmolStack {
     /// A stack for one core. Allocates the connection table, the socket set's index and the
     /// port pool here; socket buffers are allocated as sockets are first needed and then
@@ -234,10 +269,13 @@ impl SmolStack {
         // is a 64 KiB IP packet whatever the MTU says (a TSO super-frame, or an MTU raised
         // behind our back): every read buffer holds one.
         let read_bytes = tx_header + frame::GSO_FRAME_BYTES_MAX + VLAN_TAG_BYTES;
+        let sets = (config.conns_max / SOCKETS_PER_SET).clamp(1, SETS_MAX);
         Ok(SmolStack {
             iface,
             device,
-            sockets: SocketSet::new(Vec::<SocketStorage<'static>>::with_capacity(config.conns_max)),
+            sets: (0..sets).map(|_| SocketSet::new(Vec::<SocketStorage<'static>>::new())).collect(),
+            touched: vec![false; sets],
+            set_poll_at: vec![None; sets],
             conns: Slab::with_capacity(config.conns_max),
             generation: 0,
             listening: Vec::with_capacity(config.backlog),
@@ -268,8 +306,32 @@ impl SmolStack {
         assert!(self.epoch.is_none(), "SmolStack::start is called once");
         self.epoch = Some(now);
         self.now = Some(now);
-        self.replenish_listeners();
         self.dirty = true;
+    }
+
+    fn touch(&mut self, bucket: usize) {
+        self.touched[bucket] = true;
+    }
+
+    fn socket(&self, sock: Sock) -> &tcp::Socket<'static> {
+        self.sets[sock.bucket].get::<tcp::Socket>(sock.handle)
+    }
+
+    /// The socket, its set marked for the next poll.
+    fn socket_mut(&mut self, sock: Sock) -> &mut tcp::Socket<'static> {
+        self.touched[sock.bucket] = true;
+        self.sets[sock.bucket].get_mut::<tcp::Socket>(sock.handle)
+    }
+
+    fn add_socket(&mut self, bucket: usize, socket: tcp::Socket<'static>) -> Sock {
+        self.touched[bucket] = true;
+        Sock { bucket, handle: self.sets[bucket].add(socket) }
+    }
+
+    /// The set of the flow from `peer` to our `local_port`.
+    fn bucket_of_peer(&self, peer: IpAddr, peer_port: u16, local_port: u16) -> usize {
+        let (bytes, len) = ip_bytes(peer);
+        bucket_of(&bytes[..len], peer_port, local_port, self.sets.len())
     }
 
     pub fn config(&self) -> &SmolConfig {
@@ -447,6 +509,15 @@ impl SmolStack {
             self.stats.forwarded_in += 1;
             self.device.rx.push_back(RxFrame { buf: frame, start: 0 });
         }
+        for bucket in self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.close_deadline.is_some_and(|at| at <= now))
+            .map(|(_, c)| c.sock.bucket)
+            .collect::<Vec<_>>()
+        {
+            self.touch(bucket);
+        }
         self.iface.poll_maintenance(t);
         self.ingress(t);
         self.scan(now, false, events);
@@ -455,6 +526,11 @@ impl SmolStack {
         self.scan(now, true, events);
         if std::mem::take(&mut self.dirty) {
             self.egress(t);
+        }
+        for bucket in 0..self.sets.len() {
+            if std::mem::take(&mut self.touched[bucket]) {
+                self.set_poll_at[bucket] = self.iface.poll_at(t, &self.sets[bucket]);
+            }
         }
         while let Some(buf) = self.device.rx_spent.pop() {
             self.recycle_read(buf);
@@ -466,19 +542,45 @@ impl SmolStack {
     fn ingress(&mut self, t: SmolInstant) {
         // One frame at a time, so a burst of SYNs finds a fresh listener for each (up to the
         // pool bound) instead of a reset once `backlog` listeners are taken.
+        // Each frame goes to its flow's set only; a SYN to our port first gets a listener there.
+        let sets = self.sets.len();
         while let Some(front) = self.device.rx.front() {
-            let syn = self.config.listen_port != 0 && is_syn_to(front.bytes(), self.config.listen_port);
-            self.iface.poll_ingress_single(t, &mut self.device, &mut self.sockets);
+            let (bucket, syn) = match steer::tcp_source(front.bytes()) {
+                Some((peer, peer_port, port, flags)) => (
+                    bucket_of(peer, peer_port, port, sets),
+                    self.config.listen_port != 0
+                        && port == self.config.listen_port
+                        && flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+                ),
+                // ARP, ICMP, UDP: the interface answers them itself, whatever the set.
+                None => (0, false),
+            };
+            if syn {
+                self.ensure_listener(bucket);
+            }
+            self.touch(bucket);
+            self.iface.poll_ingress_single(t, &mut self.device, &mut self.sets[bucket]);
             if syn {
                 self.refresh_listeners();
             }
         }
     }
 
+    /// Sends what the sets that changed, or whose timers are due, have to send.
     fn egress(&mut self, t: SmolInstant) {
-        for _ in 0..EGRESS_PASSES_MAX {
-            let result = self.iface.poll_egress(t, &mut self.device, &mut self.sockets);
-            if result == PollResult::None || self.device.tx_blocked() {
+        for bucket in 0..self.sets.len() {
+            if !self.touched[bucket] && self.set_poll_at[bucket].is_none_or(|at| at > t) {
+                continue;
+            }
+            // A timer that fires here may end a connection: the scan after egress looks.
+            self.touch(bucket);
+            for _ in 0..EGRESS_PASSES_MAX {
+                let result = self.iface.poll_egress(t, &mut self.device, &mut self.sets[bucket]);
+                if result == PollResult::None || self.device.tx_blocked() {
+                    break;
+                }
+            }
+            if self.device.tx_blocked() {
                 break;
             }
         }
@@ -488,7 +590,7 @@ impl SmolStack {
         if self.forwarder.has_inbound() || !self.device.rx.is_empty() {
             return Some(now);
         }
-        let mut at = self.iface.poll_at(t, &self.sockets).map(|at| self.instant_of(at));
+        let mut at = self.set_poll_at.iter().flatten().min().map(|at| self.instant_of((*at).max(t)));
         if self.device.tx_blocked() {
             // Sending must wait for writes to complete (which marks us dirty); do not spin.
             at = at.map(|at| at.max(now + TX_BLOCKED_RETRY));
@@ -523,8 +625,8 @@ impl SmolStack {
     }
 
     /// Takes a socket out of the set for good: kept as a spare (bounded) or freed.
-    fn release(&mut self, handle: SocketHandle, local_port: Option<u16>) {
-        let socket = self.sockets.remove(handle);
+    fn release(&mut self, sock: Sock, local_port: Option<u16>) {
+        let socket = self.sets[sock.bucket].remove(sock.handle);
         if let Some(port) = local_port {
             self.ports.free(port);
         }
@@ -544,58 +646,59 @@ impl SmolStack {
 
     /// A socket whose connection is over: released now if it has nothing left to send, else
     /// kept (and counted) until its TIME-WAIT ends or its reset is out.
-    fn retire(&mut self, handle: SocketHandle, local_port: Option<u16>) {
-        let socket = self.sockets.get::<tcp::Socket>(handle);
+    fn retire(&mut self, sock: Sock, local_port: Option<u16>) {
+        let socket = self.socket(sock);
         if socket.state() == State::Closed && socket.remote_endpoint().is_none() {
-            self.release(handle, local_port);
+            self.release(sock, local_port);
         } else {
-            self.lingering.push(Lingering { handle, local_port, until: None });
+            self.lingering.push(Lingering { sock, local_port, until: None });
+            self.touch(sock.bucket);
             self.dirty = true;
         }
     }
 
+    /// Listeners that took a SYN become handshakes.
     fn refresh_listeners(&mut self) {
         let mut index = 0;
         while index < self.listening.len() {
-            let handle = self.listening[index];
-            if self.sockets.get::<tcp::Socket>(handle).state() == State::Listen {
+            let sock = self.listening[index];
+            if self.socket(sock).state() == State::Listen {
                 index += 1;
             } else {
                 self.listening.swap_remove(index);
-                self.handshaking.push(handle);
+                self.handshaking.push(sock);
             }
         }
-        self.replenish_listeners();
     }
 
-    fn replenish_listeners(&mut self) {
-        if self.stopping || self.config.listen_port == 0 {
+    /// A listener in `bucket`'s set, for a SYN about to be handed to it. Listeners are made as
+    /// SYNs arrive, in the set of their flow, because smoltcp only offers a segment to the
+    /// sockets of the set it is given.
+    fn ensure_listener(&mut self, bucket: usize) {
+        if self.stopping || self.config.listen_port == 0 || self.listening.iter().any(|l| l.bucket == bucket) {
             return;
         }
-        while self.listening.len() < self.config.backlog {
-            let Some(mut socket) = self.take_socket() else {
-                // The pool is full: SYNs beyond the listeners left get a reset from smoltcp
-                // (no socket accepts them) until connections close.
-                self.stats.listen_starved += 1;
-                return;
-            };
-            tune(&mut socket, HANDSHAKE_TIMEOUT, None);
-            if let Err(error) = socket.listen(self.config.listen_port) {
-                // Cannot happen: a closed socket, a non-zero port.
-                tracing::error!(%error, "a spare socket refused to listen");
-                return;
-            }
-            let handle = self.sockets.add(socket);
-            self.listening.push(handle);
-            self.dirty = true;
+        let Some(mut socket) = self.take_socket() else {
+            // The pool is full: smoltcp resets the SYN (no socket accepts it) until
+            // connections close.
+            self.stats.listen_starved += 1;
+            return;
+        };
+        tune(&mut socket, HANDSHAKE_TIMEOUT, None);
+        if let Err(error) = socket.listen(self.config.listen_port) {
+            // Cannot happen: a closed socket, a non-zero port.
+            tracing::error!(%error, "a spare socket refused to listen");
+            return;
         }
+        let sock = self.add_socket(bucket, socket);
+        self.listening.push(sock);
     }
 
-    fn insert_conn(&mut self, handle: SocketHandle, phase: Phase, local_port: Option<u16>) -> ConnId {
+    fn insert_conn(&mut self, sock: Sock, phase: Phase, local_port: Option<u16>) -> ConnId {
         self.generation = self.generation.wrapping_add(1);
         let conn = Conn {
             generation: self.generation,
-            handle,
+            sock,
             phase,
             local_port,
             pending: Vec::new(),
@@ -620,8 +723,8 @@ impl SmolStack {
         let (idle, keep_alive) = self.open_tuning();
         let mut index = 0;
         while index < self.handshaking.len() {
-            let handle = self.handshaking[index];
-            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            let sock = self.handshaking[index];
+            let socket = self.sets[sock.bucket].get_mut::<tcp::Socket>(sock.handle);
             match socket.state() {
                 State::SynReceived => {
                     index += 1;
@@ -632,31 +735,33 @@ impl SmolStack {
                     let peer =
                         socket.remote_endpoint().map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), SocketAddr::from);
                     self.handshaking.swap_remove(index);
-                    let conn = self.insert_conn(handle, Phase::Open, None);
+                    let conn = self.insert_conn(sock, Phase::Open, None);
                     self.stats.conns_accepted += 1;
                     events(ConnEvent::Accepted { conn, peer });
                 }
                 // A reset during the handshake put it back to listening.
                 State::Listen if !self.stopping && self.listening.len() < self.config.backlog => {
                     self.handshaking.swap_remove(index);
-                    self.listening.push(handle);
+                    self.listening.push(sock);
                 }
                 State::Closed => {
                     // The handshake timed out or was reset before we saw it established.
                     self.handshaking.swap_remove(index);
-                    self.retire(handle, None);
+                    self.retire(sock, None);
                 }
                 _ => {
                     socket.abort();
+                    self.touch(sock.bucket);
                     self.handshaking.swap_remove(index);
-                    self.retire(handle, None);
+                    self.retire(sock, None);
                     self.dirty = true;
                 }
             }
         }
 
         let mut slots = std::mem::take(&mut self.slots);
-        slots.extend(self.conns.iter().map(|(slot, _)| slot));
+        // Only connections whose set smoltcp or a command touched can have changed.
+        slots.extend(self.conns.iter().filter(|(_, c)| self.touched[c.sock.bucket]).map(|(slot, _)| slot));
         for slot in slots.drain(..) {
             self.scan_conn(slot, now, after_egress, events);
         }
@@ -664,13 +769,13 @@ impl SmolStack {
 
         let mut index = 0;
         while index < self.lingering.len() {
-            let Lingering { handle, local_port, .. } = self.lingering[index];
-            let socket = self.sockets.get::<tcp::Socket>(handle);
+            let Lingering { sock, local_port, .. } = self.lingering[index];
+            let socket = self.socket(sock);
             let done = socket.state() == State::Closed && socket.remote_endpoint().is_none();
             let until = *self.lingering[index].until.get_or_insert(now + LINGER_MAX);
             if done || now >= until {
                 self.lingering.swap_remove(index);
-                self.release(handle, local_port);
+                self.release(sock, local_port);
             } else {
                 index += 1;
             }
@@ -678,14 +783,13 @@ impl SmolStack {
         if std::mem::take(&mut self.listener_closed_owed) {
             events(ConnEvent::ListenerClosed);
         }
-        self.replenish_listeners();
     }
 
     fn scan_conn(&mut self, slot: usize, now: Instant, after_egress: bool, events: &mut impl FnMut(ConnEvent<'_>)) {
         let (idle, keep_alive) = self.open_tuning();
         let conn = &mut self.conns[slot];
         let id = ConnId { slot: slot as u32, generation: conn.generation };
-        let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
+        let socket = self.sets[conn.sock.bucket].get_mut::<tcp::Socket>(conn.sock.handle);
         let state = socket.state();
 
         if conn.phase == Phase::Connecting {
@@ -770,7 +874,7 @@ impl SmolStack {
     fn finish(&mut self, slot: usize, events: &mut impl FnMut(ConnEvent<'_>)) {
         let conn = self.conns.remove(slot);
         events(ConnEvent::Closed { conn: ConnId { slot: slot as u32, generation: conn.generation } });
-        self.retire(conn.handle, conn.local_port);
+        self.retire(conn.sock, conn.local_port);
     }
 
     fn slot_of(&self, conn: ConnId) -> Option<usize> {
@@ -798,10 +902,11 @@ impl SmolStack {
         let c = &mut self.conns[slot];
         let mut taken = 0;
         if c.phase == Phase::Open && c.queued() == 0 {
-            taken = self.sockets.get_mut::<tcp::Socket>(c.handle).send_slice(bytes).unwrap_or(0);
+            taken = self.sets[c.sock.bucket].get_mut::<tcp::Socket>(c.sock.handle).send_slice(bytes).unwrap_or(0);
         }
         c.pending.extend_from_slice(&bytes[taken..]);
         c.send_done_owed = true;
+        self.touched[c.sock.bucket] = true;
         self.dirty = true;
         Ok(())
     }
@@ -812,7 +917,9 @@ impl SmolStack {
         let c = &mut self.conns[slot];
         if c.queued() == 0 {
             let taken = match c.phase {
-                Phase::Open => self.sockets.get_mut::<tcp::Socket>(c.handle).send_slice(&bytes).unwrap_or(0),
+                Phase::Open => {
+                    self.sets[c.sock.bucket].get_mut::<tcp::Socket>(c.sock.handle).send_slice(&bytes).unwrap_or(0)
+                }
                 _ => 0,
             };
             if taken < bytes.len() {
@@ -823,6 +930,7 @@ impl SmolStack {
             c.pending.extend_from_slice(&bytes);
         }
         c.send_done_owed = true;
+        self.touched[c.sock.bucket] = true;
         self.dirty = true;
         Ok(())
     }
@@ -841,6 +949,7 @@ impl SmolStack {
             Phase::Connecting => self.abort(conn),
             Phase::Open => {
                 c.phase = Phase::Draining;
+                self.touched[c.sock.bucket] = true;
                 self.dirty = true;
             }
             Phase::Draining | Phase::Closing | Phase::Aborted => {}
@@ -854,7 +963,8 @@ impl SmolStack {
         if c.phase == Phase::Aborted {
             return;
         }
-        self.sockets.get_mut::<tcp::Socket>(c.handle).abort();
+        self.touched[c.sock.bucket] = true;
+        self.sets[c.sock.bucket].get_mut::<tcp::Socket>(c.sock.handle).abort();
         c.phase = Phase::Aborted;
         c.pending = Vec::new();
         c.pending_at = 0;
@@ -872,6 +982,7 @@ impl SmolStack {
         if let Some(slot) = self.slot_of(conn)
             && std::mem::take(&mut self.conns[slot].recv_paused)
         {
+            self.touch(self.conns[slot].sock.bucket);
             self.dirty = true;
         }
     }
@@ -896,9 +1007,10 @@ impl SmolStack {
             let error = io::Error::new(io::ErrorKind::NetworkUnreachable, format!("cannot connect to {addr}: {error}"));
             return Err(ConnectError::Socket { error });
         }
-        let handle = self.sockets.add(socket);
+        let bucket = self.bucket_of_peer(addr.ip(), addr.port(), port);
+        let sock = self.add_socket(bucket, socket);
         self.dirty = true;
-        Ok(self.insert_conn(handle, Phase::Connecting, Some(port)))
+        Ok(self.insert_conn(sock, Phase::Connecting, Some(port)))
     }
 
     /// Closes the listeners (resetting half-open handshakes); `ListenerClosed` follows at the
@@ -908,13 +1020,13 @@ impl SmolStack {
             return;
         }
         self.stopping = true;
-        for handle in std::mem::take(&mut self.listening) {
-            self.sockets.get_mut::<tcp::Socket>(handle).close();
-            self.release(handle, None);
+        for sock in std::mem::take(&mut self.listening) {
+            self.socket_mut(sock).close();
+            self.release(sock, None);
         }
-        for handle in std::mem::take(&mut self.handshaking) {
-            self.sockets.get_mut::<tcp::Socket>(handle).abort();
-            self.retire(handle, None);
+        for sock in std::mem::take(&mut self.handshaking) {
+            self.socket_mut(sock).abort();
+            self.retire(sock, None);
         }
         self.listener_closed_owed = true;
         self.dirty = true;
@@ -933,7 +1045,7 @@ impl SmolStack {
     /// The local address of `conn` (None for a stale id or before the handshake).
     pub fn local_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         let slot = self.slot_of(conn)?;
-        self.sockets.get::<tcp::Socket>(self.conns[slot].handle).local_endpoint().map(SocketAddr::from)
+        self.socket(self.conns[slot].sock).local_endpoint().map(SocketAddr::from)
     }
 
     pub fn stats(&self) -> SmolStats {
