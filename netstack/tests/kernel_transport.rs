@@ -12,35 +12,8 @@ use kernel_shim::net::{local_addr, reuseport_listener};
 use kernel_shim::ring::{Errno, Ring, RingConfig, key_tag};
 use netstack::{ConnEvent, ConnId, KernelNet, NetLimits, SendError, TAG_NET, Transport};
 
-/// An owned copy of a [`ConnEvent`], so the test can act on it after the callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    Accepted(ConnId, SocketAddr),
-    Connected(ConnId),
-    ConnectFailed(ConnId, Errno),
-    Received(ConnId, Vec<u8>),
-    SendDone(ConnId),
-    PeerClosed(ConnId),
-    Failed(ConnId, Errno),
-    Closed(ConnId),
-    ListenerClosed,
-}
-
-impl From<ConnEvent<'_>> for Event {
-    fn from(event: ConnEvent<'_>) -> Event {
-        match event {
-            ConnEvent::Accepted { conn, peer } => Event::Accepted(conn, peer),
-            ConnEvent::Connected { conn } => Event::Connected(conn),
-            ConnEvent::ConnectFailed { conn, error } => Event::ConnectFailed(conn, error),
-            ConnEvent::Received { conn, bytes } => Event::Received(conn, bytes.to_vec()),
-            ConnEvent::SendDone { conn } => Event::SendDone(conn),
-            ConnEvent::PeerClosed { conn } => Event::PeerClosed(conn),
-            ConnEvent::Failed { conn, error } => Event::Failed(conn, error),
-            ConnEvent::Closed { conn } => Event::Closed(conn),
-            ConnEvent::ListenerClosed => Event::ListenerClosed,
-        }
-    }
-}
+mod support;
+use support::Event;
 
 struct Harness {
     ring: Ring,

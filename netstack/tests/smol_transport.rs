@@ -26,6 +26,9 @@ use smoltcp::wire::{
     Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
 };
 
+mod support;
+use support::Event;
+
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -245,35 +248,6 @@ fn with_partial_checksum(frame: &[u8]) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------------
 // The server side, like kernel_transport.rs's harness.
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    Accepted(ConnId, SocketAddr),
-    Connected(ConnId),
-    ConnectFailed(ConnId, Errno),
-    Received(ConnId, Vec<u8>),
-    SendDone(ConnId),
-    PeerClosed(ConnId),
-    Failed(ConnId, Errno),
-    Closed(ConnId),
-    ListenerClosed,
-}
-
-impl From<ConnEvent<'_>> for Event {
-    fn from(event: ConnEvent<'_>) -> Event {
-        match event {
-            ConnEvent::Accepted { conn, peer } => Event::Accepted(conn, peer),
-            ConnEvent::Connected { conn } => Event::Connected(conn),
-            ConnEvent::ConnectFailed { conn, error } => Event::ConnectFailed(conn, error),
-            ConnEvent::Received { conn, bytes } => Event::Received(conn, bytes.to_vec()),
-            ConnEvent::SendDone { conn } => Event::SendDone(conn),
-            ConnEvent::PeerClosed { conn } => Event::PeerClosed(conn),
-            ConnEvent::Failed { conn, error } => Event::Failed(conn, error),
-            ConnEvent::Closed { conn } => Event::Closed(conn),
-            ConnEvent::ListenerClosed => Event::ListenerClosed,
-        }
-    }
-}
 
 fn config() -> SmolConfig {
     let mut config = SmolConfig::new(SERVER_MAC, vec![IpCidr::new(IpAddress::Ipv4(SERVER_IP), 24)], PORT);
