@@ -31,6 +31,8 @@ use std::mem::{size_of, zeroed};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use crate::net::set_int_option;
+
 /// The most queues one TAP can have: `MAX_TAP_QUEUES` in drivers/net/tun.c.
 pub const TAP_QUEUES_MAX: usize = 256;
 
@@ -568,20 +570,6 @@ fn io_error(operation: &'static str, name: &str, error: io::Error) -> LinkError 
 
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-fn set_int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and the length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&raw const value).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    check(rc)
 }
 
 #[cfg(test)]

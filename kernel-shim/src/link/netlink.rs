@@ -6,7 +6,8 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::{LinkError, checked_name, set_int_option};
+use super::{LinkError, checked_name};
+use crate::net::set_int_option;
 
 /// `IFLA_LINKINFO` and its nested attributes (include/uapi/linux/if_link.h, veth.h).
 const IFLA_LINKINFO: u16 = 18;
