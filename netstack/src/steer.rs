@@ -144,33 +144,10 @@ pub(crate) enum Class {
 }
 
 pub(crate) fn classify(frame: &[u8]) -> Class {
-    let Some(ethertype) = frame.get(12..14) else { return Class::Other };
-    let ip = &frame[14..];
-    let (protocol, transport) = match u16::from_be_bytes([ethertype[0], ethertype[1]]) {
-        ETHERTYPE_ARP => return Class::Arp,
-        ETHERTYPE_IPV4 => {
-            let Some(&version_ihl) = ip.first() else { return Class::Other };
-            let header_len = usize::from(version_ihl & 0x0f) * 4;
-            if version_ihl >> 4 != 4 || header_len < 20 || ip.len() < header_len {
-                return Class::Other;
-            }
-            // Only the first fragment carries ports; later ones are Local (and dropped: smoltcp
-            // is built without reassembly).
-            if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-                return Class::Other;
-            }
-            (ip[9], &ip[header_len..])
-        }
-        ETHERTYPE_IPV6 => {
-            // No extension-header walk: TCP, UDP and ICMPv6 directly after the fixed header
-            // is what every peer of ours sends; anything else stays Local.
-            if ip.len() < 40 || ip[0] >> 4 != 6 {
-                return Class::Other;
-            }
-            (ip[6], &ip[40..])
-        }
-        _ => return Class::Other,
-    };
+    if frame.get(12..14) == Some(&ETHERTYPE_ARP.to_be_bytes()[..]) {
+        return Class::Arp;
+    }
+    let Some(Ip { protocol, transport, .. }) = ip(frame) else { return Class::Other };
     match protocol {
         IP_PROTOCOL_TCP if transport.len() >= 14 => {
             Class::Port { dst_port: u16::from_be_bytes([transport[2], transport[3]]), tcp_flags: Some(transport[13]) }
@@ -183,31 +160,47 @@ pub(crate) fn classify(frame: &[u8]) -> Class {
     }
 }
 
-/// A TCP segment's source address bytes (4 or 16), source port, destination port and flags,
-/// read the way [`classify`] reads them; `None` for anything else.
-pub(crate) fn tcp_source(frame: &[u8]) -> Option<(&[u8], u16, u16, u8)> {
+/// The IP layer of an Ethernet frame, as far as steering reads it.
+struct Ip<'f> {
+    protocol: u8,
+    /// The source address: 4 or 16 bytes.
+    source: &'f [u8],
+    transport: &'f [u8],
+}
+
+fn ip(frame: &[u8]) -> Option<Ip<'_>> {
     let ethertype = frame.get(12..14)?;
     let ip = &frame[14..];
-    let (source, transport) = match u16::from_be_bytes([ethertype[0], ethertype[1]]) {
+    match u16::from_be_bytes([ethertype[0], ethertype[1]]) {
         ETHERTYPE_IPV4 => {
             let header_len = usize::from(ip.first()? & 0x0f) * 4;
-            if ip[0] >> 4 != 4 || header_len < 20 || ip.len() < header_len || ip[9] != IP_PROTOCOL_TCP {
+            if ip[0] >> 4 != 4 || header_len < 20 || ip.len() < header_len {
                 return None;
             }
+            // Only the first fragment carries ports; later ones are Local (and dropped: smoltcp
+            // is built without reassembly).
             if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
                 return None;
             }
-            (&ip[12..16], &ip[header_len..])
+            Some(Ip { protocol: ip[9], source: &ip[12..16], transport: &ip[header_len..] })
         }
         ETHERTYPE_IPV6 => {
-            if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != IP_PROTOCOL_TCP {
+            // No extension-header walk: TCP, UDP and ICMPv6 directly after the fixed header
+            // is what every peer of ours sends; anything else stays Local.
+            if ip.len() < 40 || ip[0] >> 4 != 6 {
                 return None;
             }
-            (&ip[8..24], &ip[40..])
+            Some(Ip { protocol: ip[6], source: &ip[8..24], transport: &ip[40..] })
         }
-        _ => return None,
-    };
-    if transport.len() < 14 {
+        _ => None,
+    }
+}
+
+/// A TCP segment's source address bytes (4 or 16), source port, destination port and flags;
+/// `None` for anything else.
+pub(crate) fn tcp_source(frame: &[u8]) -> Option<(&[u8], u16, u16, u8)> {
+    let Ip { protocol, source, transport } = ip(frame)?;
+    if protocol != IP_PROTOCOL_TCP || transport.len() < 14 {
         return None;
     }
     let port = |at: usize| u16::from_be_bytes([transport[at], transport[at + 1]]);
