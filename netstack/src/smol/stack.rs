@@ -509,14 +509,11 @@ impl SmolStack {
             self.stats.forwarded_in += 1;
             self.device.rx.push_back(RxFrame { buf: frame, start: 0 });
         }
-        for bucket in self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.close_deadline.is_some_and(|at| at <= now))
-            .map(|(_, c)| c.sock.bucket)
-            .collect::<Vec<_>>()
-        {
-            self.touch(bucket);
+        // A graceful close whose time is up is handled by the scan: its set must be scanned.
+        for (_, c) in &self.conns {
+            if c.close_deadline.is_some_and(|at| at <= now) {
+                self.touched[c.sock.bucket] = true;
+            }
         }
         self.iface.poll_maintenance(t);
         self.ingress(t);
