@@ -55,8 +55,8 @@ for i in 0 1; do
   in_ns ip addr add "10.0.$i.1/24" dev "isobench$i"
   # The kernel queues frames for a TAP reader up to txqueuelen (500 by default) and drops the
   # rest: 1,024 clients sending at once overflow it, and each drop costs a client a
-  # retransmission timeout (hundreds of ms at p99). isobar raises it to 4096 itself; set here
-  # too so that a baseline build from before that measures the same link.
+  # retransmission timeout (hundreds of ms at p99). A host serving that many connections on a
+  # TAP raises it the same way.
   in_ns ip link set "isobench$i" up txqueuelen 4096
 done
 

@@ -389,11 +389,6 @@ fn open_network(
         Net::Tap { name, ip, gateway } => {
             // One queue per core, with virtio-net headers so the kernel can skip checksums.
             let fds = link::open_tap(name, cores, true)?;
-            // The kernel drops frames for us beyond the TAP's queue (500 by default), and each
-            // drop costs a client a retransmission timeout; an operator's longer queue is kept.
-            if let Err(error) = link::raise_tx_queue_len(name, TAP_QUEUE_FRAMES) {
-                tracing::warn!("cannot raise the queue of TAP {name} to {TAP_QUEUE_FRAMES} frames: {error}");
-            }
             let mtu = link::interface(name).map(|i| i.mtu).unwrap_or(1500);
             let (config, addr) = smol_config(stack_mac(ip), ip, gateway, mtu)?;
             Ok((
@@ -418,9 +413,6 @@ fn open_network(
         }
     }
 }
-
-/// The TAP queue isobar asks for: a burst of a thousand clients' requests fits.
-const TAP_QUEUE_FRAMES: u32 = 4096;
 
 /// Ring sizing per network: an AF_PACKET socket may hand over GSO super-frames (a veth peer with
 /// TSO on), so its provided buffers hold 64 KiB frames; kernel sockets and TAP reads (which

@@ -326,43 +326,6 @@ pub fn set_up(name: &str) -> Result<(), LinkError> {
         .map_err(|error| io_error("bringing an interface up (SIOCSIFFLAGS)", name, error))
 }
 
-/// SIOCGIFTXQLEN / SIOCSIFTXQLEN (include/uapi/linux/sockios.h), which the libc crate lacks.
-const SIOCGIFTXQLEN: libc::Ioctl = 0x8942;
-const SIOCSIFTXQLEN: libc::Ioctl = 0x8943;
-
-/// Interface `name`'s transmit queue length (`txqueuelen`): for a TAP, the frames the kernel
-/// holds for the reader before it drops more.
-pub fn tx_queue_len(name: &str) -> Result<u32, LinkError> {
-    let control = control_socket(name)?;
-    let request = query(control.as_fd(), name, SIOCGIFTXQLEN, "reading a queue length (SIOCGIFTXQLEN)")?;
-    // SAFETY: SIOCGIFTXQLEN filled in the union's int (`ifr_qlen`, which is `ifr_metric`'s
-    // storage); any bit pattern is a valid c_int.
-    let frames = unsafe { request.ifr_ifru.ifru_metric };
-    Ok(u32::try_from(frames).unwrap_or(0))
-}
-
-/// Raises interface `name`'s transmit queue to at least `frames` (never lowers it); returns the
-/// length it has now. On a TAP the default (500) is less than what a burst of a thousand
-/// clients puts in flight, and every frame dropped there costs a client a retransmission
-/// timeout.
-pub fn raise_tx_queue_len(name: &str, frames: u32) -> Result<u32, LinkError> {
-    let current = tx_queue_len(name)?;
-    if current >= frames {
-        return Ok(current);
-    }
-    let control = control_socket(name)?;
-    let mut request = ifreq(name)?;
-    request.ifr_ifru.ifru_metric = libc::c_int::try_from(frames).unwrap_or(libc::c_int::MAX);
-    ifreq_ioctl(control.as_fd(), SIOCSIFTXQLEN, &mut request).map_err(|error| match error.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => LinkError::PermissionDenied {
-            operation: "setting a queue length (SIOCSIFTXQLEN)",
-            capability: "CAP_NET_ADMIN",
-        },
-        _ => io_error("setting a queue length (SIOCSIFTXQLEN)", name, error),
-    })?;
-    tx_queue_len(name)
-}
-
 /// Gives interface `name` the IPv4 address `addr/prefix`: the kernel's own address on that
 /// link (the userspace stack has its own), for tests and operators.
 pub fn set_ipv4(name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), LinkError> {

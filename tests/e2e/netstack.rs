@@ -65,10 +65,8 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 fn tap_serves_http_from_the_kernel_side_on_every_core() {
     in_namespace(|| {
         kernel_side_tap("isotap0");
-        assert!(link::tx_queue_len("isotap0").unwrap() < 4096, "a new TAP has the kernel's default queue");
         let isobar = start_on("tap:isotap0", "10.0.0.2/24", "examples/echo.js", &[]);
         assert_eq!(isobar.addr, tap_addr());
-        assert_eq!(link::tx_queue_len("isotap0").unwrap(), 4096, "isobar raised the TAP's queue");
         let mut client = Client::connect(tap_addr());
         let response = client.request("POST", "/over/tap", &[("x-a", "b")], b"through smoltcp");
         assert_eq!(response.status, 200);

@@ -776,16 +776,3 @@ fn a_persistent_tap_outlives_its_queues() {
         assert!(matches!(interface("isop0"), Err(LinkError::NoSuchInterface { .. })));
     });
 }
-
-#[test]
-fn a_taps_queue_is_raised_and_never_lowered() {
-    in_fresh_namespace(|| {
-        let _queues = open_tap("isotapq", 1, true).unwrap();
-        let before = tx_queue_len("isotapq").unwrap();
-        assert!(before < 4096, "a new TAP's queue is the kernel's default, not already {before}");
-        assert_eq!(raise_tx_queue_len("isotapq", 4096).unwrap(), 4096);
-        assert_eq!(tx_queue_len("isotapq").unwrap(), 4096);
-        assert_eq!(raise_tx_queue_len("isotapq", 1000).unwrap(), 4096, "never lowered");
-        assert!(matches!(tx_queue_len("isonothere"), Err(LinkError::NoSuchInterface { .. })));
-    });
-}
