@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::isolate::Isolate;
 use crate::tenant::Tenant;
@@ -62,8 +63,26 @@ pub struct IsolateCache {
     pub evicted: u64,
     /// Evictions since the allocator last returned memory to the kernel.
     pub evicted_since_release: u64,
+    /// CPU time of the last load (start-up) attempt made by `get_or_load`, to bill the tenant.
+    pub last_load_cpu: Duration,
+    /// Tenant versions whose script failed to load, refused until their backoff expires.
+    backoff: HashMap<u64, Backoff>,
     name: String,
 }
+
+/// A version whose start-up failed: refused fast until `until`, each failure doubling the wait.
+#[derive(Debug)]
+struct Backoff {
+    until: std::time::Instant,
+    wait: Duration,
+    reason: String,
+}
+
+/// The first wait after a failed start-up, and the longest.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Versions remembered as failing, at most (the oldest are forgotten first).
+const BACKOFF_ENTRIES_MAX: usize = 10_000;
 
 impl IsolateCache {
     pub fn new(budget: IsolateBudget, watch: Option<Arc<CoreWatch>>, name: &str) -> IsolateCache {
@@ -77,6 +96,8 @@ impl IsolateCache {
             created: 0,
             evicted: 0,
             evicted_since_release: 0,
+            last_load_cpu: Duration::ZERO,
+            backoff: HashMap::new(),
             name: name.to_string(),
         }
     }
@@ -85,12 +106,37 @@ impl IsolateCache {
     pub fn get_or_load(&mut self, tenant: &Arc<Tenant>) -> Result<&mut Slot, LoadError> {
         self.tick += 1;
         let tick = self.tick;
+        self.last_load_cpu = Duration::ZERO;
         if !self.slots.contains_key(&tenant.version) {
+            if let Some(backoff) = self.backoff.get(&tenant.version)
+                && std::time::Instant::now() < backoff.until
+            {
+                return Err(LoadError::Backoff {
+                    file: tenant.spec.path.display().to_string(),
+                    reason: backoff.reason.clone(),
+                });
+            }
             let started = std::time::Instant::now();
             let pooled = self.pool.len();
-            let isolate = self.take_isolate(tenant.limits.heap_bytes)?;
+            let mut isolate = self.take_isolate(tenant.limits.heap_bytes)?;
             let made = started.elapsed();
-            let mut worker = Worker::load(isolate, &tenant.spec)?;
+            // The top level runs under the watchdog with the start-up budget, billed to the tenant.
+            if let Some(watch) = &self.watch {
+                isolate.set_watch(watch.clone());
+            }
+            let cpu_before = kernel_shim::cpu::thread_cpu_time();
+            let loaded = Worker::load(isolate, &tenant.spec, crate::worker::STARTUP_CPU_DEFAULT);
+            self.last_load_cpu = kernel_shim::cpu::thread_cpu_time().saturating_sub(cpu_before);
+            let mut worker = match loaded {
+                Ok(worker) => {
+                    self.backoff.remove(&tenant.version);
+                    worker
+                }
+                Err(error) => {
+                    self.note_failure(tenant.version, &error);
+                    return Err(error);
+                }
+            };
             tracing::debug!(
                 tenant = &*tenant.name,
                 from_pool = self.pool.len() < pooled,
@@ -98,9 +144,6 @@ impl IsolateCache {
                 load_us = (started.elapsed() - made).as_micros() as u64,
                 "isolate created"
             );
-            if let Some(watch) = &self.watch {
-                worker.set_watch(watch.clone());
-            }
             let (used, _, buffers) = worker.memory_bytes();
             let slot = Slot {
                 tenant: tenant.clone(),
@@ -118,6 +161,17 @@ impl IsolateCache {
         let slot = self.slots.get_mut(&tenant.version).expect("inserted above");
         slot.last_used = tick;
         Ok(slot)
+    }
+
+    fn note_failure(&mut self, version: u64, error: &LoadError) {
+        let wait = self.backoff.get(&version).map_or(BACKOFF_FIRST, |b| (b.wait * 2).min(BACKOFF_MAX));
+        if self.backoff.len() >= BACKOFF_ENTRIES_MAX
+            && let Some(oldest) = self.backoff.iter().min_by_key(|(_, b)| b.until).map(|(v, _)| *v)
+        {
+            self.backoff.remove(&oldest);
+        }
+        let until = std::time::Instant::now() + wait;
+        self.backoff.insert(version, Backoff { until, wait, reason: error.to_string() });
     }
 
     fn take_isolate(&mut self, heap_bytes: usize) -> Result<Isolate, LoadError> {

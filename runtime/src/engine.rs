@@ -15,7 +15,8 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::ops;
+use crate::api;
+use crate::bridge::{class, hooks};
 
 static PLATFORM: OnceLock<v8::SharedRef<v8::Platform>> = OnceLock::new();
 static EXTRA_FLAGS: OnceLock<String> = OnceLock::new();
@@ -43,15 +44,6 @@ unsafe impl Send for ExternalReferences {}
 ///   other isolate is pumped: evicted tenants' memory stayed resident (~0.4 MB each).
 const FLAGS: &str =
     "--single-threaded --enable-sharedarraybuffer-per-context --no-memory-pool-share-memory-on-teardown";
-
-/// isobar's JavaScript API, evaluated into the snapshot's context in this order.
-const BOOTSTRAP: &[(&str, &str)] = &[
-    ("isobar:core/00_core.js", include_str!("js/00_core.js")),
-    ("isobar:core/10_url.js", include_str!("js/10_url.js")),
-    ("isobar:core/20_headers.js", include_str!("js/20_headers.js")),
-    ("isobar:core/30_fetch.js", include_str!("js/30_fetch.js")),
-    ("isobar:core/90_worker.js", include_str!("js/90_worker.js")),
-];
 
 /// Index of the `internals` object among the snapshot context's data.
 pub(crate) const INTERNALS_DATA_INDEX: usize = 0;
@@ -82,8 +74,12 @@ pub fn init() -> Result<(), String> {
 pub(crate) fn external_references() -> &'static [v8::ExternalReference] {
     EXTERNAL_REFERENCES
         .get_or_init(|| {
+            let mut functions: Vec<v8::FunctionCallback> = api::ops().into_iter().map(|op| op.callback).collect();
+            for class in api::classes() {
+                functions.extend(class.callbacks());
+            }
             let refs: Vec<v8::ExternalReference> =
-                ops::table().into_iter().map(|(_, function)| v8::ExternalReference { function }).collect();
+                functions.into_iter().map(|function| v8::ExternalReference { function }).collect();
             // Lives for the whole process, as V8 requires of external references.
             ExternalReferences(Box::leak(refs.into_boxed_slice()))
         })
@@ -107,9 +103,26 @@ const SNAPSHOT_HEADER: usize = 16 + 8 + 8 + 8;
 fn snapshot_key() -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     (env!("CARGO_PKG_VERSION"), v8::V8::get_version(), FLAGS, EXTRA_FLAGS.get()).hash(&mut hasher);
-    BOOTSTRAP.hash(&mut hasher);
-    for (name, _) in ops::table() {
-        name.hash(&mut hasher);
+    api::PRIMORDIALS.hash(&mut hasher);
+    api::BOOTSTRAP.hash(&mut hasher);
+    for op in api::ops() {
+        op.name.hash(&mut hasher);
+    }
+    for class in api::classes() {
+        class.name.hash(&mut hasher);
+        class.fields.hash(&mut hasher);
+        for (name, _, _) in &class.methods {
+            name.hash(&mut hasher);
+        }
+        for (name, _, _) in &class.accessors {
+            name.hash(&mut hasher);
+        }
+        for (name, _, _) in &class.statics {
+            name.hash(&mut hasher);
+        }
+    }
+    for hook in hooks::Hook::ALL {
+        hook.name().hash(&mut hasher);
     }
     hasher.finish()
 }
@@ -165,77 +178,122 @@ fn parse_snapshot_file(file: &[u8]) -> Result<&[u8], String> {
 
 fn build_snapshot() -> Result<Vec<u8>, String> {
     let mut creator = v8::Isolate::snapshot_creator(Some(Cow::Borrowed(external_references())), None);
-    {
+    let built = fill_snapshot(&mut creator);
+    if built.is_err() {
+        // The creator must make its blob before it is dropped, even when filling it failed, and
+        // V8 needs a default context for that.
         v8::scope!(let hs, &mut creator);
         let context = v8::Context::new(hs, Default::default());
-        let scope = &mut v8::ContextScope::new(hs, context);
-        let global = context.global(scope);
-        let ops_object = v8::Object::new(scope);
-        for (name, callback) in ops::table() {
-            let function = v8::Function::new_raw(scope, callback).ok_or("cannot create an op function")?;
-            let key = v8::String::new(scope, name).ok_or("op name")?;
-            ops_object.set(scope, key.into(), function.into());
-        }
-        let internals = v8::Object::new(scope);
-        for (file, source) in BOOTSTRAP {
-            v8::tc_scope!(let tc, scope);
-            let name = v8::String::new(tc, file).ok_or("file name")?;
-            let origin = v8::ScriptOrigin::new(tc, name.into(), 0, 0, false, 0, None, false, false, false, None);
-            let code = v8::String::new(tc, source).ok_or("source too large")?;
-            let init = v8::Script::compile(tc, code, Some(&origin))
-                .and_then(|script| script.run(tc))
-                .and_then(|value| v8::Local::<v8::Function>::try_from(value).ok())
-                .ok_or_else(|| format!("{file}: {}", describe_exception(tc)))?;
-            let undefined = v8::undefined(tc).into();
-            if init.call(tc, undefined, &[ops_object.into(), internals.into(), global.into()]).is_none() {
-                return Err(format!("{file}: {}", describe_exception(tc)));
-            }
-        }
-        warm_up(scope, internals)?;
-        let index = scope.add_context_data(context, internals);
-        assert_eq!(index, INTERNALS_DATA_INDEX, "internals is the first context data");
-        scope.set_default_context(context);
+        hs.set_default_context(context);
     }
-    let blob = creator.create_blob(v8::FunctionCodeHandling::Keep).ok_or("V8 could not create the snapshot")?;
+    let blob = creator.create_blob(v8::FunctionCodeHandling::Keep);
+    built?;
+    let blob = blob.ok_or("V8 could not create the snapshot")?;
     Ok(blob.to_vec())
 }
 
-/// Serves a few requests through the API inside the snapshot's context, so the functions every
-/// request runs are compiled into the snapshot (kept by `FunctionCodeHandling::Keep`) instead
-/// of being compiled again by every new isolate on its first request. Then puts the context
-/// back as it was.
-fn warm_up(scope: &mut v8::PinScope, internals: v8::Local<v8::Object>) -> Result<(), String> {
-    const WARM_UP: &str = r#"(function (internals) {
-        const handler = {
-            async fetch(request, env, ctx) {
-                const url = new URL(request.url);
-                const agent = request.headers.get("user-agent");
-                if (url.pathname === "/json") return Response.json({ agent, q: url.searchParams.get("q") });
-                const body = await request.text();
-                return new Response(`hello ${agent} ${body.length}`, { status: 200, headers: { "content-type": "text/plain" } });
-            },
-        };
-        internals.setModuleExports({ default: handler });
-        const headers = ["host", "warm.up", "user-agent", "isobar", "accept", "*/*"];
-        internals.dispatch(0, "GET", "http://warm.up/?q=1", headers, null);
-        internals.dispatch(0, "GET", "http://warm.up/json?q=2", headers, null);
-        internals.dispatch(0, "POST", "http://warm.up/post", headers, new Uint8Array([104, 105]));
-        return () => internals.setModuleExports({ default: null });
-    })"#;
+/// Evaluates isobar's API into the snapshot creator's default context.
+fn fill_snapshot(creator: &mut v8::OwnedIsolate) -> Result<(), String> {
+    {
+        v8::scope!(let hs, creator);
+        let context = v8::Context::new(hs, Default::default());
+        let scope = &mut v8::ContextScope::new(hs, context);
+        let global = context.global(scope);
+
+        // Native classes: templates recorded as isolate data at their ClassId, constructors on
+        // the global object.
+        for (index, decl) in api::classes().iter().enumerate() {
+            if decl.id as usize != index {
+                return Err(format!("native class {} is out of ClassId order", decl.name));
+            }
+            let template = decl.template(scope)?;
+            let constructor = template.get_function(scope).ok_or("cannot make a class constructor")?;
+            let key = v8::String::new(scope, decl.name).ok_or("class name")?;
+            global.define_own_property(scope, key.into(), constructor.into(), v8::PropertyAttribute::DONT_ENUM);
+            let data_index = scope.add_isolate_data(template);
+            if data_index != index {
+                return Err(format!("class {} recorded at isolate data {data_index}, not {index}", decl.name));
+            }
+        }
+
+        let ops_object = v8::Object::new(scope);
+        for op in api::ops() {
+            let function = v8::Function::new_raw(scope, op.callback).ok_or("cannot create an op function")?;
+            let key = v8::String::new(scope, op.name).ok_or("op name")?;
+            ops_object.set(scope, key.into(), function.into());
+        }
+        let internals = v8::Object::new(scope);
+        let hooks_object = v8::Object::new(scope);
+        let key = v8::String::new(scope, "hooks").ok_or("hooks")?;
+        internals.set(scope, key.into(), hooks_object.into());
+        let consts = v8::Object::new(scope);
+        for (group, values) in api::consts() {
+            let table = v8::Object::new(scope);
+            for (name, value) in values {
+                let k = v8::String::new(scope, name).ok_or("const name")?;
+                let v = v8::Integer::new_from_unsigned(scope, *value);
+                table.set(scope, k.into(), v.into());
+            }
+            let k = v8::String::new(scope, group).ok_or("const group")?;
+            consts.set(scope, k.into(), table.into());
+        }
+        let key = v8::String::new(scope, "consts").ok_or("consts")?;
+        internals.set(scope, key.into(), consts.into());
+
+        let primordials = run_bootstrap_file(scope, api::PRIMORDIALS, &[])?;
+        for file in api::BOOTSTRAP {
+            run_bootstrap_file(scope, *file, &[ops_object.into(), internals.into(), global.into(), primordials])?;
+        }
+        let hook_functions = hooks::collect(scope, internals)?;
+        let index = scope.add_context_data(context, internals);
+        assert_eq!(index, INTERNALS_DATA_INDEX, "internals is the first context data");
+        for (i, function) in hook_functions.into_iter().enumerate() {
+            let index = scope.add_context_data(context, function);
+            assert_eq!(index, hooks::FIRST_CONTEXT_DATA_INDEX + i, "hooks follow internals in the context data");
+        }
+        scope.set_default_context(context);
+    }
+    Ok(())
+}
+
+/// Evaluates one bootstrap file (a function expression) and calls it with `args`.
+fn run_bootstrap_file<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    (file, source): (&str, &str),
+    args: &[v8::Local<'s, v8::Value>],
+) -> Result<v8::Local<'s, v8::Value>, String> {
     v8::tc_scope!(let tc, scope);
-    let code = v8::String::new(tc, WARM_UP).ok_or("warm-up source")?;
-    let make = v8::Script::compile(tc, code, None)
+    let name = v8::String::new(tc, file).ok_or("file name")?;
+    let origin = v8::ScriptOrigin::new(tc, name.into(), 0, 0, false, 0, None, false, false, false, None);
+    let code = v8::String::new(tc, source).ok_or("source too large")?;
+    let init = v8::Script::compile(tc, code, Some(&origin))
         .and_then(|script| script.run(tc))
         .and_then(|value| v8::Local::<v8::Function>::try_from(value).ok())
-        .ok_or_else(|| format!("warm-up: {}", describe_exception(tc)))?;
+        .ok_or_else(|| format!("{file}: {}", describe_exception(tc)))?;
     let undefined = v8::undefined(tc).into();
-    let reset = make
-        .call(tc, undefined, &[internals.into()])
-        .and_then(|value| v8::Local::<v8::Function>::try_from(value).ok())
-        .ok_or_else(|| format!("warm-up: {}", describe_exception(tc)))?;
-    tc.perform_microtask_checkpoint();
-    reset.call(tc, undefined, &[]).ok_or_else(|| format!("warm-up reset: {}", describe_exception(tc)))?;
-    Ok(())
+    match init.call(tc, undefined, args) {
+        Some(value) => Ok(value),
+        None => Err(format!("{file}: {}", describe_exception(tc))),
+    }
+}
+
+/// The class templates and hooks of a new isolate, taken back from the snapshot (once).
+pub(crate) fn take_snapshot_data(scope: &mut v8::PinScope) -> Result<(class::Classes, hooks::Hooks), String> {
+    let mut templates = Vec::new();
+    for (index, decl) in api::classes().iter().enumerate() {
+        let template = scope
+            .get_isolate_data_from_snapshot_once::<v8::FunctionTemplate>(index)
+            .map_err(|e| format!("the snapshot has no template for {}: {e:?}", decl.name))?;
+        templates.push(v8::Global::new(scope, template));
+    }
+    let mut functions = Vec::new();
+    for (i, hook) in hooks::Hook::ALL.iter().enumerate() {
+        let function = scope
+            .get_context_data_from_snapshot_once::<v8::Function>(hooks::FIRST_CONTEXT_DATA_INDEX + i)
+            .map_err(|e| format!("the snapshot has no hook {}: {e:?}", hook.name()))?;
+        functions.push(v8::Global::new(scope, function));
+    }
+    Ok((class::Classes(templates), hooks::Hooks(functions)))
 }
 
 fn describe_exception(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>) -> String {

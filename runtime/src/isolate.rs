@@ -25,14 +25,18 @@ pub enum Condemned {
     CpuLimit,
     /// The heap reached its limit; the isolate was terminated before V8 ran out of memory.
     HeapLimit,
+    /// A native callback panicked (an isobar bug): the isolate was terminated and is discarded,
+    /// so no state the panic left half-changed is ever used again.
+    Panic,
 }
 
-/// Functions from isobar's JS API that Rust calls, kept as handles.
+/// The handles Rust keeps into an isolate: its context, and once a script is loaded, the
+/// handler Rust calls for each request and the `env` it passes.
 pub(crate) struct Handles {
     pub context: v8::Global<v8::Context>,
-    pub internals: v8::Global<v8::Object>,
-    pub dispatch: v8::Global<v8::Function>,
-    pub fire_timer: v8::Global<v8::Function>,
+    /// A module worker's default export and its `fetch` method (`None`: a service worker).
+    pub handler: Option<(v8::Global<v8::Object>, v8::Global<v8::Function>)>,
+    pub env: Option<v8::Global<v8::Value>>,
 }
 
 /// Counts the ArrayBuffer memory of one isolate against its cap. V8's heap limit does not cover
@@ -236,17 +240,15 @@ impl Isolate {
         v8::scope!(let hs, isolate);
         let context = v8::Context::new(hs, Default::default());
         let scope = &mut v8::ContextScope::new(hs, context);
-        let internals = scope
+        // The internals object is only for isobar's bootstrap; taking it releases the snapshot's
+        // reference (nothing per isolate needs it: Rust reaches JS through the hooks).
+        scope
             .get_context_data_from_snapshot_once::<v8::Object>(engine::INTERNALS_DATA_INDEX)
             .map_err(|e| format!("the snapshot has no internals object: {e:?}"))?;
-        let dispatch = internal_function(scope, internals, "dispatch")?;
-        let fire_timer = internal_function(scope, internals, "fireTimer")?;
-        Ok(Handles {
-            context: v8::Global::new(scope, context),
-            internals: v8::Global::new(scope, internals),
-            dispatch: v8::Global::new(scope, dispatch),
-            fire_timer: v8::Global::new(scope, fire_timer),
-        })
+        let (classes, hooks) = engine::take_snapshot_data(scope)?;
+        scope.set_slot(classes);
+        scope.set_slot(hooks);
+        Ok(Handles { context: v8::Global::new(scope, context), handler: None, env: None })
     }
 
     /// Sets the watch through which the core's watchdog can stop runaway scripts.
@@ -273,6 +275,9 @@ impl Isolate {
     pub fn condemned(&self) -> Option<Condemned> {
         if self.heap_guard.hit.load(Ordering::Relaxed) {
             return Some(Condemned::HeapLimit);
+        }
+        if self.state.borrow().panicked {
+            return Some(Condemned::Panic);
         }
         self.meter.condemned.get()
     }
@@ -331,53 +336,73 @@ impl Drop for Isolate {
         // not exited again. `handles` are reset first, while the isolate is still alive.
         unsafe { self.isolate.enter() };
         self.handles = None;
+        self.state.borrow_mut().release_handles();
+        self.isolate.remove_slot::<crate::bridge::class::Classes>();
+        self.isolate.remove_slot::<crate::bridge::hooks::Hooks>();
         // SAFETY: the isolate is dropped exactly once, here, and never used afterwards. The
         // heap guard and buffer budget it points to are dropped after it (field order).
         unsafe { ManuallyDrop::drop(&mut self.isolate) };
     }
 }
 
-fn internal_function<'s>(
-    scope: &mut v8::PinScope<'s, '_>,
-    internals: v8::Local<v8::Object>,
-    name: &str,
-) -> Result<v8::Local<'s, v8::Function>, String> {
-    let key = v8::String::new(scope, name).ok_or("name")?;
-    internals
-        .get(scope, key.into())
-        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())
-        .ok_or_else(|| format!("internals.{name} is not a function"))
-}
-
 extern "C" fn promise_reject_callback(message: v8::PromiseRejectMessage) {
     // A rejection with no handler is only *possibly* unhandled: a handler may be attached
-    // later in the same turn (as isobar's own dispatch does for an async fetch handler that
-    // throws before its first await). Like browsers, isobar notes it here and reports it only
-    // if it is still unhandled after the microtask checkpoint (Worker::run_microtasks).
+    // later in the same turn. Like browsers, isobar notes it here and reports it only if it is
+    // still unhandled after the microtask checkpoint (Worker::run_microtasks), through the
+    // `unhandledrejection` event and then the log.
     let promise = message.get_promise();
     let hash = promise.get_identity_hash().get();
     v8::callback_scope!(unsafe scope, &message);
-    let Some(state) = scope.get_slot::<Rc<RefCell<IsolateState>>>().cloned() else { return };
-    match message.get_event() {
-        v8::PromiseRejectEvent::PromiseRejectWithNoHandler => {
-            let text = match message.get_value() {
-                Some(value) => describe_value(scope, value),
-                None => "undefined".to_string(),
-            };
-            state.borrow_mut().note_unhandled_rejection(hash, text);
+    crate::bridge::guard_hook(scope, "promise_reject_callback", |scope| {
+        let Some(state) = crate::bridge::state_of(scope) else { return };
+        let mut state = state.borrow_mut();
+        match message.get_event() {
+            v8::PromiseRejectEvent::PromiseRejectWithNoHandler => {
+                if state.unhandled_rejections.len() >= IsolateState::UNHANDLED_REJECTIONS_MAX {
+                    // Bounded: the oldest is dropped (and logged) rather than the list growing.
+                    state.unhandled_rejections.remove(0);
+                    state.log(
+                        crate::state::LogLevel::Error,
+                        "Uncaught (in promise): too many unhandled rejections; some are not shown",
+                    );
+                }
+                state.unhandled_rejections.push((hash, v8::Global::new(scope, promise)));
+            }
+            v8::PromiseRejectEvent::PromiseHandlerAddedAfterReject => {
+                if let Some(i) = state.unhandled_rejections.iter().position(|(h, _)| *h == hash) {
+                    state.unhandled_rejections.swap_remove(i);
+                }
+            }
+            _ => {}
         }
-        v8::PromiseRejectEvent::PromiseHandlerAddedAfterReject => state.borrow_mut().forget_unhandled_rejection(hash),
-        _ => {}
-    }
+    })
 }
 
-/// A value as the log shows it: an error's stack if it has one, else its string form.
+/// How much of a value's description goes to the log.
+const DESCRIPTION_BYTES_MAX: usize = 16 << 10;
+
+/// A value as the log shows it: an error's stack if it has one, else its string form. Runs the
+/// value's own getters and toString under a TryCatch (they may throw); the text is capped.
 pub(crate) fn describe_value(scope: &mut v8::PinScope, value: v8::Local<v8::Value>) -> String {
-    if let Ok(object) = v8::Local::<v8::Object>::try_from(value) {
-        let key = v8::String::new(scope, "stack").unwrap();
-        if let Some(stack) = object.get(scope, key.into()).filter(|s| s.is_string()) {
-            return stack.to_rust_string_lossy(scope);
-        }
+    v8::tc_scope!(let tc, scope);
+    let mut text: Option<v8::Local<v8::String>> = None;
+    if let Ok(object) = v8::Local::<v8::Object>::try_from(value)
+        && let Some(key) = v8::String::new(tc, "stack")
+        && let Some(stack) = object.get(tc, key.into())
+        && let Ok(stack) = v8::Local::<v8::String>::try_from(stack)
+    {
+        text = Some(stack);
     }
-    value.to_rust_string_lossy(scope)
+    if text.is_none() {
+        tc.reset();
+        text = value.to_string(tc);
+    }
+    let Some(text) = text else {
+        tc.reset();
+        return "[a value whose description threw]".to_string();
+    };
+    let mut buffer = vec![0u8; DESCRIPTION_BYTES_MAX];
+    let written = text.write_utf8_v2(tc, &mut buffer, v8::WriteFlags::kReplaceInvalidUtf8, None);
+    buffer.truncate(written);
+    String::from_utf8(buffer).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }

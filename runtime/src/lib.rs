@@ -6,11 +6,12 @@
 //! thread would take down every tenant on it.
 
 pub mod admin;
+pub mod api;
+pub mod bridge;
 pub mod cache;
 pub mod engine;
 pub mod isolate;
 pub mod metrics;
-mod ops;
 pub mod routes;
 pub mod scheduler;
 pub mod server;
@@ -25,5 +26,7 @@ pub use state::{Outcome, WireResponse};
 pub use tenant::{Deployment, Tenant, TenantLimits, TenantSettings};
 pub use worker::{LoadError, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ use crate::state::{Outcome, WireResponse};
 use crate::stats::{CoreStats, LimitKind, TenantCounters, TenantStats};
 use crate::tenant::{Deployment, Tenant};
 use crate::watchdog::{CoreWatch, Watchdog};
-use crate::worker::RequestParts;
+use crate::worker::{LoadError, RequestParts};
 
 /// Completion-key tag of the mailbox's eventfd reads.
 const TAG_MAILBOX: u8 = 0x02;
@@ -101,6 +101,19 @@ struct Pending {
     cpu: Duration,
 }
 
+/// A request answered whose work goes on after its response (`ctx.waitUntil()`): bounded by
+/// the tenant's CPU limit (the request's own CPU, before and after the response, together) and
+/// by [`WAIT_UNTIL_WALL`] of wall time after the response.
+#[derive(Debug)]
+struct Background {
+    tenant: Arc<Tenant>,
+    wall_deadline: Instant,
+    cpu: Duration,
+}
+
+/// How long `waitUntil()` work may go on after the response (Workers allow 30 s).
+pub const WAIT_UNTIL_WALL: Duration = Duration::from_secs(30);
+
 /// Formats the `date` header once per second.
 #[derive(Debug)]
 struct DateHeader {
@@ -144,7 +157,10 @@ pub struct Core {
     pending: HashMap<u64, Pending>,
     /// The pending requests of each isolate, by tenant version.
     pending_of: HashMap<u64, BTreeSet<u64>>,
-    /// Wall-clock deadlines of pending requests.
+    /// Requests answered whose `waitUntil()` work goes on, and their ids by tenant version.
+    background: HashMap<u64, Background>,
+    background_of: HashMap<u64, BTreeSet<u64>>,
+    /// Wall-clock deadlines of pending and background requests.
     wall_deadlines: BTreeSet<(Instant, u64)>,
     /// Next JS timer of each isolate that has one, by (deadline, tenant version).
     timers: BTreeSet<(Instant, u64)>,
@@ -213,6 +229,8 @@ impl Core {
             _watch: watch,
             pending: HashMap::new(),
             pending_of: HashMap::new(),
+            background: HashMap::new(),
+            background_of: HashMap::new(),
             wall_deadlines: BTreeSet::new(),
             timers: BTreeSet::new(),
             timer_of: HashMap::new(),
@@ -269,14 +287,14 @@ impl Core {
             if self.http.poll_at().is_some_and(|at| at <= now) {
                 self.http.poll(&mut self.ring, now, &mut self.incoming);
             }
-            if self.draining && self.http.is_drained() {
+            if self.draining && self.http.is_drained() && self.background.is_empty() {
                 tracing::debug!(core = self.index, "drained");
                 return Ok(());
             }
             // Idle: no request waits and none is in flight. Do one piece of idle work, then look
             // at the ring again before the next, so a request that arrives meanwhile waits for at
             // most one piece (making one isolate, ~2 ms).
-            let idle = self.incoming.is_empty() && self.pending.is_empty();
+            let idle = self.incoming.is_empty() && self.pending.is_empty() && self.background.is_empty();
             if idle {
                 self.idle_work(now);
             }
@@ -391,13 +409,29 @@ impl Core {
             return;
         }
         let created_before = self.cache.created;
-        let slot = match self.cache.get_or_load(&tenant) {
-            Ok(slot) => slot,
+        let loaded = self.cache.get_or_load(&tenant).map(|_| ());
+        // Start-up CPU is the tenant's, whether the script loaded or not.
+        let load_cpu = self.cache.last_load_cpu;
+        self.counters.entry(tenant.name.clone()).or_default().cpu += load_cpu;
+        let slot = match loaded.map(|()| self.cache.slot(tenant.version)) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return,
             Err(error) => {
-                tracing::error!(target: "worker", "[{}] cannot load the worker: {error}", tenant.name);
+                let (status, text) = match &error {
+                    LoadError::Limit { .. } | LoadError::Backoff { .. } => {
+                        (503, "the worker failed to start within its limits\n")
+                    }
+                    _ => (500, "the worker failed to load\n"),
+                };
+                if !matches!(error, LoadError::Backoff { .. }) {
+                    tracing::error!(target: "worker", "[{}] cannot start the worker: {error}", tenant.name);
+                }
                 let counters = self.counters.entry(tenant.name.clone()).or_default();
-                counters.count_status(500);
-                let response = plain_response(500, "the worker failed to load\n");
+                counters.count_status(status);
+                if matches!(error, LoadError::Limit { .. }) {
+                    counters.count_limit(LimitKind::Cpu);
+                }
+                let response = plain_response(status, text).with_header("retry-after", "1");
                 self.http.respond(&mut self.ring, conn, request.id(), response, now, &mut self.incoming);
                 return;
             }
@@ -410,7 +444,7 @@ impl Core {
         slot.in_flight += 1;
         *self.in_flight.entry(tenant.name.clone()).or_default() += 1;
         let parts = RequestParts { method: request.method(), url: &url, headers: &headers, body: request.body() };
-        slot.worker.dispatch(id, &parts, now, tenant.limits.cpu);
+        slot.worker.dispatch(id, &parts, now, tenant.limits.cpu, tenant.limits.subrequests);
         let cpu = slot.worker.last_entry_cpu();
         let version = tenant.version;
         let counters = self.counters.entry(tenant.name.clone()).or_default();
@@ -434,9 +468,9 @@ impl Core {
             self.timer_of.remove(&version);
             let budget = self.entry_budget(version);
             let Some(slot) = self.cache.slot(version) else { continue };
-            slot.worker.fire_timers(now, budget);
+            let fired = slot.worker.fire_timers(now, budget);
             let cpu = slot.worker.last_entry_cpu();
-            self.attribute_cpu(version, cpu);
+            self.charge(version, &fired, cpu);
             self.touched.insert(version);
         }
     }
@@ -454,33 +488,36 @@ impl Core {
             }
             let cpu = slot.worker.last_entry_cpu();
             slot.worker.take_outcomes(&mut self.outcomes);
-            let next_timer = slot.worker.next_timer();
-            let has_timers = slot.worker.has_timers();
             let condemned = slot.worker.condemned();
-            self.attribute_cpu(version, cpu);
+            let ids = self.work_ids(version);
+            self.charge(version, &ids, cpu);
             if let Some(condemned) = condemned {
                 // Its requests get 503 first; what the terminated script left behind (a
                 // "terminated" failure, a half-made response) finds no pending request.
                 self.outcomes.clear();
-                let limit = if condemned == Condemned::CpuLimit { LimitKind::Cpu } else { LimitKind::Heap };
-                self.condemn(version, limit, now);
+                self.condemn(version, condemned, now);
                 continue;
             }
             let outcomes = std::mem::take(&mut self.outcomes);
             for outcome in outcomes {
                 self.finish(outcome, now);
             }
-            self.schedule_timer(version, next_timer);
-            // Per-request CPU budgets, summed over entries.
+            // Per-request CPU budgets, summed over entries (before and after the response).
             let over = self
                 .pending_ids(version)
                 .iter()
                 .any(|id| self.pending.get(id).is_some_and(|p| p.cpu > p.tenant.limits.cpu));
             if over {
-                self.condemn(version, LimitKind::Cpu, now);
+                self.condemn(version, Condemned::CpuLimit, now);
                 continue;
             }
-            if !has_timers {
+            self.cut_background_over_cpu(version);
+            let Some(slot) = self.cache.slot(version) else { continue };
+            let next_timer = slot.worker.next_timer();
+            let has_work = slot.worker.has_pending_work();
+            self.collect_finished(version);
+            self.schedule_timer(version, next_timer);
+            if !has_work {
                 self.fail_hung(version, now);
             }
             self.retire_if_done(version);
@@ -492,20 +529,31 @@ impl Core {
         self.pending_of.get(&version).map(|ids| ids.iter().copied().collect()).unwrap_or_default()
     }
 
-    /// CPU an entry into `version`'s isolate may use: the most any of its in-flight requests has
-    /// left (the full limit when none is in flight, e.g. a waitUntil() continuing).
+    /// The ids of `version`'s requests with work going on: pending ones and background ones.
+    fn work_ids(&self, version: u64) -> Vec<u64> {
+        let mut ids = self.pending_ids(version);
+        ids.extend(self.background_of.get(&version).into_iter().flatten().copied());
+        ids
+    }
+
+    /// CPU an entry into `version`'s isolate may use: the most any of its requests (pending or
+    /// in the background) has left. With none, the full limit (nothing should run then: timers
+    /// and waitUntil work belong to requests).
     fn entry_budget(&self, version: u64) -> Duration {
         let mut budget = None::<Duration>;
-        for p in self.pending_of.get(&version).into_iter().flatten().filter_map(|id| self.pending.get(id)) {
-            let left = p.tenant.limits.cpu.saturating_sub(p.cpu);
+        for id in self.work_ids(version) {
+            let left = match (self.pending.get(&id), self.background.get(&id)) {
+                (Some(p), _) => p.tenant.limits.cpu.saturating_sub(p.cpu),
+                (None, Some(b)) => b.tenant.limits.cpu.saturating_sub(b.cpu),
+                (None, None) => continue,
+            };
             budget = Some(budget.map_or(left, |b| b.max(left)));
         }
         budget.or_else(|| self.cache.tenant(version).map(|t| t.limits.cpu)).unwrap_or(Duration::ZERO)
     }
 
-    /// Charges `cpu` to the tenant, and splits it among the isolate's in-flight requests.
-    fn attribute_cpu(&mut self, version: u64, cpu: Duration) {
-        let ids = self.pending_ids(version);
+    /// Charges `cpu` to the tenant, and splits it among `ids` (the requests the entry worked for).
+    fn charge(&mut self, version: u64, ids: &[u64], cpu: Duration) {
         if let Some(tenant) = self.cache.tenant(version) {
             self.counters.entry(tenant.name.clone()).or_default().cpu += cpu;
         }
@@ -514,9 +562,57 @@ impl Core {
         }
         let share = cpu / ids.len() as u32;
         for id in ids {
-            if let Some(p) = self.pending.get_mut(&id) {
+            if let Some(p) = self.pending.get_mut(id) {
                 p.cpu += share;
+            } else if let Some(b) = self.background.get_mut(id) {
+                b.cpu += share;
             }
+        }
+    }
+
+    /// Ends background work of `version` that used up its request's CPU limit.
+    fn cut_background_over_cpu(&mut self, version: u64) {
+        let over: Vec<u64> = self
+            .background_of
+            .get(&version)
+            .into_iter()
+            .flatten()
+            .filter(|id| self.background.get(id).is_some_and(|b| b.cpu > b.tenant.limits.cpu))
+            .copied()
+            .collect();
+        for id in over {
+            if let Some(b) = self.background.get(&id) {
+                tracing::warn!(target: "worker", "[{}] work after the response exceeded the CPU limit; cancelled", b.tenant.name);
+                self.counters.entry(b.tenant.name.clone()).or_default().count_limit(LimitKind::Cpu);
+            }
+            if let Some(slot) = self.cache.slot(version) {
+                slot.worker.end_request(id);
+            }
+        }
+    }
+
+    /// Drops the bookkeeping of `version`'s background requests whose work ended.
+    fn collect_finished(&mut self, version: u64) {
+        let mut finished = Vec::new();
+        if let Some(slot) = self.cache.slot(version) {
+            slot.worker.take_finished(&mut finished);
+        }
+        for id in finished {
+            self.end_background(version, id);
+        }
+    }
+
+    fn end_background(&mut self, version: u64, id: u64) {
+        let Some(background) = self.background.remove(&id) else { return };
+        self.wall_deadlines.remove(&(background.wall_deadline, id));
+        if let Some(ids) = self.background_of.get_mut(&version) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.background_of.remove(&version);
+            }
+        }
+        if let Some(slot) = self.cache.slot(version) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
         }
     }
 
@@ -532,20 +628,36 @@ impl Core {
 
     /// The isolate hit a limit: its in-flight requests get 503 and it is discarded; the
     /// tenant's next request gets a fresh one.
-    fn condemn(&mut self, version: u64, limit: LimitKind, now: Instant) {
-        let (status_text, log) = match limit {
-            LimitKind::Cpu => {
-                ("the worker exceeded its CPU time limit\n", "exceeded its CPU time limit; isolate discarded")
-            }
-            _ => ("the worker exceeded its memory limit\n", "exceeded its memory limit; isolate discarded"),
+    fn condemn(&mut self, version: u64, why: Condemned, now: Instant) {
+        let (status_text, log, limit) = match why {
+            Condemned::CpuLimit => (
+                "the worker exceeded its CPU time limit\n",
+                "exceeded its CPU time limit; isolate discarded",
+                Some(LimitKind::Cpu),
+            ),
+            Condemned::HeapLimit => (
+                "the worker exceeded its memory limit\n",
+                "exceeded its memory limit; isolate discarded",
+                Some(LimitKind::Heap),
+            ),
+            Condemned::Panic => (
+                "the worker was stopped by an internal error\n",
+                "was stopped by an internal error in isobar (logged above); isolate discarded",
+                None,
+            ),
         };
+        // Its requests are failed first, while the isolate is still known.
+        for id in self.pending_ids(version) {
+            self.fail_request(id, 503, status_text, limit, now);
+        }
+        let background: Vec<u64> = self.background_of.get(&version).into_iter().flatten().copied().collect();
+        for id in background {
+            self.end_background(version, id);
+        }
         if let Some(slot) = self.cache.remove(version) {
             tracing::warn!(target: "worker", "[{}] {log}", slot.tenant.name);
         }
         self.schedule_timer(version, None);
-        for id in self.pending_ids(version) {
-            self.fail_request(id, 503, status_text, Some(limit), now);
-        }
     }
 
     /// Requests whose isolate has nothing left that could ever resume them (no timer; isobar
@@ -569,6 +681,23 @@ impl Core {
                 break;
             }
             self.wall_deadlines.remove(&(at, id));
+            if let Some(b) = self.background.get(&id) {
+                let version = b.tenant.version;
+                tracing::warn!(
+                    target: "worker",
+                    "[{}] waitUntil() work went on for more than {} s after the response; cancelled",
+                    b.tenant.name,
+                    WAIT_UNTIL_WALL.as_secs()
+                );
+                self.counters.entry(b.tenant.name.clone()).or_default().count_limit(LimitKind::Wall);
+                if let Some(slot) = self.cache.slot(version) {
+                    slot.worker.end_request(id);
+                }
+                self.collect_finished(version);
+                self.end_background(version, id);
+                self.retire_if_done(version);
+                continue;
+            }
             if let Some(p) = self.pending.get(&id) {
                 tracing::warn!(target: "worker", "[{}] a request exceeded its wall-clock limit", p.tenant.name);
                 self.fail_request(
@@ -630,8 +759,29 @@ impl Core {
         if let Some(n) = self.in_flight.get_mut(&name) {
             *n = n.saturating_sub(1);
         }
+        // The request's work may go on after its response (waitUntil): then it stays in flight
+        // on the isolate (so the isolate is not evicted) until that work ends.
+        let mut background = false;
         if let Some(slot) = self.cache.slot(version) {
-            slot.in_flight = slot.in_flight.saturating_sub(1);
+            slot.worker.responded(id, now);
+            let mut finished = Vec::new();
+            slot.worker.take_finished(&mut finished);
+            if finished.contains(&id) || slot.worker.condemned().is_some() {
+                slot.in_flight = slot.in_flight.saturating_sub(1);
+            } else {
+                background = true;
+            }
+            // Others' work may have ended with it (nothing else ends work here, but be exact).
+            for other in finished.into_iter().filter(|other| *other != id) {
+                self.end_background(version, other);
+            }
+        }
+        if background {
+            let wall_deadline = now + WAIT_UNTIL_WALL;
+            self.wall_deadlines.insert((wall_deadline, id));
+            let tenant = pending.tenant.clone();
+            self.background.insert(id, Background { tenant, wall_deadline, cpu: pending.cpu });
+            self.background_of.entry(version).or_default().insert(id);
         }
         self.cache.after_request(version);
         let counters = self.counters.entry(name).or_default();

@@ -1,11 +1,12 @@
 //! Tests of the Workers API and of Worker life cycles, run in real V8 isolates.
 //!
-//! The API tests are self-checking module workers under `runtime/tests/js/`: each answers "ok"
-//! or fails with the assertion that broke.
+//! The tests of each API area live in its folder (`api/<area>/`); these are about loading
+//! scripts and the life of a Worker.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::testing::{Req, body_of};
 use crate::{LoadError, Outcome, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
 fn js_dir() -> PathBuf {
@@ -16,87 +17,16 @@ fn spec_from_source(name: &str, source: &str, format: ScriptFormat) -> WorkerSpe
     WorkerSpec::from_source(name, &js_dir().join(format!("{name}.js")), source.into(), format)
 }
 
-fn load_file(name: &str) -> Worker {
-    let path = js_dir().join(format!("{name}.js"));
-    let source = std::fs::read_to_string(&path).unwrap();
-    let spec = WorkerSpec::from_source(name, &path, source, ScriptFormat::Auto);
-    Worker::new(&spec).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-/// Dispatches one request and drives microtasks and timers until it finishes (at most 5 s).
 fn request(worker: &mut Worker, id: u64, parts: &RequestParts) -> Option<Outcome> {
-    worker.dispatch(id, parts, Instant::now(), Duration::MAX);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut outcomes = Vec::new();
-    loop {
-        worker.run_microtasks(Duration::MAX);
-        worker.take_outcomes(&mut outcomes);
-        if let Some(i) = outcomes
-            .iter()
-            .position(|o| matches!(o, Outcome::Response { id: x, .. } | Outcome::Failed { id: x, .. } if *x == id))
-        {
-            return Some(outcomes.swap_remove(i));
-        }
-        let next = worker.next_timer()?;
-        if next > deadline {
-            return None;
-        }
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        worker.fire_timers(Instant::now(), Duration::MAX);
-    }
+    crate::testing::request(
+        worker,
+        id,
+        &Req { method: parts.method, url: parts.url, headers: parts.headers, body: parts.body },
+    )
 }
 
 fn get(url: &str) -> RequestParts<'_> {
     RequestParts { method: "GET", url, headers: &[], body: b"" }
-}
-
-fn body_of(outcome: Option<Outcome>) -> (u16, String) {
-    match outcome {
-        Some(Outcome::Response { response, .. }) => {
-            (response.status, String::from_utf8_lossy(&response.body).into_owned())
-        }
-        Some(Outcome::Failed { message, .. }) => panic!("request failed: {message}"),
-        None => panic!("request never finished"),
-    }
-}
-
-fn api_test(name: &str, parts: &RequestParts) {
-    let mut worker = load_file(name);
-    assert_eq!(body_of(request(&mut worker, 1, parts)), (200, "ok".to_string()), "{name}");
-}
-
-#[test]
-fn api_headers() {
-    let headers: &[(&str, &[u8])] = &[("x-test", b"yes")];
-    api_test("headers", &RequestParts { method: "GET", url: "http://example.com/", headers, body: b"" });
-}
-
-#[test]
-fn api_request_response() {
-    let headers: &[(&str, &[u8])] = &[("content-type", b"application/json")];
-    let parts =
-        RequestParts { method: "POST", url: "http://example.com/path?q=1", headers, body: br#"{"hello":"world"}"# };
-    api_test("fetch_types", &parts);
-}
-
-#[test]
-fn api_url() {
-    api_test("url", &get("http://example.com/"));
-}
-
-#[test]
-fn api_encoding_base64_crypto() {
-    api_test("encoding", &get("http://example.com/"));
-}
-
-#[test]
-fn api_timers_and_microtasks() {
-    api_test("timers", &get("http://example.com/"));
-}
-
-#[test]
-fn api_events_and_abort() {
-    api_test("events", &get("http://example.com/"));
 }
 
 #[test]
@@ -164,7 +94,7 @@ fn a_handler_that_never_responds_leaves_no_outcome_and_no_timer() {
     let source = "export default { fetch() { return new Promise(() => {}); } }";
     let mut worker = Worker::new(&spec_from_source("hang", source, ScriptFormat::Auto)).unwrap();
     assert!(request(&mut worker, 1, &get("http://h/")).is_none());
-    assert!(!worker.has_timers());
+    assert!(!worker.has_pending_work());
 }
 
 #[test]
@@ -296,7 +226,7 @@ fn array_buffer_memory_is_capped_with_the_heap_limit() {
     } }"#;
     let spec = spec_from_source("buffers", source, ScriptFormat::Auto);
     let isolate = crate::isolate::Isolate::new("buffers", 16 << 20).unwrap();
-    let mut worker = Worker::load(isolate, &spec).unwrap();
+    let mut worker = Worker::load(isolate, &spec, Duration::MAX).unwrap();
     match request(&mut worker, 1, &get("http://h/")) {
         Some(Outcome::Response { response, .. }) => {
             let body = String::from_utf8_lossy(&response.body).into_owned();
@@ -323,7 +253,7 @@ fn a_runaway_script_is_stopped_by_the_watchdog_and_the_isolate_is_condemned() {
     let mut worker = Worker::new(&spec_from_source("spin", source, ScriptFormat::Auto)).unwrap();
     worker.set_watch(watch);
     let started = Instant::now();
-    worker.dispatch(1, &get("http://h/spin"), Instant::now(), Duration::from_millis(20));
+    worker.dispatch(1, &get("http://h/spin"), Instant::now(), Duration::from_millis(20), 50);
     assert!(started.elapsed() < Duration::from_secs(2), "the loop was stopped ({:?})", started.elapsed());
     assert_eq!(worker.condemned(), Some(crate::isolate::Condemned::CpuLimit));
     assert!(worker.last_entry_cpu() >= Duration::from_millis(15), "{:?}", worker.last_entry_cpu());

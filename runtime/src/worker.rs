@@ -1,4 +1,9 @@
 //! A Worker: one tenant's script loaded into an [`Isolate`], and the requests it is serving.
+//!
+//! Rust calls the tenant's handler directly (a module's `fetch`, or a service worker's
+//! FetchEvent through one hook), with a native Request and ExecutionContext, and reads the
+//! Response it returns (at once, or when its promise settles after a microtask checkpoint) in
+//! Rust: one outcome per request id, whatever the script does to `Promise.prototype.then`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,9 +11,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::api;
+use crate::bridge::class::{self, ClassId};
+use crate::bridge::context::{self, RequestContext};
+use crate::bridge::hooks;
 use crate::engine;
 use crate::isolate::{Condemned, Isolate, describe_value};
-use crate::ops;
 use crate::state::Outcome;
 use crate::watchdog::CoreWatch;
 
@@ -79,6 +87,9 @@ pub enum LoadError {
     /// The script hit its CPU or heap limit while loading.
     #[error("{file}: the script exceeded its {limit} limit while loading")]
     Limit { file: String, limit: &'static str },
+    /// The script failed to start recently; it is not tried again until its backoff expires.
+    #[error("{file}: not started again yet after a failed start-up ({reason})")]
+    Backoff { file: String, reason: String },
     /// isobar's own JavaScript API or V8 set-up failed; a bug in isobar.
     #[error("isobar's JavaScript API failed to load ({file}): {message}")]
     Bootstrap { file: String, message: String },
@@ -101,6 +112,9 @@ pub struct Worker {
     name: Rc<str>,
     /// Every module compiled for this worker (main script included), by path.
     modules: BTreeMap<PathBuf, String>,
+    /// Requests whose work ended since the scheduler last looked (response sent and every
+    /// `waitUntil()` settled): their timers are cancelled and their contexts gone.
+    finished: Vec<u64>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -108,6 +122,10 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker").field("name", &self.name).finish()
     }
 }
+
+/// The CPU a script's top level may use while it loads, unless the caller says otherwise
+/// (Workers allow 400 ms for start-up, separately from the per-request limit).
+pub const STARTUP_CPU_DEFAULT: Duration = Duration::from_millis(400);
 
 /// Enters `$isolate` (an `&mut Isolate`) with `$budget` of CPU time and binds `$scope` to a
 /// handle + context scope of its context and `$handles` to its handles. `None` if the isolate
@@ -133,37 +151,49 @@ macro_rules! in_context {
 }
 
 impl Worker {
-    /// Creates an isolate with the default heap limit and loads `spec` into it.
+    /// Creates an isolate with the default heap limit and loads `spec` into it (no watchdog:
+    /// for tests and tools; servers load through [`Worker::load`] with a watch and a budget).
     pub fn new(spec: &WorkerSpec) -> Result<Worker, LoadError> {
         engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
         let isolate = Isolate::new(&spec.name, DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
-        Worker::load(isolate, spec)
+        Worker::load(isolate, spec, Duration::MAX)
     }
 
-    /// Loads the tenant's script into a fresh isolate (one from the pool).
-    pub fn load(mut isolate: Isolate, spec: &WorkerSpec) -> Result<Worker, LoadError> {
+    /// Loads the tenant's script into a fresh isolate (one from the pool). The script's top level
+    /// runs with `startup_cpu` of CPU time, enforced by the watchdog if the isolate has a watch.
+    pub fn load(mut isolate: Isolate, spec: &WorkerSpec, startup_cpu: Duration) -> Result<Worker, LoadError> {
         isolate.state.borrow_mut().name = spec.name.as_str().into();
         let file = spec.path.display().to_string();
         let root = spec.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let result = in_context!(&mut isolate, Duration::MAX, |scope, handles| {
+        let isolate_ptr: *mut Isolate = &mut isolate;
+        let result = in_context!(&mut isolate, startup_cpu, |scope, handles| {
             scope.set_slot(ModuleMap {
                 root,
                 preloaded: spec.modules.clone(),
                 read_disk: spec.read_disk,
                 ..ModuleMap::default()
             });
-            let internals = v8::Local::new(scope, &handles.internals);
-            load_script(scope, spec, internals)
+            context::enter(scope, None);
+            load_script(scope, spec)
         });
         let result = result.unwrap_or_else(|| Err(bootstrap_error("context", "the isolate has no context")));
         let modules = take_module_sources(&mut isolate);
+        let _ = isolate_ptr;
         if let Some(condemned) = isolate.condemned() {
-            let limit = if condemned == Condemned::CpuLimit { "CPU time" } else { "memory" };
+            let limit = match condemned {
+                Condemned::CpuLimit => "CPU time",
+                Condemned::HeapLimit => "memory",
+                Condemned::Panic => "internal error",
+            };
             return Err(LoadError::Limit { file, limit });
         }
-        result?;
+        let loaded = result?;
+        if let Some(handles) = isolate.handles.as_mut() {
+            handles.handler = loaded.handler;
+            handles.env = Some(loaded.env);
+        }
         let name = isolate.state.borrow().name.clone();
-        Ok(Worker { isolate, name, modules })
+        Ok(Worker { isolate, name, modules, finished: Vec::new() })
     }
 
     /// Loads `spec` into a fresh isolate on the calling thread (a control thread) and drops it:
@@ -179,7 +209,7 @@ impl Worker {
                 handle.terminate_execution();
             }
         });
-        let result = Worker::load(isolate, spec).map(drop);
+        let result = Worker::load(isolate, spec, Duration::MAX).map(drop);
         let _ = done_tx.send(());
         let _ = guard.join();
         result
@@ -202,36 +232,21 @@ impl Worker {
     /// Starts one request. Its outcome arrives later through [`Worker::take_outcomes`]; the
     /// handler may finish during this call or after later microtask checkpoints and timers.
     /// `budget` is the CPU time this entry may use before the watchdog stops it.
-    pub fn dispatch(&mut self, id: u64, request: &RequestParts<'_>, now: Instant, budget: Duration) {
+    pub fn dispatch(
+        &mut self,
+        id: u64,
+        request: &RequestParts<'_>,
+        now: Instant,
+        budget: Duration,
+        subrequests_max: u32,
+    ) {
         self.advance_clock(now);
         let state = self.isolate.state.clone();
+        state.borrow_mut().requests.insert(RequestContext::new(id, subrequests_max));
         let ok = in_context!(&mut self.isolate, budget, |scope, handles| {
-            let dispatch = v8::Local::new(scope, &handles.dispatch);
-            let id_value = v8::Number::new(scope, id as f64).into();
-            let method = v8::String::new(scope, request.method).unwrap().into();
-            let url =
-                v8::String::new_from_utf8(scope, request.url.as_bytes(), v8::NewStringType::Normal).unwrap().into();
-            let mut header_values: Vec<v8::Local<v8::Value>> = Vec::with_capacity(request.headers.len() * 2);
-            for (name, value) in request.headers {
-                header_values.push(v8::String::new(scope, name).unwrap().into());
-                // Header values are ByteStrings: each byte one Latin-1 character, as browsers do.
-                header_values
-                    .push(v8::String::new_from_one_byte(scope, value, v8::NewStringType::Normal).unwrap().into());
-            }
-            let headers = v8::Array::new_with_elements(scope, &header_values).into();
-            let body: v8::Local<v8::Value> = if request.body.is_empty() {
-                v8::null(scope).into()
-            } else {
-                match ops::new_u8_array(scope, request.body.to_vec()) {
-                    Some(array) => array.into(),
-                    None => v8::null(scope).into(),
-                }
-            };
-            v8::tc_scope!(let tc, scope);
-            let undefined = v8::undefined(tc).into();
-            if dispatch.call(tc, undefined, &[id_value, method, url, headers, body]).is_none() {
-                let message = exception_text(tc);
-                state.borrow_mut().outcomes.push(Outcome::Failed { id, message });
+            let outcome = dispatch_in(scope, handles, id, request);
+            if let Some(outcome) = outcome {
+                state.borrow_mut().outcomes.push(outcome);
             }
         });
         if ok.is_none() {
@@ -239,49 +254,110 @@ impl Worker {
         }
     }
 
-    /// Runs queued microtasks and the platform's foreground tasks: this is where awaited
-    /// promises resume.
+    /// Runs queued microtasks and the platform's foreground tasks (this is where awaited
+    /// promises resume), then collects what they settled: handlers' responses, `waitUntil()`
+    /// promises, and rejections nobody handled.
     pub fn run_microtasks(&mut self, budget: Duration) {
+        let state = self.isolate.state.clone();
+        let finished = &mut self.finished;
         in_context!(&mut self.isolate, budget, |scope, _handles| {
             scope.perform_microtask_checkpoint();
             engine::pump(scope);
+            if scope.is_execution_terminating() {
+                return;
+            }
+            settle_awaiting(scope, &state);
+            settle_wait_until(scope, &state, finished);
+            report_unhandled_rejections(scope, &state);
         });
-        self.isolate.state.borrow_mut().report_unhandled_rejections();
     }
 
-    /// Fires every timer due at `now`, each followed by a microtask checkpoint.
-    pub fn fire_timers(&mut self, now: Instant, budget: Duration) {
+    /// Fires every timer due at `now`, each followed by a microtask checkpoint. Returns the
+    /// requests the timers worked for (their CPU is theirs).
+    pub fn fire_timers(&mut self, now: Instant, budget: Duration) -> Vec<u64> {
         self.advance_clock(now);
         let state = self.isolate.state.clone();
-        in_context!(&mut self.isolate, budget, |scope, handles| {
-            let fire = v8::Local::new(scope, &handles.fire_timer);
-            // A bounded batch: a zero-delay setInterval must not starve the rest of the core.
+        let mut fired = Vec::new();
+        in_context!(&mut self.isolate, budget, |scope, _handles| {
+            // A bounded batch: intervals due again at once must not starve the rest of the core.
             for _ in 0..1000 {
-                let due = state.borrow_mut().timers.pop_due(now);
-                let Some(timer_id) = due else { break };
-                let undefined = v8::undefined(scope).into();
-                let arg = v8::Number::new(scope, timer_id as f64).into();
-                v8::tc_scope!(let tc, scope);
-                let _ = fire.call(tc, undefined, &[arg]);
-                if tc.has_terminated() {
+                let due = state.borrow_mut().timers.pop_due(scope, now);
+                let Some(due) = due else { break };
+                if !fired.contains(&due.request) {
+                    fired.push(due.request);
+                }
+                due.fire(scope);
+                if scope.is_execution_terminating() {
                     break;
                 }
-                tc.perform_microtask_checkpoint();
+                scope.perform_microtask_checkpoint();
             }
         });
+        fired
     }
 
     pub fn next_timer(&self) -> Option<Instant> {
         self.isolate.state.borrow().timers.next_deadline()
     }
 
-    pub fn has_timers(&self) -> bool {
-        !self.isolate.state.borrow().timers.is_empty()
+    /// Whether anything could still resume this isolate's waiting requests: a timer or an
+    /// operation in progress. Without either, a request still waiting never gets a response.
+    pub fn has_pending_work(&self) -> bool {
+        let state = self.isolate.state.borrow();
+        !state.timers.is_empty() || !state.async_ops.is_empty()
     }
 
-    /// Moves finished requests into `out`.
+    /// Moves finished requests' outcomes into `out`.
     pub fn take_outcomes(&mut self, out: &mut Vec<Outcome>) {
         out.append(&mut self.isolate.state.borrow_mut().outcomes);
+    }
+
+    /// The response of request `id` was sent (or the request failed): its work ends now unless
+    /// `waitUntil()` promises are still pending.
+    pub fn responded(&mut self, id: u64, now: Instant) {
+        let mut state = self.isolate.state.borrow_mut();
+        state.awaiting.retain(|(request, _)| *request != id);
+        let done = match state.requests.get_mut(id) {
+            Some(request) => {
+                request.responded = Some(now);
+                request.wait_until == 0
+            }
+            None => false,
+        };
+        if done {
+            drop(state);
+            self.end_request(id);
+        }
+    }
+
+    /// Ends request `id`'s work now: its timers are cancelled, its `waitUntil()` promises are no
+    /// longer awaited, and its context goes (the scheduler cuts work past its limits this way).
+    pub fn end_request(&mut self, id: u64) {
+        let mut state = self.isolate.state.borrow_mut();
+        if state.requests.remove(id).is_none() {
+            return;
+        }
+        state.timers.cancel_request(id);
+        state.awaiting.retain(|(request, _)| *request != id);
+        state.wait_until.retain(|(request, _)| *request != id);
+        self.finished.push(id);
+    }
+
+    /// Requests whose work ended since the last call (see [`Worker::responded`]).
+    pub fn take_finished(&mut self, out: &mut Vec<u64>) {
+        out.append(&mut self.finished);
+    }
+
+    /// Requests whose response was sent and whose `waitUntil()` work goes on.
+    pub fn background_requests(&self) -> Vec<(u64, Instant)> {
+        let state = self.isolate.state.borrow();
+        let mut out = Vec::new();
+        for id in state.requests.ids() {
+            if let Some(at) = state.requests.get(id).and_then(|r| r.responded) {
+                out.push((id, at));
+            }
+        }
+        out
     }
 
     fn advance_clock(&mut self, now: Instant) {
@@ -316,30 +392,217 @@ impl Worker {
     }
 }
 
+/// Calls the handler for request `id`; the outcome if it is known at once (a Response returned
+/// synchronously, or a failure), else `None` (the handler's promise is awaited).
+fn dispatch_in(
+    scope: &mut v8::PinScope,
+    handles: &crate::isolate::Handles,
+    id: u64,
+    request: &RequestParts,
+) -> Option<Outcome> {
+    context::enter(scope, Some(id));
+    let incoming = api::fetch::request::Incoming {
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+    };
+    let result = {
+        v8::tc_scope!(let tc, scope);
+        let made = api::fetch::request::incoming(tc, &incoming)
+            .and_then(|req| api::worker::new_context(tc, id).map(|ctx| (req, ctx)));
+        match made {
+            Err(error) => Err(format!("isobar could not make the Request: {error:?}")),
+            Ok((req, ctx)) => {
+                let returned = match &handles.handler {
+                    Some((object, fetch)) => {
+                        let object = v8::Local::new(tc, object);
+                        let fetch = v8::Local::new(tc, fetch);
+                        let env = match &handles.env {
+                            Some(env) => v8::Local::new(tc, env),
+                            None => v8::undefined(tc).into(),
+                        };
+                        fetch.call(tc, object.into(), &[req.into(), env, ctx.into()])
+                    }
+                    None => match hooks::get(tc, hooks::Hook::DispatchFetch) {
+                        Some(dispatch) => {
+                            let undefined = v8::undefined(tc).into();
+                            dispatch.call(tc, undefined, &[req.into(), ctx.into()])
+                        }
+                        None => None,
+                    },
+                };
+                match returned {
+                    Some(value) => Ok(value),
+                    None => Err(exception_text(tc)),
+                }
+            }
+        }
+    };
+    context::enter(scope, None);
+    match result {
+        Err(message) => Some(Outcome::Failed { id, message }),
+        Ok(value) => {
+            if let Ok(promise) = v8::Local::<v8::Promise>::try_from(value) {
+                let state = crate::bridge::state(scope);
+                state.borrow_mut().awaiting.push((id, v8::Global::new(scope, promise)));
+                return None;
+            }
+            Some(outcome_of(scope, id, value))
+        }
+    }
+}
+
+/// The outcome of request `id` whose handler produced `value`.
+fn outcome_of(scope: &mut v8::PinScope, id: u64, value: v8::Local<v8::Value>) -> Outcome {
+    if !class::is_instance(scope, value, ClassId::Response) {
+        let what = crate::bridge::args::type_name(value);
+        return Outcome::Failed {
+            id,
+            message: format!("TypeError: the fetch handler returned {what}, not a Response"),
+        };
+    }
+    let Ok(response) = v8::Local::<v8::Object>::try_from(value) else {
+        return Outcome::Failed { id, message: "TypeError: not a Response".into() };
+    };
+    v8::tc_scope!(let tc, scope);
+    match api::fetch::response::to_wire(tc, response) {
+        Ok(response) => Outcome::Response { id, response },
+        Err(message) => Outcome::Failed { id, message: format!("Error: {message}") },
+    }
+}
+
+/// Handler promises that settled in the last checkpoint become outcomes.
+fn settle_awaiting(scope: &mut v8::PinScope, state: &Rc<std::cell::RefCell<crate::state::IsolateState>>) {
+    let awaiting = std::mem::take(&mut state.borrow_mut().awaiting);
+    let mut still = Vec::with_capacity(awaiting.len());
+    for (id, promise) in awaiting {
+        let local = v8::Local::new(scope, &promise);
+        match local.state() {
+            v8::PromiseState::Pending => still.push((id, promise)),
+            v8::PromiseState::Fulfilled => {
+                let value = local.result(scope);
+                let outcome = outcome_of(scope, id, value);
+                state.borrow_mut().outcomes.push(outcome);
+            }
+            v8::PromiseState::Rejected => {
+                let reason = local.result(scope);
+                let message = describe_value(scope, reason);
+                let mut state = state.borrow_mut();
+                forget_rejection(&mut state, local);
+                state.outcomes.push(Outcome::Failed { id, message });
+            }
+        }
+    }
+    // Anything awaited meanwhile (by a dispatch during this checkpoint) stays too.
+    let mut state = state.borrow_mut();
+    still.append(&mut state.awaiting);
+    state.awaiting = still;
+}
+
+/// isobar handled this rejection itself (a handler's or a waitUntil promise): not unhandled.
+fn forget_rejection(state: &mut crate::state::IsolateState, promise: v8::Local<v8::Promise>) {
+    let hash = promise.get_identity_hash().get();
+    state.unhandled_rejections.retain(|(h, _)| *h != hash);
+}
+
+/// `waitUntil()` promises that settled: a rejection is reported; a request whose response is sent
+/// and whose promises have all settled ends.
+fn settle_wait_until(
+    scope: &mut v8::PinScope,
+    state: &Rc<std::cell::RefCell<crate::state::IsolateState>>,
+    finished: &mut Vec<u64>,
+) {
+    let pending = std::mem::take(&mut state.borrow_mut().wait_until);
+    let mut still = Vec::with_capacity(pending.len());
+    let mut settled: Vec<u64> = Vec::new();
+    for (id, promise) in pending {
+        let local = v8::Local::new(scope, &promise);
+        match local.state() {
+            v8::PromiseState::Pending => still.push((id, promise)),
+            v8::PromiseState::Fulfilled => settled.push(id),
+            v8::PromiseState::Rejected => {
+                forget_rejection(&mut state.borrow_mut(), local);
+                let reason = local.result(scope);
+                api::events::report_error(scope, reason);
+                settled.push(id);
+            }
+        }
+    }
+    let mut state = state.borrow_mut();
+    still.append(&mut state.wait_until);
+    state.wait_until = still;
+    for id in settled {
+        let done = match state.requests.get_mut(id) {
+            Some(request) => {
+                request.wait_until = request.wait_until.saturating_sub(1);
+                request.wait_until == 0 && request.responded.is_some()
+            }
+            None => false,
+        };
+        if done {
+            state.requests.remove(id);
+            state.timers.cancel_request(id);
+            finished.push(id);
+        }
+    }
+}
+
+/// Rejections still unhandled after the checkpoint: an `unhandledrejection` event, then the log.
+fn report_unhandled_rejections(scope: &mut v8::PinScope, state: &Rc<std::cell::RefCell<crate::state::IsolateState>>) {
+    let rejected = std::mem::take(&mut state.borrow_mut().unhandled_rejections);
+    for (_, promise) in rejected {
+        let promise = v8::Local::new(scope, &promise);
+        if promise.has_handler() {
+            continue;
+        }
+        let reason = promise.result(scope);
+        if api::events::unhandled_rejection(scope, promise.into(), reason) {
+            continue;
+        }
+        let text = describe_value(scope, reason);
+        state.borrow_mut().log(crate::state::LogLevel::Error, &format!("Uncaught (in promise) {text}"));
+    }
+}
+
 fn take_module_sources(isolate: &mut Isolate) -> BTreeMap<PathBuf, String> {
     let mut entered = isolate.enter(Duration::MAX);
     entered.remove_slot::<ModuleMap>().map(|m| m.sources).unwrap_or_default()
 }
 
+/// What loading a script leaves for requests: the handler to call and the `env` to pass.
+struct Loaded {
+    handler: Option<(v8::Global<v8::Object>, v8::Global<v8::Function>)>,
+    env: v8::Global<v8::Value>,
+}
+
 /// Makes the `env` object and evaluates the tenant's script (module or service worker).
-fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local<v8::Object>) -> Result<(), LoadError> {
+fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<Loaded, LoadError> {
     let env = v8::Object::new(scope);
     for (key, value) in spec.env.iter() {
         let k = v8::String::new(scope, key).ok_or_else(|| bootstrap_error("env", "name too long"))?;
         let v = v8::String::new(scope, value).ok_or_else(|| bootstrap_error("env", "value too long"))?;
-        env.set(scope, k.into(), v.into());
+        env.create_data_property(scope, k.into(), v.into());
     }
-    let set_env = get_function(scope, internals, "setEnv")?;
-    let undefined = v8::undefined(scope).into();
-    set_env.call(scope, undefined, &[env.into()]);
+    let env_global = v8::Global::new(scope, v8::Local::<v8::Value>::from(env));
 
     let file = spec.path.display().to_string();
     let format = resolve_format(scope, spec);
     match format {
-        ScriptFormat::Module => load_module(scope, spec, internals),
+        ScriptFormat::Module => {
+            let handler = load_module(scope, spec)?;
+            Ok(Loaded { handler: Some(handler), env: env_global })
+        }
         _ => {
             {
+                // A service worker's bindings are globals.
+                let set_globals = hooks::get(scope, hooks::Hook::SetGlobalBindings)
+                    .ok_or_else(|| bootstrap_error("hooks", "setGlobalBindings is missing"))?;
                 v8::tc_scope!(let tc, scope);
+                let undefined = v8::undefined(tc).into();
+                if set_globals.call(tc, undefined, &[env.into()]).is_none() {
+                    return Err(LoadError::Evaluate { file: file.clone(), message: exception_text(tc) });
+                }
                 let origin = script_origin(tc, &file, false);
                 let code = v8::String::new(tc, &spec.source).ok_or_else(|| LoadError::Evaluate {
                     file: file.clone(),
@@ -353,31 +616,23 @@ fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local
                 }
             }
             scope.perform_microtask_checkpoint();
-            let check = get_function(scope, internals, "checkServiceWorker")?;
+            let check = hooks::get(scope, hooks::Hook::CheckServiceWorker)
+                .ok_or_else(|| bootstrap_error("hooks", "checkServiceWorker is missing"))?;
             let undefined = v8::undefined(scope).into();
             let verdict = check.call(scope, undefined, &[]);
-            if let Some(message) = verdict.filter(|v| v.is_string()) {
-                return Err(LoadError::NoHandler { file, message: message.to_rust_string_lossy(scope) });
+            if !verdict.is_some_and(|v| v.is_true()) {
+                return Err(LoadError::NoHandler {
+                    file,
+                    message: "the script registered no fetch handler; call addEventListener('fetch', (event) => event.respondWith(...)) or `export default { fetch }`".into(),
+                });
             }
-            Ok(())
+            Ok(Loaded { handler: None, env: env_global })
         }
     }
 }
 
 fn bootstrap_error(file: &str, message: &str) -> LoadError {
     LoadError::Bootstrap { file: file.to_string(), message: message.to_string() }
-}
-
-fn get_function<'s>(
-    scope: &mut v8::PinScope<'s, '_>,
-    object: v8::Local<v8::Object>,
-    name: &str,
-) -> Result<v8::Local<'s, v8::Function>, LoadError> {
-    let key = v8::String::new(scope, name).unwrap();
-    object
-        .get(scope, key.into())
-        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())
-        .ok_or_else(|| bootstrap_error("internals", &format!("internals.{name} is not a function")))
 }
 
 fn script_origin<'s>(scope: &mut v8::PinScope<'s, '_>, name: &str, is_module: bool) -> v8::ScriptOrigin<'s> {
@@ -551,7 +806,10 @@ fn compile_module_at<'s>(
     }
 }
 
-fn load_module(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local<v8::Object>) -> Result<(), LoadError> {
+fn load_module(
+    scope: &mut v8::PinScope,
+    spec: &WorkerSpec,
+) -> Result<(v8::Global<v8::Object>, v8::Global<v8::Function>), LoadError> {
     let file = spec.path.display().to_string();
     let module = compile_module_at(scope, &spec.path, &spec.source)?;
     {
@@ -582,14 +840,34 @@ fn load_module(scope: &mut v8::PinScope, spec: &WorkerSpec, internals: v8::Local
             }
         }
     }
+    // The default export must be an object with a fetch() method.
+    const SHAPE: &str = "a module worker must `export default { async fetch(request, env, ctx) { ... } }`";
     let namespace = module.get_module_namespace();
-    let set_exports = get_function(scope, internals, "setModuleExports")?;
-    let undefined = v8::undefined(scope).into();
-    let verdict = set_exports.call(scope, undefined, &[namespace]);
-    if let Some(message) = verdict.filter(|v| v.is_string()) {
-        return Err(LoadError::NoHandler { file, message: message.to_rust_string_lossy(scope) });
-    }
-    Ok(())
+    let namespace = v8::Local::<v8::Object>::try_from(namespace).map_err(|_| LoadError::NoHandler {
+        file: file.clone(),
+        message: format!("the module has no namespace; {SHAPE}"),
+    })?;
+    v8::tc_scope!(let tc, scope);
+    let key = v8::String::new(tc, "default").ok_or_else(|| bootstrap_error("module", "name"))?;
+    let handler = namespace.get(tc, key.into()).filter(|v| !v.is_null_or_undefined());
+    let Some(handler) = handler.and_then(|h| v8::Local::<v8::Object>::try_from(h).ok()) else {
+        if tc.has_caught() {
+            return Err(LoadError::Evaluate { file, message: exception_text(tc) });
+        }
+        return Err(LoadError::NoHandler { file, message: format!("the module has no default export; {SHAPE}") });
+    };
+    let key = v8::String::new(tc, "fetch").ok_or_else(|| bootstrap_error("module", "name"))?;
+    let fetch = handler.get(tc, key.into());
+    let Some(fetch) = fetch.and_then(|f| v8::Local::<v8::Function>::try_from(f).ok()) else {
+        if tc.has_caught() {
+            return Err(LoadError::Evaluate { file, message: exception_text(tc) });
+        }
+        return Err(LoadError::NoHandler {
+            file,
+            message: format!("the default export has no fetch() method; {SHAPE}"),
+        });
+    };
+    Ok((v8::Global::new(tc, handler), v8::Global::new(tc, fetch)))
 }
 
 fn resolve_module<'s>(

@@ -86,11 +86,11 @@ fn main() {
         let isolate = runtime::isolate::Isolate::new(&spec.name, 128 << 20).expect("isolate");
         create.push(started.elapsed());
         let started = Instant::now();
-        let mut worker = Worker::load(isolate, &spec).expect("worker loads");
+        let mut worker = Worker::load(isolate, &spec, Duration::MAX).expect("worker loads");
         load.push(started.elapsed());
         let parts = RequestParts { method: "GET", url: "http://t/x", headers: &[], body: b"" };
         let started = Instant::now();
-        worker.dispatch(1, &parts, Instant::now(), Duration::MAX);
+        worker.dispatch(1, &parts, Instant::now(), Duration::MAX, 50);
         worker.run_microtasks(Duration::MAX);
         let mut outcomes = Vec::new();
         worker.take_outcomes(&mut outcomes);

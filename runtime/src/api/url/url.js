@@ -1,14 +1,11 @@
 // URL and URLSearchParams, as the WHATWG URL Standard defines them. Parsing and serialisation
 // are done in Rust by the `url` crate (a WHATWG-conformant parser); this file is the JS face.
-(function (ops, internals, global) {
+(function (ops, internals, global, primordials) {
   "use strict";
   const { defineHidden, webClass, inspectSymbol } = internals;
 
-  // Indexes into the component array the urlParse/urlSet ops return.
-  const HREF = 0, PROTOCOL = 1, USERNAME = 2, PASSWORD = 3, HOST = 4, HOSTNAME = 5, PORT = 6,
-    PATHNAME = 7, SEARCH = 8, HASH = 9, ORIGIN = 10;
-  // Setter numbers understood by ops.urlSet.
-  const SET = { href: 0, protocol: 1, username: 2, password: 3, host: 4, hostname: 5, port: 6, pathname: 7, search: 8, hash: 9 };
+  // The urlParse/urlSet ops return the URL's components as an object with the names of the
+  // URL attributes (href, origin, protocol, ...); urlSet takes the attribute's name.
 
   const searchParamsOwner = new WeakMap();
 
@@ -30,47 +27,47 @@
       try { return new URL(url, base); } catch { return null; }
     }
     #set(which, value) {
-      const c = ops.urlSet(this.#c[HREF], which, String(value));
+      const c = ops.urlSet(this.#c.href, which, String(value));
       if (c === undefined) {
-        if (which === SET.href) throw new TypeError(`Invalid URL: ${String(value)}`);
+        if (which === "href") throw new TypeError(`Invalid URL: ${String(value)}`);
         return;
       }
       this.#c = c;
-      if (this.#searchParams !== null && which !== SET.hash) internals.updateSearchParams(this.#searchParams, this.#c[SEARCH]);
+      if (this.#searchParams !== null && which !== "hash") internals.updateSearchParams(this.#searchParams, this.#c.search);
     }
-    get href() { return this.#c[HREF]; }
-    set href(v) { this.#set(SET.href, v); }
-    get origin() { return this.#c[ORIGIN]; }
-    get protocol() { return this.#c[PROTOCOL]; }
-    set protocol(v) { this.#set(SET.protocol, v); }
-    get username() { return this.#c[USERNAME]; }
-    set username(v) { this.#set(SET.username, v); }
-    get password() { return this.#c[PASSWORD]; }
-    set password(v) { this.#set(SET.password, v); }
-    get host() { return this.#c[HOST]; }
-    set host(v) { this.#set(SET.host, v); }
-    get hostname() { return this.#c[HOSTNAME]; }
-    set hostname(v) { this.#set(SET.hostname, v); }
-    get port() { return this.#c[PORT]; }
-    set port(v) { this.#set(SET.port, v); }
-    get pathname() { return this.#c[PATHNAME]; }
-    set pathname(v) { this.#set(SET.pathname, v); }
-    get search() { return this.#c[SEARCH]; }
-    set search(v) { this.#set(SET.search, v); }
-    get hash() { return this.#c[HASH]; }
-    set hash(v) { this.#set(SET.hash, v); }
+    get href() { return this.#c.href; }
+    set href(v) { this.#set("href", v); }
+    get origin() { return this.#c.origin; }
+    get protocol() { return this.#c.protocol; }
+    set protocol(v) { this.#set("protocol", v); }
+    get username() { return this.#c.username; }
+    set username(v) { this.#set("username", v); }
+    get password() { return this.#c.password; }
+    set password(v) { this.#set("password", v); }
+    get host() { return this.#c.host; }
+    set host(v) { this.#set("host", v); }
+    get hostname() { return this.#c.hostname; }
+    set hostname(v) { this.#set("hostname", v); }
+    get port() { return this.#c.port; }
+    set port(v) { this.#set("port", v); }
+    get pathname() { return this.#c.pathname; }
+    set pathname(v) { this.#set("pathname", v); }
+    get search() { return this.#c.search; }
+    set search(v) { this.#set("search", v); }
+    get hash() { return this.#c.hash; }
+    set hash(v) { this.#set("hash", v); }
     get searchParams() {
       if (this.#searchParams === null) {
-        this.#searchParams = new URLSearchParams(this.#c[SEARCH]);
+        this.#searchParams = new URLSearchParams(this.#c.search);
         searchParamsOwner.set(this.#searchParams, (query) => {
-          this.#c = ops.urlSet(this.#c[HREF], SET.search, query) ?? this.#c;
+          this.#c = ops.urlSet(this.#c.href, "search", query) ?? this.#c;
         });
       }
       return this.#searchParams;
     }
-    toString() { return this.#c[HREF]; }
-    toJSON() { return this.#c[HREF]; }
-    [inspectSymbol]() { return `URL { href: ${JSON.stringify(this.#c[HREF])} }`; }
+    toString() { return this.#c.href; }
+    toJSON() { return this.#c.href; }
+    [inspectSymbol]() { return `URL { href: ${JSON.stringify(this.#c.href)} }`; }
   }
   webClass(URL, "URL");
 

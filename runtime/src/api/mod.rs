@@ -1,0 +1,60 @@
+//! The Workers API, one folder per area, as deno's `ext/` crates and workerd's `api/` folder:
+//! each area holds its ops and native classes (Rust), its JavaScript, its state and its tests.
+//!
+//! This module lists them for the snapshot: the bootstrap order of the JS files, every op, every
+//! native class. Adding an area means adding it to the three lists below.
+
+pub mod console;
+pub mod crypto;
+pub mod encoding;
+pub mod events;
+pub mod fetch;
+pub mod time;
+pub mod timers;
+pub mod url;
+pub mod worker;
+
+use crate::bridge::OpDecl;
+use crate::bridge::class::ClassDecl;
+
+/// The primordials, evaluated first: `(function () { ... return primordials; })`.
+pub const PRIMORDIALS: (&str, &str) = ("isobar:primordials", include_str!("../bridge/primordials.js"));
+
+/// isobar's JavaScript, evaluated into the snapshot's context in this order. Each file is a
+/// function called with `(ops, internals, global, primordials)`.
+pub const BOOTSTRAP: &[(&str, &str)] = &[
+    ("isobar:webidl", include_str!("webidl/webidl.js")),
+    events::JS,
+    console::JS,
+    timers::JS,
+    encoding::JS,
+    url::JS,
+    crypto::JS,
+    time::JS,
+    fetch::JS,
+    worker::JS,
+];
+
+/// Every op, on the `ops` object by its name.
+pub fn ops() -> Vec<OpDecl> {
+    let mut all = Vec::new();
+    all.extend(console::ops());
+    all.extend(timers::ops());
+    all.extend(encoding::ops());
+    all.extend(url::ops());
+    all.extend(crypto::ops());
+    all.extend(time::ops());
+    all
+}
+
+/// Every native class, in `ClassId` order.
+pub fn classes() -> Vec<ClassDecl> {
+    let mut all = fetch::classes();
+    all.push(worker::class());
+    all
+}
+
+/// Numeric constants Rust and JS share (`internals.consts`), defined once, here.
+pub fn consts() -> Vec<(&'static str, &'static [(&'static str, u32)])> {
+    vec![("logLevel", console::LOG_LEVELS)]
+}
