@@ -207,20 +207,19 @@ impl Admin {
             (_, "/metrics" | "/tenants") => {
                 AdminResponse::text(405, "method not allowed").with_header("allow", "GET, HEAD")
             }
-            (_, path) if path.starts_with("/tenants/") => {
-                let name = &path["/tenants/".len()..];
-                match method {
-                    "GET" | "HEAD" => Admin::show(control, name),
-                    "PUT" => self.put(control, name, request),
-                    "DELETE" => match control.remove(name) {
-                        Ok(true) => AdminResponse::json(200, &json!({ "name": name, "deleted": true })),
-                        Ok(false) => AdminResponse::text(404, format!("no tenant named {name:?}")),
-                        Err(error) => AdminResponse::text(500, error.to_string()),
-                    },
-                    _ => AdminResponse::text(405, "method not allowed").with_header("allow", "GET, HEAD, PUT, DELETE"),
+            (_, path) => match (method, path.strip_prefix("/tenants/")) {
+                (_, None) => AdminResponse::text(404, "not found; try /metrics, /tenants or /tenants/NAME"),
+                ("GET" | "HEAD", Some(name)) => Admin::show(control, name),
+                ("PUT", Some(name)) => self.put(control, name, request),
+                ("DELETE", Some(name)) => match control.remove(name) {
+                    Ok(true) => AdminResponse::json(200, &json!({ "name": name, "deleted": true })),
+                    Ok(false) => AdminResponse::text(404, format!("no tenant named {name:?}")),
+                    Err(error) => AdminResponse::text(500, error.to_string()),
+                },
+                (_, Some(_)) => {
+                    AdminResponse::text(405, "method not allowed").with_header("allow", "GET, HEAD, PUT, DELETE")
                 }
-            }
-            _ => AdminResponse::text(404, "not found; try /metrics, /tenants or /tenants/NAME"),
+            },
         }
     }
 
