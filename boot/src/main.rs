@@ -189,19 +189,14 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let deployment = build_deployment(&config, None)?;
     tracing::info!(tenants = deployment.tenants.len(), "tenants compiled in {:?}", started.elapsed());
-    let defaults = tenant_limits(&config.default_limits);
+    let defaults = TenantLimits::from(config.default_limits);
     let serving = Serving {
         listen: args.listen.unwrap_or(config.server.listen),
         cores: args.cores.or(config.server.cores),
         admin: args.admin.or(config.server.admin),
         admin_token: config.server.admin_token.clone(),
         defaults,
-        budget: runtime::cache::IsolateBudget {
-            count_max: config.isolates.per_core_max as usize,
-            memory_bytes_max: (config.isolates.per_core_heap_mb as usize) << 20,
-            pool: config.isolates.pool as usize,
-            pool_heap_bytes: defaults.heap_bytes,
-        },
+        budget: config::isolate_budget(&config),
         body_limit: config.server.body_limit_bytes,
         drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
         config: Some(args.config.clone()),
@@ -217,16 +212,6 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     start(serving, deployment, &what)
 }
 
-fn tenant_limits(limits: &config::Limits) -> TenantLimits {
-    TenantLimits {
-        cpu: Duration::from_millis(limits.cpu_ms.into()),
-        heap_bytes: (limits.heap_mb as usize) << 20,
-        wall: Duration::from_millis(limits.wall_ms.into()),
-        subrequests: limits.subrequests,
-        concurrency: limits.concurrency,
-    }
-}
-
 /// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
 /// so a reload does not throw away their isolates.
 fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> anyhow::Result<Deployment> {
@@ -234,21 +219,7 @@ fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> an
     for tenant in &config.tenants {
         let source =
             std::fs::read_to_string(&tenant.script).map_err(|e| config::ConfigError::script(config, tenant, &e))?;
-        let settings = TenantSettings {
-            name: tenant.name.clone(),
-            path: tenant.script.clone(),
-            source,
-            format: match tenant.format {
-                config::Format::Auto => runtime::ScriptFormat::Auto,
-                config::Format::Module => runtime::ScriptFormat::Module,
-                config::Format::ServiceWorker => runtime::ScriptFormat::ServiceWorker,
-            },
-            routes: tenant.routes.clone(),
-            vars: tenant.vars.clone(),
-            secrets: tenant.secrets.clone(),
-            limits: tenant_limits(&tenant.limits),
-            read_disk: true,
-        };
+        let settings = tenant.settings(source);
         let built =
             Tenant::build(settings).with_context(|| format!("{}: tenant {}", config.path.display(), tenant.name))?;
         let kept = current.and_then(|d| d.tenants.get(tenant.name.as_str())).filter(|old| old.same_as(&built)).cloned();

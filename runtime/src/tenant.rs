@@ -6,41 +6,15 @@
 //! Deployment and sends it to every core, which swaps it in between two requests. Requests that
 //! are in flight keep the version they started on; the next request uses the new one.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use isobar_tenancy::{TenantLimits, TenantSettings};
+
 use crate::routes::{Route, RouteError, Router};
-use crate::worker::{LoadError, ScriptFormat, WorkerSpec};
-
-/// Per-tenant limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TenantLimits {
-    /// CPU time one request may use in the isolate (all its entries together).
-    pub cpu: Duration,
-    /// V8 heap of one isolate, and as much again of ArrayBuffer memory.
-    pub heap_bytes: usize,
-    /// Wall-clock time from dispatch to response.
-    pub wall: Duration,
-    /// Outbound fetches per request (enforced once fetch() exists).
-    pub subrequests: u32,
-    /// Requests of this tenant in flight at once on one core; beyond it, 503 + Retry-After.
-    pub concurrency: u32,
-}
-
-impl Default for TenantLimits {
-    fn default() -> TenantLimits {
-        TenantLimits {
-            cpu: Duration::from_millis(50),
-            heap_bytes: 128 << 20,
-            wall: Duration::from_secs(30),
-            subrequests: 50,
-            concurrency: 1000,
-        }
-    }
-}
+use crate::worker::{LoadError, WorkerSpec};
 
 /// One version of one tenant's worker.
 #[derive(Debug)]
@@ -57,23 +31,6 @@ pub struct Tenant {
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
-
-/// What a tenant is made from (config file or admin API).
-#[derive(Clone, Debug)]
-pub struct TenantSettings {
-    pub name: String,
-    /// Where the script came from: its path (imports resolve beside it), or a pseudo path for a
-    /// script uploaded through the admin API.
-    pub path: PathBuf,
-    pub source: String,
-    pub format: ScriptFormat,
-    pub routes: Vec<Route>,
-    pub vars: BTreeMap<String, String>,
-    pub secrets: BTreeMap<String, String>,
-    pub limits: TenantLimits,
-    /// Whether imports may be read from disk while bundling (config tenants: yes; uploads: no).
-    pub read_disk: bool,
-}
 
 impl Tenant {
     /// Builds a tenant version: compiles the script and its imports (a syntax error or a missing

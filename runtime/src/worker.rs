@@ -23,17 +23,7 @@ use crate::watchdog::CoreWatch;
 /// The heap limit of a Worker made with [`Worker::new`] (tenants set their own).
 pub const DEFAULT_HEAP_MAX_BYTES: usize = 128 << 20;
 
-/// How a script is meant to be run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ScriptFormat {
-    /// ES module if the script uses `import`/`export`, else a classic service-worker script.
-    #[default]
-    Auto,
-    /// `export default { fetch(request, env, ctx) }`
-    Module,
-    /// `addEventListener('fetch', event => event.respondWith(...))`
-    ServiceWorker,
-}
+pub use isobar_tenancy::ScriptFormat;
 
 /// What a core needs to create a Worker.
 #[derive(Clone, Debug)]
