@@ -230,7 +230,7 @@ where
         let remaining_blocks = (output.len() - offset).div_ceil(16) as u128;
         // Blocks until the low bits wrap: mask - low + 1, which is 2^128 (more than any input)
         // when the whole block is the counter and it starts at zero.
-        let until_wrap = (mask - low).checked_add(1).unwrap_or(u128::MAX);
+        let until_wrap = (mask - low).saturating_add(1);
         let segment_blocks = remaining_blocks.min(until_wrap);
         // segment_blocks is at most remaining_blocks, which came from a usize.
         let segment_bytes = usize::try_from(segment_blocks)
@@ -398,7 +398,7 @@ fn gcm_open<C: KeyInit + AeadInOut>(
 
 /// Wraps key bytes with an AES-KW key.
 pub(crate) fn wrap(key: &CryptoKey, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    if plaintext.len() % 8 != 0 || plaintext.len() < 16 {
+    if !plaintext.len().is_multiple_of(8) || plaintext.len() < 16 {
         return Err(operation(format!(
             "AES-KW can only wrap data of at least 16 bytes in multiples of 8 bytes (provided {} bytes).",
             plaintext.len()
@@ -419,7 +419,7 @@ pub(crate) fn wrap(key: &CryptoKey, plaintext: &[u8]) -> Result<Vec<u8>, CryptoE
 
 /// Unwraps key bytes with an AES-KW key; a failed integrity check is an `OperationError`.
 pub(crate) fn unwrap(key: &CryptoKey, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if wrapped.len() % 8 != 0 || wrapped.len() < 24 {
+    if !wrapped.len().is_multiple_of(8) || wrapped.len() < 24 {
         return Err(operation(format!(
             "AES-KW can only unwrap data of at least 24 bytes in multiples of 8 bytes (provided {} bytes).",
             wrapped.len()

@@ -54,7 +54,7 @@ fn public_of(algorithm: AlgorithmName, private: &[u8; KEY_BYTES]) -> [u8; KEY_BY
 
 fn private_key(algorithm: AlgorithmName, private: &[u8; KEY_BYTES], extractable: bool, usages: KeyUsages) -> CryptoKey {
     let material = if algorithm == AlgorithmName::Ed25519 {
-        KeyMaterial::Ed25519Private(SigningKey::from_bytes(private))
+        KeyMaterial::Ed25519Private(Box::new(SigningKey::from_bytes(private)))
     } else {
         KeyMaterial::X25519Private(Zeroizing::new(*private))
     };

@@ -172,7 +172,7 @@ fn private_key(
         extractable,
         KeyAlgorithm::Ec { algorithm, named_curve: curve },
         usages,
-        KeyMaterial::EcPrivate(key),
+        KeyMaterial::EcPrivate(Box::new(key)),
     )
 }
 
@@ -188,7 +188,7 @@ fn public_key(
         extractable,
         KeyAlgorithm::Ec { algorithm, named_curve: curve },
         usages,
-        KeyMaterial::EcPublic(key),
+        KeyMaterial::EcPublic(Box::new(key)),
     )
 }
 
@@ -340,13 +340,13 @@ pub(crate) fn export(key: &CryptoKey, format: KeyFormat) -> Result<ExportedKey, 
     };
     match (&key.material, format) {
         (KeyMaterial::EcPublic(public), KeyFormat::Raw) => Ok(ExportedKey::Bytes(public.to_sec1())),
-        (KeyMaterial::EcPublic(public), KeyFormat::Spki) => match public {
+        (KeyMaterial::EcPublic(public), KeyFormat::Spki) => match &**public {
             EcPublicKey::P256(public) => p256_functions::public_to_spki(public),
             EcPublicKey::P384(public) => p384_functions::public_to_spki(public),
         }
         .map(ExportedKey::Bytes)
         .ok_or_else(|| operation("Public key export failed.")),
-        (KeyMaterial::EcPrivate(secret), KeyFormat::Pkcs8) => match secret {
+        (KeyMaterial::EcPrivate(secret), KeyFormat::Pkcs8) => match &**secret {
             EcPrivateKey::P256(secret) => p256_functions::secret_to_pkcs8(secret),
             EcPrivateKey::P384(secret) => p384_functions::secret_to_pkcs8(secret),
         }
@@ -356,7 +356,7 @@ pub(crate) fn export(key: &CryptoKey, format: KeyFormat) -> Result<ExportedKey, 
             Ok(ExportedKey::Jwk(jwk_of(named_curve, public, None).with_usages(key.usages)))
         }
         (KeyMaterial::EcPrivate(secret), KeyFormat::Jwk) => {
-            let scalar = match secret {
+            let scalar = match &**secret {
                 EcPrivateKey::P256(secret) => p256_functions::secret_scalar(secret),
                 EcPrivateKey::P384(secret) => p384_functions::secret_scalar(secret),
             };
@@ -401,7 +401,7 @@ pub(crate) fn sign(key: &CryptoKey, hash: HashAlgorithm, data: &[u8]) -> Result<
     let KeyMaterial::EcPrivate(secret) = &key.material else {
         return Err(invalid_access("Asymmetric signing requires a private key."));
     };
-    let signature = match secret {
+    let signature = match &**secret {
         EcPrivateKey::P256(secret) => p256_functions::sign(secret, &prehash(NamedCurve::P256, hash, data)),
         EcPrivateKey::P384(secret) => p384_functions::sign(secret, &prehash(NamedCurve::P384, hash, data)),
     };
@@ -413,7 +413,7 @@ pub(crate) fn verify(key: &CryptoKey, hash: HashAlgorithm, signature: &[u8], dat
     let KeyMaterial::EcPublic(public) = &key.material else {
         return Err(invalid_access("Asymmetric verification requires a public key."));
     };
-    Ok(match public {
+    Ok(match &**public {
         EcPublicKey::P256(public) => p256_functions::verify(public, &prehash(NamedCurve::P256, hash, data), signature),
         EcPublicKey::P384(public) => p384_functions::verify(public, &prehash(NamedCurve::P384, hash, data), signature),
     })
@@ -435,13 +435,12 @@ pub(crate) fn derive_bits(key: &CryptoKey, peer: &CryptoKey, length: Option<u32>
             peer.algorithm.name()
         )));
     }
-    let shared = match (secret, &peer.material) {
-        (EcPrivateKey::P256(secret), KeyMaterial::EcPublic(EcPublicKey::P256(public))) => {
-            p256_functions::diffie_hellman(secret, public)
-        }
-        (EcPrivateKey::P384(secret), KeyMaterial::EcPublic(EcPublicKey::P384(public))) => {
-            p384_functions::diffie_hellman(secret, public)
-        }
+    let KeyMaterial::EcPublic(peer_public) = &peer.material else {
+        return Err(invalid_access("The peer key is not an EC public key."));
+    };
+    let shared = match (&**secret, &**peer_public) {
+        (EcPrivateKey::P256(secret), EcPublicKey::P256(public)) => p256_functions::diffie_hellman(secret, public),
+        (EcPrivateKey::P384(secret), EcPublicKey::P384(public)) => p384_functions::diffie_hellman(secret, public),
         _ => {
             return Err(invalid_access(format!(
                 "The private key uses curve \"{}\" but the public key uses \"{}\".",

@@ -130,12 +130,13 @@ impl KeyAlgorithm {
 pub(crate) enum KeyMaterial {
     /// AES, HMAC, PBKDF2 and HKDF keys.
     Secret(Zeroizing<Vec<u8>>),
-    RsaPrivate(::rsa::PrivateKey),
-    RsaPublic(::rsa::PublicKey),
-    EcPrivate(EcPrivateKey),
-    EcPublic(EcPublicKey),
+    // The asymmetric keys are boxed so that a CryptoKey stays small whatever it holds.
+    RsaPrivate(Box<::rsa::PrivateKey>),
+    RsaPublic(Box<::rsa::PublicKey>),
+    EcPrivate(Box<EcPrivateKey>),
+    EcPublic(Box<EcPublicKey>),
     /// The 32-byte seed; the signing key expands it.
-    Ed25519Private(ed25519_dalek::SigningKey),
+    Ed25519Private(Box<ed25519_dalek::SigningKey>),
     /// Kept as bytes and decoded when verifying: like BoringSSL, an encoding that is not a curve
     /// point imports fine and simply verifies nothing.
     Ed25519Public([u8; 32]),
@@ -230,6 +231,7 @@ pub enum KeyData<'a> {
 
 /// What `exportKey` returns: an `ArrayBuffer`'s bytes, or a JWK for the glue to turn into an
 /// object.
+#[allow(clippy::large_enum_variant, reason = "an export lives only until the glue converts it")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportedKey {
     Bytes(Vec<u8>),

@@ -94,7 +94,7 @@ fn private_key(
     usages: KeyUsages,
 ) -> CryptoKey {
     let key_algorithm = key_algorithm(algorithm, hash, key.as_public_key());
-    CryptoKey::new(KeyType::Private, extractable, key_algorithm, usages, KeyMaterial::RsaPrivate(key))
+    CryptoKey::new(KeyType::Private, extractable, key_algorithm, usages, KeyMaterial::RsaPrivate(Box::new(key)))
 }
 
 fn public_key(
@@ -105,7 +105,7 @@ fn public_key(
     usages: KeyUsages,
 ) -> CryptoKey {
     let key_algorithm = key_algorithm(algorithm, hash, &key);
-    CryptoKey::new(KeyType::Public, extractable, key_algorithm, usages, KeyMaterial::RsaPublic(key))
+    CryptoKey::new(KeyType::Public, extractable, key_algorithm, usages, KeyMaterial::RsaPublic(Box::new(key)))
 }
 
 pub(crate) fn generate<R: TryCryptoRng + ?Sized>(
@@ -119,7 +119,7 @@ pub(crate) fn generate<R: TryCryptoRng + ?Sized>(
 ) -> Result<CryptoKeyPair, CryptoError> {
     let usages =
         usages.require_within(private_usages(algorithm).union(public_usages(algorithm)), algorithm.as_str())?;
-    if !(RSA_MODULUS_BITS_MIN..=RSA_MODULUS_BITS_MAX).contains(&modulus_length) || modulus_length % 128 != 0 {
+    if !(RSA_MODULUS_BITS_MIN..=RSA_MODULUS_BITS_MAX).contains(&modulus_length) || !modulus_length.is_multiple_of(128) {
         return Err(operation(format!(
             "The modulus length must be a multiple of 128 between {RSA_MODULUS_BITS_MIN} and \
              {RSA_MODULUS_BITS_MAX}, but {modulus_length} was requested."

@@ -6,7 +6,7 @@ use crate::{AlgorithmDictionary, CryptoKey, ImportKeyParams, KeyData, KeyFormat,
 /// Decodes a hex string (whitespace ignored), as the RFCs and NIST print their vectors.
 pub(crate) fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|byte| !byte.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
 }
 

@@ -1,1 +1,0 @@
-//! Tests of the whole engine through its public operations.
