@@ -24,7 +24,7 @@
 //!
 //! # Where behaviour follows workerd, and limits
 //! `docs/webcrypto.md` lists them: AES-GCM IVs of 12 or 16 bytes, RSA moduli of 1024 to 8192
-//! bits, PBKDF2 at most 100,000 iterations, generated HMAC keys at most 65,536 bits, no P-521, and
+//! bits (4096 for generated keys), PBKDF2 at most 100,000 iterations, generated HMAC keys at most 65,536 bits, no P-521, and
 //! the places where workerd's error names differ from the spec's.
 
 mod aes;
@@ -57,7 +57,7 @@ pub use jwk::{JsonWebKey, RsaOtherPrimesInfo};
 pub use kdf::PBKDF2_ITERATIONS_MAX;
 pub use key::{CryptoKey, CryptoKeyPair, ExportedKey, GeneratedKey, KeyAlgorithm, KeyData, KeyType};
 pub use rand_core;
-pub use rsa::{RSA_MODULUS_BITS_MAX, RSA_MODULUS_BITS_MIN};
+pub use rsa::{RSA_GENERATED_MODULUS_BITS_MAX, RSA_MODULUS_BITS_MAX, RSA_MODULUS_BITS_MIN};
 pub use subtle_crypto::{
     decrypt, derive_bits, derive_key, encrypt, export_key, generate_key, import_key, sign, timing_safe_equal,
     unwrap_key, verify, wrap_key,

@@ -2,10 +2,12 @@
 //! arithmetic on crypto-bigint, which closes the Marvin timing attack of 0.9), with spki, pkcs8 and
 //! jwk keys.
 //!
-//! Limits: moduli of 1024 to 8192 bits (the rsa crate's own bounds; workerd allows 256 to 16384,
-//! but keys under 1024 bits are breakable and over 8192 bits cost seconds of a core per
-//! operation). Generation also needs a multiple of 128 bits and a public exponent of 3 or 65537;
-//! imports need an exponent of 3, 17, 37 or 65537 (both as workerd's strict crypto checks).
+//! Limits: moduli of 1024 to 8192 bits for imported keys (the rsa crate's own bounds; workerd
+//! allows 256 to 16384, but keys under 1024 bits are breakable and larger ones cost a core too
+//! long per operation), and 1024 to 4096 bits for generated ones (see
+//! [`RSA_GENERATED_MODULUS_BITS_MAX`]). Generation also needs a multiple of 128 bits and a public
+//! exponent of 3 or 65537; imports need an exponent of 3, 17, 37 or 65537 (both as workerd's
+//! strict crypto checks).
 //! Every size check runs before the number theory, so a hostile key costs no more than a valid one.
 
 use ::rsa::pkcs1::{self, EncodeRsaPrivateKey, RsaPrivateKeyRef, RsaPublicKeyRef};
@@ -27,6 +29,11 @@ use crate::usage::{KeyUsage, KeyUsages};
 pub const RSA_MODULUS_BITS_MIN: u32 = 1024;
 /// The largest RSA modulus isobar accepts, in bits.
 pub const RSA_MODULUS_BITS_MAX: u32 = 8192;
+/// The largest RSA modulus `generateKey` makes, in bits. Generation runs on the core without
+/// yielding and a script's CPU limit cannot interrupt it: measured on the development VM
+/// (examples/operation_cost.rs, release build) 2048 bits took 0.35 s, 4096 bits 7 s and 8192 bits
+/// 49 s, so 8192-bit generation would stall every other tenant on the core for most of a minute.
+pub const RSA_GENERATED_MODULUS_BITS_MAX: u32 = 4096;
 
 fn private_usages(algorithm: AlgorithmName) -> KeyUsages {
     if algorithm == AlgorithmName::RsaOaep {
@@ -119,10 +126,12 @@ pub(crate) fn generate<R: TryCryptoRng + ?Sized>(
 ) -> Result<CryptoKeyPair, CryptoError> {
     let usages =
         usages.require_within(private_usages(algorithm).union(public_usages(algorithm)), algorithm.as_str())?;
-    if !(RSA_MODULUS_BITS_MIN..=RSA_MODULUS_BITS_MAX).contains(&modulus_length) || !modulus_length.is_multiple_of(128) {
+    if !(RSA_MODULUS_BITS_MIN..=RSA_GENERATED_MODULUS_BITS_MAX).contains(&modulus_length)
+        || !modulus_length.is_multiple_of(128)
+    {
         return Err(operation(format!(
             "The modulus length must be a multiple of 128 between {RSA_MODULUS_BITS_MIN} and \
-             {RSA_MODULUS_BITS_MAX}, but {modulus_length} was requested."
+             {RSA_GENERATED_MODULUS_BITS_MAX}, but {modulus_length} was requested."
         )));
     }
     let exponent = match exponent_value(public_exponent) {

@@ -383,9 +383,15 @@ fn bad_lengths_and_formats_are_refused_with_the_named_errors() {
         ),
         "OperationError",
     );
-    for (modulus, exponent) in
-        [(1000, &[1u8, 0, 1][..]), (512, &[1, 0, 1]), (16384, &[1, 0, 1]), (2048, &[5]), (2048, &[1; 20])]
-    {
+    // 8192-bit keys import fine but are not generated (that would hold the core for most of a minute).
+    for (modulus, exponent) in [
+        (1000, &[1u8, 0, 1][..]),
+        (512, &[1, 0, 1]),
+        (8192, &[1, 0, 1]),
+        (16384, &[1, 0, 1]),
+        (2048, &[5]),
+        (2048, &[1; 20]),
+    ] {
         expect(
             generate(
                 AlgorithmDictionary {
