@@ -1,0 +1,1 @@
+//! Cache API (in progress)

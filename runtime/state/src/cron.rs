@@ -1,0 +1,1 @@
+//! cron (in progress)

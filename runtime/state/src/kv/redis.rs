@@ -1,0 +1,1 @@
+//! redis (in progress)
