@@ -1,1 +1,0 @@
-//! Cache API (in progress)
