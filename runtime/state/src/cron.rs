@@ -50,7 +50,8 @@ impl CronSchedule {
         if expression.len() > EXPRESSION_BYTES_MAX {
             return Err(CronError::TooLong);
         }
-        let invalid = |reason: &str| CronError::Invalid { expression: expression.to_owned(), reason: reason.to_owned() };
+        let invalid =
+            |reason: &str| CronError::Invalid { expression: expression.to_owned(), reason: reason.to_owned() };
         if expression.contains('@') {
             return Err(invalid("nicknames such as @daily are not supported; use five fields"));
         }
@@ -151,10 +152,8 @@ impl CronTable {
             if kept.iter().any(|e| e.schedule.expression == schedule.expression) {
                 continue;
             }
-            let existing = self
-                .entries
-                .iter()
-                .position(|e| e.tenant == tenant && e.schedule.expression == schedule.expression);
+            let existing =
+                self.entries.iter().position(|e| e.tenant == tenant && e.schedule.expression == schedule.expression);
             let next_ms = match existing {
                 Some(index) => self.entries.get(index).and_then(|e| e.next_ms),
                 None => schedule.next_after(now_unix_ms),

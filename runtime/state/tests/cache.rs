@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use isobar_state::cache::policy::SkipReason;
-use isobar_state::cache::{CacheClient, CacheConfig, CacheError, CacheKey, CacheOp, CacheReply, CacheStore, CachedResponse};
+use isobar_state::cache::{
+    CacheClient, CacheConfig, CacheError, CacheKey, CacheOp, CacheReply, CacheStore, CachedResponse,
+};
 use isobar_state::clock::ManualClock;
 
 const T0_MS: u64 = 1_893_456_000_000;

@@ -194,7 +194,8 @@ fn group_commit_batches_concurrent_puts() {
     let (wake, woken) = wake_channel();
     let mut client = store.client(wake);
     for token in 0..500u64 {
-        let op = KvOp::Put { key: format!("k{token}"), value: vec![1; 100], expiration: Expiration::Never, metadata: None };
+        let op =
+            KvOp::Put { key: format!("k{token}"), value: vec![1; 100], expiration: Expiration::Never, metadata: None };
         client.submit(token, &ns, op).unwrap();
     }
     let mut done = 0;

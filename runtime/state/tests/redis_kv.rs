@@ -175,8 +175,7 @@ impl Driver {
         let mut buf = vec![0u8; 256 * 1024];
         let nodes: Vec<String> = self.sockets.keys().cloned().collect();
         for node in nodes {
-            loop {
-                let Some(stream) = self.sockets.get_mut(&node) else { break };
+            while let Some(stream) = self.sockets.get_mut(&node) {
                 match stream.read(&mut buf) {
                     Ok(0) => {
                         self.sockets.remove(&node);
@@ -343,11 +342,7 @@ fn a_stopped_or_killed_server_gives_clean_errors() {
         std::thread::sleep(Duration::from_millis(1));
     };
     assert_eq!(in_flight.0, 999);
-    assert!(
-        matches!(in_flight.1, Err(KvError::Unavailable(_)) | Ok(KvReply::Value(None))),
-        "{:?}",
-        in_flight.1
-    );
+    assert!(matches!(in_flight.1, Err(KvError::Unavailable(_)) | Ok(KvReply::Value(None))), "{:?}", in_flight.1);
     for _ in 0..3 {
         let started = Instant::now();
         let result = driver.exec(&ns, get());
@@ -461,7 +456,12 @@ fn cluster_follows_moved_and_ask_during_a_slot_migration() {
             let started = Instant::now();
             while !stop.load(Ordering::Relaxed) && ops < 20_000 && started.elapsed() < Duration::from_secs(60) {
                 let key = format!("bg{:03}", ops % 50);
-                let put = KvOp::Put { key: key.clone(), value: key.clone().into_bytes(), expiration: Expiration::Never, metadata: None };
+                let put = KvOp::Put {
+                    key: key.clone(),
+                    value: key.clone().into_bytes(),
+                    expiration: Expiration::Never,
+                    metadata: None,
+                };
                 if let Err(e) = c.exec(&ns, put) {
                     errors.lock().unwrap().push(format!("put {key}: {e}"));
                 }

@@ -199,7 +199,9 @@ struct ClientLink {
 enum Work {
     Call(CacheOp),
     /// A `put` whose response exceeds the entry limit: answered without moving its body.
-    PutTooLarge { tenant: String },
+    PutTooLarge {
+        tenant: String,
+    },
 }
 
 enum Message {
@@ -450,9 +452,8 @@ impl Tiers {
                         self.insert(key.clone(), response, expires_at_ms)
                     }
                 };
-                self.stats.tenant(&key.tenant, |s| {
-                    if skipped.is_some() { s.puts_skipped += 1 } else { s.puts_stored += 1 }
-                });
+                self.stats
+                    .tenant(&key.tenant, |s| if skipped.is_some() { s.puts_skipped += 1 } else { s.puts_stored += 1 });
                 Ok(CacheReply::Put(skipped))
             }
             CacheOp::Delete { key, method, ignore_method } => {
@@ -504,7 +505,8 @@ impl Tiers {
     fn insert(&mut self, key: CacheKey, response: CachedResponse, expires_at_ms: u64) -> Option<SkipReason> {
         self.remove(&key);
         let size = response.size();
-        if size > self.config.entry_bytes_max || (size > self.config.memory_bytes_max && size > self.config.disk_bytes_max)
+        if size > self.config.entry_bytes_max
+            || (size > self.config.memory_bytes_max && size > self.config.disk_bytes_max)
         {
             return Some(SkipReason::TooLarge);
         }

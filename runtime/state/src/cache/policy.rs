@@ -57,9 +57,8 @@ pub fn decide(status: u16, headers: &[(String, String)], now_ms: u64) -> Result<
     if status == 206 {
         return Err(CacheError::PartialContent);
     }
-    let values = |name: &'static str| {
-        headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    };
+    let values =
+        |name: &'static str| headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     if values("vary").any(|v| v.split(',').any(|field| field.trim() == "*")) {
         return Err(CacheError::VaryStar);
     }
@@ -77,12 +76,14 @@ pub fn decide(status: u16, headers: &[(String, String)], now_ms: u64) -> Result<
         match directive(name) {
             Some(None) => return Ok(Decision::Skip(reason)),
             Some(Some(fields)) => {
-                strip_headers.extend(fields.split(',').map(|f| f.trim().to_ascii_lowercase()).filter(|f| !f.is_empty()));
+                strip_headers
+                    .extend(fields.split(',').map(|f| f.trim().to_ascii_lowercase()).filter(|f| !f.is_empty()));
             }
             None => {}
         }
     }
-    if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("set-cookie")) && !strip_headers.iter().any(|h| h == "set-cookie")
+    if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        && !strip_headers.iter().any(|h| h == "set-cookie")
     {
         return Ok(Decision::Skip(SkipReason::SetCookie));
     }
@@ -133,7 +134,10 @@ fn parse_cache_control(value: &str) -> Vec<(String, Option<String>)> {
                 (Some(quoted.get(..end).unwrap_or_default().to_owned()), quoted.get(end + 1..).unwrap_or_default())
             } else {
                 let end = after_eq.find(',').unwrap_or(after_eq.len());
-                (Some(after_eq.get(..end).unwrap_or_default().trim().to_owned()), after_eq.get(end..).unwrap_or_default())
+                (
+                    Some(after_eq.get(..end).unwrap_or_default().trim().to_owned()),
+                    after_eq.get(end..).unwrap_or_default(),
+                )
             }
         } else {
             (None, after_name)
@@ -178,7 +182,10 @@ mod tests {
             Some(30)
         );
         assert_eq!(ttl_secs(200, &[("expires", "0")]), None, "invalid Expires is already expired");
-        assert_eq!(ttl_secs(200, &[("expires", "Fri, 01 Jan 2027 00:00:30 GMT"), ("cache-control", "max-age=5")]), Some(5));
+        assert_eq!(
+            ttl_secs(200, &[("expires", "Fri, 01 Jan 2027 00:00:30 GMT"), ("cache-control", "max-age=5")]),
+            Some(5)
+        );
         // Cloudflare's default edge TTLs when nothing is said.
         assert_eq!(ttl_secs(200, &[]), Some(7200));
         assert_eq!(ttl_secs(301, &[]), Some(7200));
@@ -202,7 +209,11 @@ mod tests {
         assert_eq!(skip(&[("cache-control", "no-cache")]), Some(SkipReason::NoCache));
         assert_eq!(skip(&[("set-cookie", "a=b"), ("cache-control", "max-age=60")]), Some(SkipReason::SetCookie));
         assert_eq!(decide(304, &[], NOW), Ok(Decision::Skip(SkipReason::NotModified)));
-        match decide(200, &h(&[("Set-Cookie", "a=b"), ("cache-control", "private=\"Set-Cookie, X-A\", max-age=60")]), NOW) {
+        match decide(
+            200,
+            &h(&[("Set-Cookie", "a=b"), ("cache-control", "private=\"Set-Cookie, X-A\", max-age=60")]),
+            NOW,
+        ) {
             Ok(Decision::Store { strip_headers, expires_at_ms }) => {
                 assert_eq!(strip_headers, vec!["set-cookie", "x-a"]);
                 assert_eq!(expires_at_ms, NOW + 60_000);
@@ -213,7 +224,9 @@ mod tests {
 
     #[test]
     fn cache_control_parsing_is_total() {
-        for junk in ["", ",,,", "=", "max-age=", "private=\"", "a=\"b,c", "\u{0}\u{ffff}=,", "max-age=99999999999999999999999"] {
+        for junk in
+            ["", ",,,", "=", "max-age=", "private=\"", "a=\"b,c", "\u{0}\u{ffff}=,", "max-age=99999999999999999999999"]
+        {
             let _ = parse_cache_control(junk);
             let _ = decide(200, &h(&[("cache-control", junk), ("expires", junk), ("vary", junk)]), NOW);
         }

@@ -413,9 +413,15 @@ impl StorageThread {
                 let values = txn.open_table(VALUES).map_err(storage)?;
                 get(&entries, &values, &prefix, key, now_ms)
             }
-            KvOp::List { prefix: key_prefix, limit, cursor } => {
-                list(&entries, &prefix, key_prefix, *limit, cursor.as_deref(), now_ms, self.config.list_scan_max.max(super::LIST_LIMIT_MAX as usize))
-            }
+            KvOp::List { prefix: key_prefix, limit, cursor } => list(
+                &entries,
+                &prefix,
+                key_prefix,
+                *limit,
+                cursor.as_deref(),
+                now_ms,
+                self.config.list_scan_max.max(super::LIST_LIMIT_MAX as usize),
+            ),
             KvOp::Put { .. } | KvOp::Delete { .. } => Err(KvError::Storage("write in a read batch".into())),
         }
     }
@@ -481,9 +487,7 @@ fn decode_entry(entry: &[u8]) -> Result<(u64, Option<String>), KvError> {
     let damaged = || KvError::Storage("damaged entry".into());
     let expires: [u8; 8] = entry.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(damaged)?;
     let metadata = match entry.get(8) {
-        Some(1) => {
-            Some(String::from_utf8(entry.get(9..).unwrap_or_default().to_vec()).map_err(|_| damaged())?)
-        }
+        Some(1) => Some(String::from_utf8(entry.get(9..).unwrap_or_default().to_vec()).map_err(|_| damaged())?),
         Some(0) => None,
         _ => return Err(damaged()),
     };
@@ -554,10 +558,9 @@ fn list(
     };
     let range = entries.range((start, std::ops::Bound::Unbounded)).map_err(storage)?;
     let mut keys = Vec::new();
-    let mut scanned = 0usize;
     let mut last_scanned: Option<Vec<u8>> = None;
     let limit = limit as usize;
-    for item in range {
+    for (scanned, item) in range.enumerate() {
         let (full_key, entry) = item.map_err(storage)?;
         let full_key = full_key.value();
         if !full_key.starts_with(&wanted) {
@@ -569,7 +572,6 @@ fn list(
             let cursor = last_scanned.as_deref().map(encode_cursor);
             return Ok(KvReply::List(ListResult { keys, list_complete: false, cursor }));
         }
-        scanned += 1;
         last_scanned = Some(user_key.to_vec());
         let (expires_secs, metadata) = decode_entry(entry.value())?;
         if is_expired(expires_secs, now_ms) {

@@ -111,11 +111,25 @@ pub enum Expiration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvOp {
     /// `get` and `getWithMetadata` (the reply always carries the metadata).
-    Get { key: String, cache_ttl_secs: Option<u64> },
-    Put { key: String, value: Vec<u8>, expiration: Expiration, metadata: Option<String> },
-    Delete { key: String },
+    Get {
+        key: String,
+        cache_ttl_secs: Option<u64>,
+    },
+    Put {
+        key: String,
+        value: Vec<u8>,
+        expiration: Expiration,
+        metadata: Option<String>,
+    },
+    Delete {
+        key: String,
+    },
     /// `limit` defaults to [`LIST_LIMIT_MAX`] in the glue when the script gives none.
-    List { prefix: String, limit: u32, cursor: Option<String> },
+    List {
+        prefix: String,
+        limit: u32,
+        cursor: Option<String>,
+    },
 }
 
 /// A value as `get` returns it.
@@ -176,8 +190,7 @@ impl KvOp {
                     if metadata.len() > METADATA_BYTES_MAX {
                         return Err(KvError::MetadataTooLarge(metadata.len()));
                     }
-                    serde_json::from_str::<serde_json::value::Value>(metadata)
-                        .map_err(|_| KvError::MetadataNotJson)?;
+                    serde_json::from_str::<serde_json::value::Value>(metadata).map_err(|_| KvError::MetadataNotJson)?;
                 }
                 let now_secs = now_unix_ms / 1000;
                 let expiration = match expiration {
@@ -401,9 +414,7 @@ impl NamespaceRegistry {
     /// The namespace `name` of `tenant` (the same handle, and counters, on every call). Called at
     /// deploy time on the control thread, not per request.
     pub fn namespace(&self, tenant: &str, name: &str) -> Result<Namespace, KvError> {
-        let valid = |s: &str| {
-            !s.is_empty() && s.len() <= NAMESPACE_NAME_BYTES_MAX && !s.contains(['{', '}', '\0'])
-        };
+        let valid = |s: &str| !s.is_empty() && s.len() <= NAMESPACE_NAME_BYTES_MAX && !s.contains(['{', '}', '\0']);
         if !valid(tenant) || !valid(name) {
             return Err(KvError::BadNamespace);
         }

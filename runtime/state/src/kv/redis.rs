@@ -265,15 +265,7 @@ impl RedisKv {
         let deadline = now + self.config.op_timeout;
         self.ops.insert(
             id,
-            PendingOp {
-                token,
-                namespace: namespace.clone(),
-                op,
-                deadline,
-                redirections: 0,
-                retry_at: None,
-                ask: None,
-            },
+            PendingOp { token, namespace: namespace.clone(), op, deadline, redirections: 0, retry_at: None, ask: None },
         );
         if self.config.cluster && self.slots.is_empty() {
             self.refresh_slots(now);
@@ -323,12 +315,8 @@ impl RedisKv {
             }
             self.collect(&node, now);
         }
-        let ready: Vec<u64> = self
-            .ops
-            .iter()
-            .filter(|(_, op)| op.retry_at.is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
+        let ready: Vec<u64> =
+            self.ops.iter().filter(|(_, op)| op.retry_at.is_some_and(|at| at <= now)).map(|(id, _)| *id).collect();
         for id in ready {
             if let Some(op) = self.ops.get_mut(&id) {
                 op.retry_at = None;
@@ -537,7 +525,13 @@ fn command(namespace: &Namespace, op: &KvOp, now_ms: u64, list_scan_max: u32) ->
     let expiring = redis_key(namespace, "e", b"");
     let args: Vec<Vec<u8>> = match op {
         KvOp::Get { key, .. } => {
-            vec![b"HMGET".to_vec(), redis_key(namespace, "v:", key.as_bytes()), b"v".to_vec(), b"m".to_vec(), b"e".to_vec()]
+            vec![
+                b"HMGET".to_vec(),
+                redis_key(namespace, "v:", key.as_bytes()),
+                b"v".to_vec(),
+                b"m".to_vec(),
+                b"e".to_vec(),
+            ]
         }
         KvOp::Put { key, value, expiration, metadata } => {
             let expires = match expiration {

@@ -115,8 +115,7 @@ pub fn expiration(h: &mut dyn KvHarness, tenant: &str) {
     put(h, &ns, "forever", b"c", Expiration::Never, None);
     assert_eq!(get(h, &ns, "ttl"), value(b"a", Some(r#""m""#)));
     let listed = list(h, &ns, "", 10, None);
-    let expirations: Vec<(&str, Option<u64>)> =
-        listed.keys.iter().map(|k| (k.name.as_str(), k.expiration)).collect();
+    let expirations: Vec<(&str, Option<u64>)> = listed.keys.iter().map(|k| (k.name.as_str(), k.expiration)).collect();
     assert_eq!(expirations, vec![("at", Some(now_secs + 120)), ("forever", None), ("ttl", Some(now_secs + 60))]);
     assert_eq!(listed.keys[2].metadata.as_deref(), Some(r#""m""#));
 
