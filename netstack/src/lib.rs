@@ -1,7 +1,7 @@
 //! netstack owns a core's networking above the kernel: the link-neutral connection interface
 //! ([`Transport`], [`ConnEvent`]) that the HTTP server is written against, its implementation
 //! over kernel sockets through io_uring ([`KernelNet`]), and the sans-IO HTTP/1.1 codec
-//! ([`http1`]); and smoltcp on a raw link ([`smol::SmolNet`]), with the link edge it needs:
+//! ([`http1`]); the sans-IO RESP2 client codec for Valkey/Redis ([`resp`]); and smoltcp on a raw link ([`smol::SmolNet`]), with the link edge it needs:
 //! virtio-net headers and offloads ([`frame`]) and flow steering across cores ([`steer`]).
 //!
 //! It must not make system calls itself (they go through `kernel-shim`), must not block, spawn
@@ -14,6 +14,7 @@ pub mod frame;
 pub mod http1;
 pub mod kernel;
 pub mod link;
+pub mod resp;
 pub mod server;
 pub mod smol;
 pub mod steer;
