@@ -14,6 +14,7 @@ pub mod frame;
 pub mod http1;
 pub mod kernel;
 pub mod link;
+pub mod pool;
 pub mod server;
 pub mod smol;
 pub mod steer;
