@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod dns;
 pub mod frame;
 pub mod http1;
 pub mod kernel;
