@@ -19,6 +19,7 @@ pub mod pool;
 pub mod server;
 pub mod smol;
 pub mod steer;
+pub mod tls;
 pub mod transport;
 
 pub use kernel::{KernelNet, TAG_NET};
