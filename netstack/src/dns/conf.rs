@@ -12,6 +12,9 @@ pub const SEARCH_DOMAINS_MAX: usize = 6;
 /// A domain name's longest text form (RFC 1035 §2.3.4: 255 octets on the wire).
 pub const NAME_BYTES_MAX: usize = 253;
 
+/// resolv.conf is a few lines; a larger file is refused rather than read.
+pub const RESOLV_CONF_BYTES_MAX: usize = 64 * 1024;
+
 /// The caps glibc applies to `options` values.
 const NDOTS_MAX: u8 = 15;
 const TIMEOUT_SECS_MAX: u64 = 30;
@@ -64,6 +67,14 @@ impl ResolvConf {
     pub fn from_nameservers(servers: &[IpAddr]) -> Self {
         let nameservers = servers.iter().take(NAMESERVERS_MAX).map(|&ip| SocketAddr::new(ip, 53)).collect();
         Self { nameservers, ..Self::default() }
+    }
+
+    /// Reads and parses resolv.conf at `path` (control thread: it reads a file, through
+    /// kernel-shim, at most [`RESOLV_CONF_BYTES_MAX`]). A missing file is the caller's choice:
+    /// glibc then uses [`ResolvConf::default`].
+    pub fn load(path: &std::path::Path) -> std::io::Result<(Self, Vec<IgnoredLine>)> {
+        let bytes = kernel_shim::file::read_bounded(path, RESOLV_CONF_BYTES_MAX)?;
+        Ok(Self::parse(&String::from_utf8_lossy(&bytes)))
     }
 
     /// Parses the text of resolv.conf. Never fails: like glibc, it skips what it does not
@@ -219,6 +230,16 @@ mod tests {
         assert_eq!(lines, [4, 5, 6, 7, 7, 8, 9]);
         let long = format!("search {}.example\n", "a".repeat(64));
         assert!(ResolvConf::parse(&long).0.search.is_empty());
+    }
+
+    #[test]
+    fn loads_a_file() {
+        let path = std::env::temp_dir().join(format!("netstack-resolv-{}.conf", std::process::id()));
+        std::fs::write(&path, "nameserver 192.0.2.1\noptions ndots:3\n").unwrap();
+        let (conf, ignored) = ResolvConf::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!((conf.nameservers, conf.ndots, ignored), (vec!["192.0.2.1:53".parse().unwrap()], 3, vec![]));
+        assert!(ResolvConf::load(std::path::Path::new("/nonexistent/resolv.conf")).is_err());
     }
 
     #[test]

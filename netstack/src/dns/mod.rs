@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::{Name, RecordType};
 
 use cache::Cache;
-pub use conf::{IgnoredLine, NAME_BYTES_MAX, NAMESERVERS_MAX, ResolvConf, SEARCH_DOMAINS_MAX};
+pub use conf::{IgnoredLine, NAME_BYTES_MAX, NAMESERVERS_MAX, RESOLV_CONF_BYTES_MAX, ResolvConf, SEARCH_DOMAINS_MAX};
 use message::{Answer, Mismatch, Question};
 
 /// Why a lookup gave no address.
