@@ -21,6 +21,7 @@ pub mod smol;
 pub mod steer;
 pub mod tls;
 pub mod transport;
+pub mod websocket;
 
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
