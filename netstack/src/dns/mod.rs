@@ -6,7 +6,7 @@
 //! passes time in ([`Resolver::poll`], [`Resolver::poll_at`]), so it runs on the core's ring or
 //! on the userspace stack, and every test drives it with explicit instants. Query ids come from
 //! the caller too ([`Resolver::new`]), from the system's random source. Messages are encoded and
-//! decoded by `hickory-proto` ([`message`]); what it must not do: parse DNS by hand, trust an
+//! decoded by `hickory-proto` (the `message` module); what it must not do: parse DNS by hand, trust an
 //! answer that does not match its query, send an IP literal to DNS, or hold more than its
 //! limits ([`ResolverLimits`]).
 //!
