@@ -97,6 +97,8 @@ pub enum WsError {
     OutgoingFull { queued_bytes: usize },
     /// the connection is closing or closed
     Closed,
+    /// close code {code} may not be sent (RFC 6455 §7.4)
+    InvalidCloseCode { code: u16 },
 }
 
 /// `Sec-WebSocket-Accept` for a request's `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
@@ -262,7 +264,8 @@ impl WsConnection {
             WsMessage::Ping(data) if data.len() <= 125 => Message::Ping(data.into()),
             WsMessage::Pong(data) if data.len() <= 125 => Message::Pong(data.into()),
             WsMessage::Ping(_) | WsMessage::Pong(_) => return Err(WsError::MessageTooLarge { max_bytes: 125 }),
-            WsMessage::Close(reason) => return self.close(reason.map_or(1005, |(code, _)| code), ""),
+            WsMessage::Close(Some((code, reason))) => return self.close(code, &reason),
+            WsMessage::Close(None) => return self.close(1005, ""),
         };
         let written = self.context.write(&mut self.pipe, message);
         self.flush();
@@ -270,10 +273,16 @@ impl WsConnection {
     }
 
     /// Starts the close handshake with `code` (1000 normal, 1001 going away, ...; 1005 sends no
-    /// code) and `reason` (at most 123 bytes, cut at a character boundary).
+    /// code) and `reason` (at most 123 bytes, cut at a character boundary). Codes an endpoint
+    /// may not send (RFC 6455 §7.4: 1004-1006, 1015, unassigned ones below 3000, 5000 and up)
+    /// are refused.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), WsError> {
         if self.terminated {
             return Err(WsError::Closed);
+        }
+        let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || code == 1005;
+        if !sendable {
+            return Err(WsError::InvalidCloseCode { code });
         }
         let frame =
             (code != 1005).then(|| CloseFrame { code: CloseCode::from(code), reason: truncate(reason, 123).into() });

@@ -253,6 +253,20 @@ fn close_handshake_started_by_the_client() {
 }
 
 #[test]
+fn reserved_close_codes_are_refused() {
+    let (mut client, _) = pair(WsLimits::default());
+    for code in [999, 1004, 1006, 1015, 2000, 5000] {
+        assert_eq!(client.close(code, ""), Err(WsError::InvalidCloseCode { code }));
+    }
+    assert_eq!(client.state(), WsState::Open);
+    assert_eq!(client.send(WsMessage::Close(Some((4000, "app".into())))), Ok(()));
+    let mut out = Vec::new();
+    client.take_output(&mut out);
+    assert_eq!(out[0], 0x88, "a close frame");
+    assert_eq!(client.state(), WsState::Closing);
+}
+
+#[test]
 fn close_handshake_started_by_the_server() {
     let (mut client, mut server) = pair(WsLimits::default());
     server.close(1001, &"é".repeat(100)).unwrap();
