@@ -31,10 +31,13 @@ pub mod tls;
 pub mod transport;
 pub mod websocket;
 
+pub use dns::{DnsError, LookupId, LookupStart, ResolvConf, Resolver, ResolverLimits};
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
 pub use pool::{KeepAlivePool, Origin, PoolLimits, Scheme};
 pub use server::{HttpServer, IncomingRequest, ServerStats};
 pub use smol::{LinkKind, SmolConfig, SmolConfigError, SmolNet, SmolStack, SmolStats};
 pub use steer::{Forwarder, Owner, Steering};
+pub use tls::{TlsConfigError, TlsError, TlsLimits, TlsSession};
 pub use transport::{ConnEvent, ConnId, ConnectError, NetLimits, SendError, Transport};
+pub use websocket::{WsConnection, WsError, WsLimits, WsMessage, WsRole, WsState};
