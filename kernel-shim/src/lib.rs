@@ -1,16 +1,17 @@
 //! kernel-shim is the only crate of isobar that talks to Linux. It owns every system call and
 //! its `unsafe` edge: a per-core io_uring driver whose operations own their buffers until the
 //! kernel is done with them ([`ring`]), CPU affinity and thread CPU time ([`cpu`]), listening
-//! and connecting TCP sockets ([`net`]), cross-core wake-ups ([`EventFd`]), the process signal
-//! mask ([`signal`]) and the kernel's CSPRNG ([`random`]). It hands the other crates safe,
-//! typed interfaces and reports operating errors as values whose messages name the cause and
-//! the fix.
+//! and connecting TCP sockets and the UDP socket of a DNS query ([`net`]), cross-core wake-ups
+//! ([`EventFd`]), the process signal mask ([`signal`]), the kernel's CSPRNG ([`random`]) and
+//! bounded reads of configuration files ([`file`]). It hands the other crates safe, typed
+//! interfaces and reports operating errors as values whose messages name the cause and the fix.
 //!
 //! It must not know about HTTP, tenants or V8, must not spawn threads or keep global state,
 //! and must not block a core's thread anywhere except in [`ring::Ring::wait`].
 
 pub mod cpu;
 pub mod eventfd;
+pub mod file;
 pub mod limits;
 pub mod link;
 pub mod memory;

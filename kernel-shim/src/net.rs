@@ -1,5 +1,6 @@
 //! TCP sockets: per-core listeners sharing one port (SO_REUSEPORT), outbound sockets for
-//! [`Op::Connect`](crate::ring::Op::Connect), and socket-address conversions.
+//! [`Op::Connect`](crate::ring::Op::Connect), and socket-address conversions; and the connected
+//! UDP socket a DNS query goes out on ([`udp_socket`]).
 //!
 //! Sockets stay in blocking mode on purpose: io_uring tries each operation without blocking and
 //! arms a poll when it would block, whereas `O_NONBLOCK` only makes it fail with EAGAIN.
@@ -88,6 +89,32 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, Lis
 pub fn tcp_socket(family: Family) -> io::Result<OwnedFd> {
     let fd = new_socket(family)?;
     set_int_option(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    Ok(fd)
+}
+
+/// A UDP socket connected to `peer` (a DNS server, say), bound to an ephemeral port the kernel
+/// picks at random. Connected, the kernel delivers only datagrams from `peer` to it (others are
+/// dropped before they reach us), and `send`/`recv` (or io_uring SEND/RECV) need no address.
+///
+/// Blocking mode, like every socket here: io_uring arms a poll when an operation would block,
+/// and O_NONBLOCK would make it fail with EAGAIN instead. A caller that uses plain `recv`
+/// passes MSG_DONTWAIT so it never waits. Open one per lookup (or rotate them) so that the
+/// source port, too, is unpredictable to someone forging answers.
+pub fn udp_socket(peer: SocketAddr) -> io::Result<OwnedFd> {
+    let family = Family::of(&peer);
+    // SAFETY: socket only reads its integer arguments.
+    let fd = unsafe { libc::socket(family.raw(), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = RawSocketAddr::from(peer);
+    // SAFETY: `raw` is a valid sockaddr of `raw.len()` bytes for the duration of the call; a
+    // UDP connect only records the peer, it never waits.
+    if unsafe { libc::connect(fd.as_raw_fd(), raw.as_ptr(), raw.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(fd)
 }
 
@@ -305,6 +332,41 @@ mod tests {
         for text in ["127.0.0.1:8080", "[::1]:443", "[fe80::1%2]:80"] {
             let addr: SocketAddr = text.parse().unwrap();
             assert_eq!(RawSocketAddr::from(addr).to_socket_addr(), Some(addr));
+        }
+    }
+
+    #[test]
+    fn udp_socket_talks_to_its_peer_only() {
+        use std::net::UdpSocket;
+        use std::time::Duration;
+
+        for loopback in ["127.0.0.1:0", "[::1]:0"] {
+            let echo = UdpSocket::bind(loopback).unwrap();
+            echo.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let fd = udp_socket(echo.local_addr().unwrap()).unwrap();
+            let local = local_addr(fd.as_fd()).unwrap();
+            assert_ne!(local.port(), 0, "bound to an ephemeral port by connect");
+            assert_eq!(peer_addr(fd.as_fd()).unwrap(), echo.local_addr().unwrap());
+            let ours = UdpSocket::from(fd);
+            ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+            // The echo server answers what it gets, to whoever sent it.
+            ours.send(b"query").unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = echo.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"query"[..], local));
+            echo.send_to(&buf[..n], from).unwrap();
+            let n = ours.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"query");
+
+            // A stranger's datagram to our port never reaches a connected socket.
+            let stranger = UdpSocket::bind(loopback).unwrap();
+            stranger.send_to(b"forged", local).unwrap();
+            echo.send_to(b"real", local).unwrap();
+            let n = ours.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"real");
+            ours.set_nonblocking(true).unwrap();
+            assert_eq!(ours.recv(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         }
     }
 }

@@ -1,28 +1,45 @@
 //! netstack owns a core's networking above the kernel: the link-neutral connection interface
 //! ([`Transport`], [`ConnEvent`]) that the HTTP server is written against, its implementation
-//! over kernel sockets through io_uring ([`KernelNet`]), and the sans-IO HTTP/1.1 codec
-//! ([`http1`]); the sans-IO RESP2 client codec for Valkey/Redis ([`resp`]); and smoltcp on a raw link ([`smol::SmolNet`]), with the link edge it needs:
-//! virtio-net headers and offloads ([`frame`]) and flow steering across cores ([`steer`]).
+//! over kernel sockets through io_uring ([`KernelNet`]), and the sans-IO HTTP/1.1 codecs
+//! ([`http1`]: the server side, and the client side for `fetch()`); smoltcp on a raw link
+//! ([`smol::SmolNet`]), with the link edge it needs: virtio-net headers and offloads
+//! ([`frame`]) and flow steering across cores ([`steer`]); and the sans-IO layers outbound
+//! requests and TLS termination stand on: the keep-alive pool per origin ([`pool`]), the stub
+//! resolver ([`dns`]), TLS sessions and configurations over rustls ([`tls`]) and WebSocket
+//! framing over tungstenite ([`websocket`]); and the sans-IO RESP2 client codec for the
+//! Valkey/Redis KV backend ([`resp`]).
 //!
 //! It must not make system calls itself (they go through `kernel-shim`), must not block, spawn
 //! threads or read clocks, and must never let a peer make it hold unbounded memory: every queue
-//! has a limit ([`NetLimits`], [`http1::Limits`]).
+//! has a limit ([`NetLimits`], [`http1::Limits`], [`http1::ClientLimits`],
+//! [`pool::PoolLimits`], [`dns::ResolverLimits`], [`tls::TlsLimits`],
+//! [`websocket::WsLimits`]). Two caveats, both inside well-kept crates: rustls reads the clock to
+//! check certificate validity, and a WebSocket client's frame masks come from `rand`'s
+//! thread-local generator, seeded from the OS (docs/why-sans-io-clients.md).
 
 #![deny(unsafe_code)]
 
+pub mod dns;
 pub mod frame;
 pub mod http1;
 pub mod kernel;
 pub mod link;
+pub mod pool;
 pub mod resp;
 pub mod server;
 pub mod smol;
 pub mod steer;
+pub mod tls;
 pub mod transport;
+pub mod websocket;
 
+pub use dns::{DnsError, LookupId, LookupStart, ResolvConf, Resolver, ResolverLimits};
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
+pub use pool::{KeepAlivePool, Origin, PoolLimits, Scheme};
 pub use server::{HttpServer, IncomingRequest, ServerStats};
 pub use smol::{LinkKind, SmolConfig, SmolConfigError, SmolNet, SmolStack, SmolStats};
 pub use steer::{Forwarder, Owner, Steering};
+pub use tls::{TlsConfigError, TlsError, TlsLimits, TlsSession};
 pub use transport::{ConnEvent, ConnId, ConnectError, NetLimits, SendError, Transport};
+pub use websocket::{WsConnection, WsError, WsLimits, WsMessage, WsRole, WsState};

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::chunked::ChunkedDecoder;
+use super::chunked::{CHUNK_LINE_BYTES_MAX, ChunkLimits, ChunkedDecoder};
 use super::request::{self, Framing, Head, Request};
 use super::response::{self, CONTINUE, ConnectionField, FramingField, LAST_CHUNK, Response, ResponseHead};
 use super::{Limits, RequestError, RequestId, RespondError, Version};
@@ -552,9 +552,17 @@ impl ServerConn {
                 *remaining -= n as u64;
                 Ok((n, *remaining == 0))
             }
-            BodyDecoder::Chunked(decoder) => decoder
-                .decode(input, body.request.body_mut(), self.limits.body_bytes_max, self.limits.head_bytes_max)
-                .map(|n| (n, decoder.is_done())),
+            BodyDecoder::Chunked(decoder) => {
+                let limits = ChunkLimits {
+                    body_bytes_max: u64::try_from(self.limits.body_bytes_max).unwrap_or(u64::MAX),
+                    line_bytes_max: CHUNK_LINE_BYTES_MAX,
+                    trailer_bytes_max: self.limits.head_bytes_max,
+                };
+                decoder
+                    .decode(input, body.request.body_mut(), usize::MAX, limits)
+                    .map(|n| (n, decoder.is_done()))
+                    .map_err(RequestError::from)
+            }
         };
         match result {
             Ok((consumed, done)) => {
@@ -727,7 +735,7 @@ fn connection_field(version: Version, close: bool) -> ConnectionField {
 }
 
 /// The index of the first LF at or after `from` that ends an empty line (`\n\n` or `\n\r\n`).
-fn find_empty_line(buf: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_empty_line(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.min(buf.len());
     buf[start..].iter().enumerate().find_map(|(offset, &byte)| {
         let i = start + offset;

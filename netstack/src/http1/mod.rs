@@ -1,4 +1,5 @@
-//! Sans-IO HTTP/1.1 server codec: bytes in, bytes out, time passed in.
+//! Sans-IO HTTP/1.1 codecs: the server side ([`ServerConn`]) and the client side
+//! ([`client::ClientConn`], for `fetch()`); bytes in, bytes out, time passed in.
 //!
 //! One [`ServerConn`] per TCP connection. It owns no socket and reads no clock, so the same state
 //! machine runs over io_uring kernel sockets and over smoltcp, and every test drives it with
@@ -19,6 +20,7 @@
 //!    side down and close the socket.
 
 mod chunked;
+pub mod client;
 mod conn;
 mod request;
 mod response;
@@ -27,6 +29,10 @@ mod tests;
 
 use std::time::Duration;
 
+pub use client::{
+    BodyFraming, ClientConn, ClientEvent, ClientLimits, ClientState, EncodeError, IncomingResponse, OutgoingRequest,
+    ResponseError,
+};
 pub use conn::{ConnState, ServerConn};
 pub use request::{Headers, Request};
 pub use response::{Response, ResponseHead};
@@ -169,6 +175,17 @@ pub enum RequestError {
     /// request body not received in time
     #[error("request body not received in time")]
     BodyTimeout,
+}
+
+impl From<chunked::ChunkError> for RequestError {
+    fn from(error: chunked::ChunkError) -> Self {
+        match error {
+            chunked::ChunkError::Malformed => Self::BadChunk,
+            chunked::ChunkError::SizeOverflow => Self::ChunkSizeOverflow,
+            chunked::ChunkError::BodyTooLarge => Self::BodyTooLarge,
+            chunked::ChunkError::TrailersTooLarge => Self::TrailersTooLarge,
+        }
+    }
 }
 
 impl RequestError {

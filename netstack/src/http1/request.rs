@@ -6,14 +6,14 @@ use super::{HEADERS_CEILING, Limits, RequestError, RequestId, Version};
 
 /// A byte range inside [`Request::head`]. `u32` is enough: heads are at most 1 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+pub(super) struct Span {
     start: u32,
     end: u32,
 }
 
 impl Span {
     /// The span of `part`, which must be a sub-slice of `base` (as httparse's results are).
-    fn of(base: &[u8], part: &[u8]) -> Self {
+    pub(super) fn of(base: &[u8], part: &[u8]) -> Self {
         // Pointer arithmetic on addresses only; no dereference, so no unsafe.
         let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
         let start = start.min(base.len());
@@ -21,7 +21,7 @@ impl Span {
         Self { start: start as u32, end: end as u32 }
     }
 
-    fn get(self, bytes: &[u8]) -> &[u8] {
+    pub(super) fn get(self, bytes: &[u8]) -> &[u8] {
         bytes.get(self.start as usize..self.end as usize).unwrap_or_default()
     }
 }
@@ -114,6 +114,13 @@ impl Request {
 pub struct Headers<'r> {
     head: &'r [u8],
     spans: std::slice::Iter<'r, (Span, Span)>,
+}
+
+impl<'r> Headers<'r> {
+    /// The fields of a head kept as bytes plus spans (requests, and the client's responses).
+    pub(super) fn new(head: &'r [u8], spans: &'r [(Span, Span)]) -> Self {
+        Self { head, spans: spans.iter() }
+    }
 }
 
 impl<'r> Iterator for Headers<'r> {
@@ -286,7 +293,7 @@ impl HeaderFacts {
             14 if name.eq_ignore_ascii_case("content-length") => {
                 let mut any = false;
                 for element in value.split(|&b| b == b',') {
-                    let length = parse_decimal(trim_ows(element))?;
+                    let length = parse_decimal(trim_ows(element)).ok_or(RequestError::BadContentLength)?;
                     if self.content_length.is_some_and(|known| known != length) {
                         return Err(RequestError::BadContentLength);
                     }
@@ -342,19 +349,19 @@ impl HeaderFacts {
 }
 
 /// `1*DIGIT`, saturating: a length too large for u64 is still a valid, too large, length.
-fn parse_decimal(digits: &[u8]) -> Result<u64, RequestError> {
+pub(super) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(RequestError::BadContentLength);
+        return None;
     }
-    Ok(digits.iter().fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
+    Some(digits.iter().fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
 /// Non-empty elements of a comma-separated list, OWS trimmed (RFC 9110 §5.6.1).
-fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim_ows).filter(|e| !e.is_empty())
 }
 
-fn trim_ows(bytes: &[u8]) -> &[u8] {
+pub(super) fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
@@ -362,7 +369,7 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
 }
 
 /// Bytes of `uri-host [":" port]` (reg-name, IPv4, IP-literal), RFC 3986 §3.2.2.
-fn is_host_byte(b: u8) -> bool {
+pub(super) fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,

@@ -189,7 +189,7 @@ pub(super) fn write_error(out: &mut Vec<u8>, error: RequestError) {
     out.push(b'\n');
 }
 
-fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -209,11 +209,11 @@ fn is_codec_field(name: &str) -> bool {
         || name.eq_ignore_ascii_case("connection")
 }
 
-fn is_visible_or_obs(b: u8) -> bool {
+pub(super) fn is_visible_or_obs(b: u8) -> bool {
     (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
