@@ -74,6 +74,7 @@ fn quick_mode_writes_results_and_plots() {
     let launches = results["coldstart"]["launches"].as_array().expect("launches");
     let run = launches.iter().find(|l| l["system"] == "isobar run").expect("an isobar run row");
     assert!(run["samples_ms"].as_array().is_some_and(|s| !s.is_empty()), "isobar run never answered: {run}");
+    assert!(run["cpu_samples_ms"].as_array().is_some_and(|s| !s.is_empty()), "no CPU time read: {run}");
     let new_tenants = results["coldstart"]["new_tenants"].as_array().expect("new tenant rows");
     assert!(new_tenants.iter().all(|r| r["samples_ms"].as_array().is_some_and(|s| !s.is_empty())), "{new_tenants:?}");
     // Memory: RSS read for every N.
@@ -92,7 +93,7 @@ fn quick_mode_writes_results_and_plots() {
     assert_eq!(results["targets"].as_array().map(Vec::len), Some(5));
 
     // Plots: each parses as XML whose root is <svg>.
-    for name in ["switch.svg", "memory.svg", "coldstart.svg", "throughput.svg", "latency.svg"] {
+    for name in ["switch.svg", "memory.svg", "coldstart.svg", "throughput.svg", "latency.svg", "cpu.svg"] {
         let path = out.join("plots").join(name);
         let svg = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let document = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));

@@ -8,6 +8,10 @@
 //! polled from the client CPU every 0.2 ms on a fresh port (so no earlier process can answer).
 //! A new tenant's time is its first request on an open keep-alive connection: tenants arrive
 //! 20 ms apart, slower than the pool refills (a few ms per isolate).
+//!
+//! Each time comes with the CPU time the server spent on it (the process CPU clock: at the first
+//! 200 for a launch, around the request for a new tenant), which the shared host's other work
+//! does not inflate the way it inflates wall time.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -34,23 +38,40 @@ pub struct Row {
     pub system: String,
     pub samples_ms: Vec<f64>,
     pub spread: Option<Spread>,
+    /// The server's CPU time for each sample.
+    pub cpu_samples_ms: Vec<f64>,
+    pub cpu_spread: Option<Spread>,
     pub errors: Vec<String>,
 }
 
 impl Row {
     fn new(system: &str) -> Row {
-        Row { system: system.to_string(), samples_ms: vec![], spread: None, errors: vec![] }
+        Row {
+            system: system.to_string(),
+            samples_ms: vec![],
+            spread: None,
+            cpu_samples_ms: vec![],
+            cpu_spread: None,
+            errors: vec![],
+        }
     }
 
-    fn record(&mut self, result: Result<Duration>) {
+    /// Records a (wall time, server CPU time) sample.
+    fn record(&mut self, result: Result<(Duration, Option<Duration>)>) {
         match result {
-            Ok(d) => self.samples_ms.push(d.as_secs_f64() * 1000.0),
+            Ok((wall, cpu)) => {
+                self.samples_ms.push(wall.as_secs_f64() * 1000.0);
+                if let Some(cpu) = cpu {
+                    self.cpu_samples_ms.push(cpu.as_secs_f64() * 1000.0);
+                }
+            }
             Err(error) => self.errors.push(format!("{error:#}")),
         }
     }
 
     fn finish(&mut self) {
         self.spread = Spread::of(&self.samples_ms);
+        self.cpu_spread = Spread::of(&self.cpu_samples_ms);
     }
 }
 
@@ -224,8 +245,14 @@ fn serve_files(ctx: &Context) -> Result<(PathBuf, PathBuf)> {
     Ok((config, snapshot))
 }
 
-/// Spawns the system on a fresh port and times it to its first 200.
-fn launch_once(ctx: &mut Context, launch: &Launch, placement: &Placement, log: &Path) -> Result<Duration> {
+/// Spawns the system on a fresh port and times it to its first 200; with the CPU time the
+/// process had used by then.
+fn launch_once(
+    ctx: &mut Context,
+    launch: &Launch,
+    placement: &Placement,
+    log: &Path,
+) -> Result<(Duration, Option<Duration>)> {
     let port = ctx.launcher.ports.take(1)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let args = (launch.args)(port);
@@ -239,7 +266,8 @@ fn launch_once(ctx: &mut Context, launch: &Launch, placement: &Placement, log: &
                 && let Ok((status, _)) = client.get("hello.bench", "/")
             {
                 if status == 200 {
-                    return Ok(started.elapsed());
+                    let elapsed = started.elapsed();
+                    return Ok((elapsed, crate::procfs::process_cpu(child.id())));
                 }
                 bail!("{} answered {status}", launch.name);
             }
@@ -275,6 +303,8 @@ fn new_tenants(ctx: &mut Context) -> Result<Vec<Row>> {
         Row::new("first response after that deploy"),
     ];
     let admin = warm.admin.context("the admin listener")?;
+    let warm_pid = *warm.pids().first().context("the isobar process")?;
+    let empty_pid = *empty.pids().first().context("the isobar process")?;
     on_client(&ctx.client, || {
         warm.wait_listening(Duration::from_secs(120))?;
         empty.wait_listening(Duration::from_secs(120))?;
@@ -290,9 +320,9 @@ fn new_tenants(ctx: &mut Context) -> Result<Vec<Row>> {
         for _round in 0..ctx.plan.coldstart_rounds {
             for _ in 0..per_round {
                 let host = format!("t{next}.bench");
-                rows[0].record(first_response(&mut warm_client, &host, next));
+                rows[0].record(first_response(&mut warm_client, warm_pid, &host, next));
                 std::thread::sleep(Duration::from_millis(20));
-                rows[1].record(first_response(&mut empty_client, &host, next));
+                rows[1].record(first_response(&mut empty_client, empty_pid, &host, next));
                 std::thread::sleep(Duration::from_millis(20));
                 let name = format!("n{next}");
                 let body = serde_json::json!({
@@ -304,10 +334,13 @@ fn new_tenants(ctx: &mut Context) -> Result<Vec<Row>> {
                     "PUT /tenants/{name} HTTP/1.1\r\nhost: admin\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
+                let cpu_before = crate::procfs::process_cpu(warm_pid);
                 let started = Instant::now();
                 let deployed = admin_client.request(request.as_bytes()).and_then(|(status, text)| {
                     if status == 201 {
-                        Ok(started.elapsed())
+                        let cpu =
+                            cpu_before.zip(crate::procfs::process_cpu(warm_pid)).map(|(a, b)| b.saturating_sub(a));
+                        Ok((started.elapsed(), cpu))
                     } else {
                         bail!("PUT answered {status}: {}", String::from_utf8_lossy(&text))
                     }
@@ -315,7 +348,7 @@ fn new_tenants(ctx: &mut Context) -> Result<Vec<Row>> {
                 let ok = deployed.is_ok();
                 rows[2].record(deployed);
                 if ok {
-                    rows[3].record(first_response(&mut warm_client, &format!("{name}.bench"), next));
+                    rows[3].record(first_response(&mut warm_client, warm_pid, &format!("{name}.bench"), next));
                 }
                 std::thread::sleep(Duration::from_millis(20));
                 next += 1;
@@ -331,12 +364,15 @@ fn new_tenants(ctx: &mut Context) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn first_response(client: &mut Client, host: &str, id: usize) -> Result<Duration> {
+/// A new tenant's first request: its latency, and the server's CPU time around it.
+fn first_response(client: &mut Client, pid: u32, host: &str, id: usize) -> Result<(Duration, Option<Duration>)> {
+    let cpu_before = crate::procfs::process_cpu(pid);
     let started = Instant::now();
     let (status, body) = client.get(host, "/")?;
     let elapsed = started.elapsed();
+    let cpu = cpu_before.zip(crate::procfs::process_cpu(pid)).map(|(a, b)| b.saturating_sub(a));
     if status != 200 || body != format!("tenant {id}\n").as_bytes() {
         bail!("{host} answered {status} {:?}", String::from_utf8_lossy(&body));
     }
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }

@@ -1,7 +1,7 @@
 //! The run's plots as SVG files (plotters' SVG backend): per-request cost against the number of
 //! tenants for isolates, processes and threads (switch.svg), RSS against the number of tenants
-//! (memory.svg), cold-start bars (coldstart.svg), and throughput and p99 bars
-//! (throughput.svg, latency.svg). A plot without data is not written; a plot that fails is
+//! (memory.svg), cold-start bars (coldstart.svg), and throughput, p99 and server CPU bars
+//! (throughput.svg, latency.svg, cpu.svg). A plot without data is not written; a plot that fails is
 //! reported and skipped, never the run.
 
 use std::error::Error;
@@ -35,12 +35,13 @@ pub fn write_all(results: &Results, dir: &Path) -> Vec<PathBuf> {
         eprintln!("harness: warning: cannot create {}: {error}", dir.display());
         return vec![];
     }
-    let plots: [(&str, &PlotFn); 5] = [
+    let plots: [(&str, &PlotFn); 6] = [
         ("switch.svg", &|p| switch(results, p)),
         ("memory.svg", &|p| memory(results, p)),
         ("coldstart.svg", &|p| coldstart(results, p)),
         ("throughput.svg", &|p| throughput(results, p, "requests_per_second")),
         ("latency.svg", &|p| throughput(results, p, "p99_us")),
+        ("cpu.svg", &|p| throughput(results, p, "server_cpu_us_per_request")),
     ];
     let mut written = Vec::new();
     for (name, plot) in plots {
@@ -119,9 +120,11 @@ fn memory(results: &Results, path: &Path) -> Option<Outcome> {
     }
     if let Some(r) = &results.switch {
         for name in ["process per tenant (C)", "node per tenant", "bun per tenant", "deno per tenant"] {
+            // From two processes on: a lone process's binary text counts as private to it.
             let points: Vec<(f64, f64)> = r
                 .groups
                 .iter()
+                .filter(|g| g.tenants > 1)
                 .filter_map(|g| {
                     let sys = g.systems.iter().find(|s| s.system == name)?;
                     Some((g.tenants as f64, sys.memory_warm?.uss_bytes as f64 / 1e6))
@@ -245,10 +248,16 @@ fn throughput(results: &Results, path: &Path, field: &str) -> Option<Outcome> {
         root.fill(&WHITE)?;
         let panels = root.split_evenly((1, panels_data.len()));
         for (panel, (c, bars)) in panels.iter().zip(&panels_data) {
-            if field == "p99_us" {
-                bar_chart(panel, &format!("p99 latency, {c} connections (us)"), bars, |v| format!("{v:.0} us"))?;
-            } else {
-                bar_chart(panel, &format!("Requests/s, {c} connections"), bars, |v| format!("{v:.0}"))?;
+            match field {
+                "p99_us" => {
+                    bar_chart(panel, &format!("p99 latency, {c} connections (us)"), bars, |v| format!("{v:.0} us"))?
+                }
+                "server_cpu_us_per_request" => {
+                    bar_chart(panel, &format!("Server CPU per request, {c} connections (us)"), bars, |v| {
+                        format!("{v:.1} us")
+                    })?
+                }
+                _ => bar_chart(panel, &format!("Requests/s, {c} connections"), bars, |v| format!("{v:.0}"))?,
             }
         }
         root.present()?;

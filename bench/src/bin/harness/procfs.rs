@@ -34,11 +34,7 @@ pub fn usage(pids: &[u32]) -> Usage {
     let mut total = Usage::default();
     for pid in pids {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
-        let process_clock = i32::try_from(*pid)
-            .ok()
-            .and_then(|pid| nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok())
-            .and_then(|clock| nix::time::clock_gettime(clock).ok())
-            .map(Duration::from);
+        let process_clock = process_cpu(*pid);
         total.cpu += process_clock.unwrap_or_default();
         for task in tasks.flatten() {
             let path = task.path();
@@ -56,6 +52,13 @@ pub fn usage(pids: &[u32]) -> Usage {
         }
     }
     total
+}
+
+/// The CPU clock of process `pid`: every thread's time, exited threads' included.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let pid = i32::try_from(pid).ok()?;
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
+    nix::time::clock_gettime(clock).ok().map(Duration::from)
 }
 
 /// CPU time of the one thread of `pid` named `name` (its `comm`), e.g. "isobar-core-0".
