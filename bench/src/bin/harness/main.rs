@@ -217,6 +217,8 @@ pub struct Context {
     pub client: Placement,
     pub server_cpu: usize,
     pub client_cpu: usize,
+    /// CPUs this process could use before it pinned itself to the client's.
+    pub cpus: usize,
     pub work: PathBuf,
 }
 
@@ -297,6 +299,7 @@ fn run(args: Args) -> Result<()> {
         client,
         server_cpu,
         client_cpu,
+        cpus: usable.len(),
         work,
     };
 

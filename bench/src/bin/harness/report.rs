@@ -84,7 +84,7 @@ impl Results {
             seconds: 0.0,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             machine: Machine {
-                cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                cpus: ctx.cpus,
                 server_cpu: ctx.server_cpu,
                 client_cpu: ctx.client_cpu,
                 kernel,
@@ -122,7 +122,9 @@ fn commit(workspace: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let head = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // The harness's own outputs do not make the measured build different.
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md", ":!bench/plots"])
+        .is_some_and(|s| !s.is_empty());
     if dirty { format!("{head} (with uncommitted changes)") } else { head }
 }
 
