@@ -1,7 +1,8 @@
 //! netstack owns a core's networking above the kernel: the link-neutral connection interface
 //! ([`Transport`], [`ConnEvent`]) that the HTTP server is written against, its implementation
 //! over kernel sockets through io_uring ([`KernelNet`]), and the sans-IO HTTP/1.1 codec
-//! ([`http1`]); and smoltcp on a raw link ([`smol::SmolNet`]), with the link edge it needs:
+//! ([`http1`]); the per-client and total connection caps every transport applies when it accepts
+//! ([`admission`]); and smoltcp on a raw link ([`smol::SmolNet`]), with the link edge it needs:
 //! virtio-net headers and offloads ([`frame`]) and flow steering across cores ([`steer`]).
 //!
 //! It must not make system calls itself (they go through `kernel-shim`), must not block, spawn
@@ -10,6 +11,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod frame;
 pub mod http1;
 pub mod kernel;
@@ -19,6 +21,7 @@ pub mod smol;
 pub mod steer;
 pub mod transport;
 
+pub use admission::{Admitted, ConnAdmission, ConnCaps, RefusedConns, Refusal};
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
 pub use server::{HttpServer, IncomingRequest, ServerStats};
