@@ -2,7 +2,8 @@
 //! its `unsafe` edge: a per-core io_uring driver whose operations own their buffers until the
 //! kernel is done with them ([`ring`]), CPU affinity and thread CPU time ([`cpu`]), listening
 //! and connecting TCP sockets ([`net`]), cross-core wake-ups ([`EventFd`]), the process signal
-//! mask ([`signal`]) and the kernel's CSPRNG ([`random`]). It hands the other crates safe,
+//! mask ([`signal`]), the kernel's CSPRNG ([`random`]), the system-call filter isobar puts on
+//! itself after start-up ([`seccomp`]) and giving up root ([`user`]). It hands the other crates safe,
 //! typed interfaces and reports operating errors as values whose messages name the cause and
 //! the fix.
 //!
@@ -18,6 +19,8 @@ pub mod net;
 pub mod pid1;
 pub mod random;
 pub mod ring;
+pub mod seccomp;
 pub mod signal;
+pub mod user;
 
 pub use eventfd::EventFd;
