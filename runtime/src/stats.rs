@@ -97,4 +97,7 @@ pub struct CoreStats {
     pub isolates_evicted: u64,
     pub unrouted: u64,
     pub open_conns: usize,
+    /// Connections closed (or reset) at accept: a full table, a client at its cap, the
+    /// process at its cap.
+    pub conns_refused: netstack::RefusedConns,
 }
