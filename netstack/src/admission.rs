@@ -226,8 +226,7 @@ mod tests {
     #[test]
     fn the_total_is_capped_over_all_clients() {
         let admission = ConnAdmission::new(ConnCaps { per_client_max: 10, total_max: 3 });
-        let held: Vec<Admitted> =
-            (1..=3).map(|i| admission.admit(ip(&format!("192.0.2.{i}"))).unwrap()).collect();
+        let held: Vec<Admitted> = (1..=3).map(|i| admission.admit(ip(&format!("192.0.2.{i}"))).unwrap()).collect();
         assert_eq!(admission.admit(ip("192.0.2.9")).unwrap_err(), Refusal::Total(3));
         drop(held);
         assert!(admission.admit(ip("192.0.2.9")).is_ok());
@@ -250,7 +249,9 @@ mod tests {
             .map(|t| {
                 let admission = admission.clone();
                 std::thread::spawn(move || {
-                    (0..100).filter_map(|i| admission.admit(ip(&format!("10.1.{}.1", (t + i) % 3))).ok()).collect::<Vec<_>>()
+                    (0..100)
+                        .filter_map(|i| admission.admit(ip(&format!("10.1.{}.1", (t + i) % 3))).ok())
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

@@ -21,7 +21,7 @@ pub mod smol;
 pub mod steer;
 pub mod transport;
 
-pub use admission::{Admitted, ConnAdmission, ConnCaps, RefusedConns, Refusal};
+pub use admission::{Admitted, ConnAdmission, ConnCaps, Refusal, RefusedConns};
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
 pub use server::{HttpServer, IncomingRequest, ServerStats};

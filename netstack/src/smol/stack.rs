@@ -700,13 +700,7 @@ impl SmolStack {
         self.listening.push(sock);
     }
 
-    fn insert_conn(
-        &mut self,
-        sock: Sock,
-        phase: Phase,
-        local_port: Option<u16>,
-        admitted: Option<Admitted>,
-    ) -> ConnId {
+    fn insert_conn(&mut self, sock: Sock, phase: Phase, local_port: Option<u16>, admitted: Option<Admitted>) -> ConnId {
         self.generation = self.generation.wrapping_add(1);
         let conn = Conn {
             _admitted: admitted,
