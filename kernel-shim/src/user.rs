@@ -39,10 +39,11 @@ pub fn lookup(name: &str) -> Result<Account, UserError> {
     let c_name = CString::new(name).map_err(|_| UserError::Unknown(name.to_string()))?;
     let mut buffer = vec![0u8; 4096];
     loop {
-        // SAFETY: a zeroed passwd is a valid out-parameter; getpwnam_r writes it and points its
-        // strings into `buffer`, whose length we pass; `result` is a valid out-pointer.
+        // SAFETY: a zeroed passwd (null pointers, zero IDs) is a valid value of the type.
         let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `entry` is a valid out-parameter; getpwnam_r points its strings into `buffer`,
+        // whose length we pass; `result` is a valid out-pointer.
         let rc = unsafe {
             libc::getpwnam_r(c_name.as_ptr(), &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut result)
         };

@@ -14,8 +14,8 @@ use netstack::frame::{self, VNET_HDR_LEN, VnetHeader};
 use netstack::http1::{Limits, Response};
 use netstack::smol::{IpCidr, TIMED_OUT};
 use netstack::{
-    ConnAdmission, ConnCaps, ConnEvent, ConnId, Forwarder, HttpServer, IncomingRequest, LinkKind, SendError, SmolConfig, SmolNet, Steering,
-    TAG_NET, Transport,
+    ConnAdmission, ConnCaps, ConnEvent, ConnId, Forwarder, HttpServer, IncomingRequest, LinkKind, SendError,
+    SmolConfig, SmolNet, Steering, TAG_NET, Transport,
 };
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};

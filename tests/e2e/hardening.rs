@@ -31,23 +31,9 @@ fn a_forbidden_system_call_stops_the_process_and_the_log_names_it() {
     // With the kernel only logging, the same call runs and the server goes on serving.
     let mut args = args.to_vec();
     args.extend(["--seccomp", "log"]);
-    let isobar = start_with_env(&args, &env);
+    let isobar = Isobar::try_start_with_env(&args, &env).unwrap_or_else(|e| panic!("isobar did not start: {e}"));
     assert_eq!(isobar.get("/").status, 200);
     assert_eq!(isobar.status_field("Seccomp").as_deref(), Some("2"), "filter mode");
-}
-
-/// Starts isobar with extra environment variables (the harness's `start` takes none).
-fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Isobar {
-    // SAFETY: no other thread of this test reads these variables between set and remove; the
-    // child inherits them at spawn.
-    for (key, value) in env {
-        unsafe { std::env::set_var(key, value) };
-    }
-    let started = Isobar::try_start(args);
-    for (key, _) in env {
-        unsafe { std::env::remove_var(key) };
-    }
-    started.unwrap_or_else(|e| panic!("isobar did not start: {e}"))
 }
 
 #[test]

@@ -78,8 +78,13 @@ impl Isobar {
     /// For `run` and `serve`, `--listen 127.0.0.1:0` is added unless `args` has `--listen`. When
     /// `args` has `--admin`, this also waits for the admin line and fills in `admin`.
     pub fn try_start(args: &[&str]) -> Result<Isobar, String> {
+        Isobar::try_start_with_env(args, &[])
+    }
+
+    /// Like `try_start`, with extra environment variables for the process.
+    pub fn try_start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Isobar, String> {
         let mut command = Command::new(isobar_bin());
-        command.current_dir(workspace()).args(args);
+        command.current_dir(workspace()).args(args).envs(env.iter().copied());
         let serving = matches!(args.first(), Some(&"run" | &"serve"));
         if serving && !args.iter().any(|a| a.starts_with("--listen")) {
             command.args(["--listen", "127.0.0.1:0"]);

@@ -24,9 +24,10 @@ fn in_child(body: impl FnOnce() -> i32) -> (i32, String) {
             libc::_exit(body());
         }
     }
-    // SAFETY: the write end is ours to close; the read end becomes a File we own.
+    // SAFETY: the write end is ours to close.
     unsafe { libc::close(fds[1]) };
     let mut stderr = String::new();
+    // SAFETY: the read end is ours and owned by nothing else; the File takes it over.
     let _ = unsafe { std::fs::File::from_raw_fd(fds[0]) }.read_to_string(&mut stderr);
     let mut status = 0;
     // SAFETY: waiting for our own child.
@@ -66,6 +67,7 @@ fn roles_differ_a_core_may_not_start_a_thread_but_main_may_read_files() {
     let sandbox = Sandbox::new(Mode::Kill, Host::Process).unwrap();
     install_violation_handler().unwrap();
     // clone3 with a null argument fails with EFAULT where it is allowed, and traps where not.
+    // SAFETY: a null clone_args with size 0 is rejected by the kernel before anything happens.
     let try_clone3 = || unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
     let (code, stderr) = in_child(|| if sealed_as(&sandbox, Role::Core) { try_clone3() as i32 } else { 2 });
     assert_eq!(code, VIOLATION_EXIT_CODE);
@@ -152,7 +154,7 @@ fn a_core_may_make_tcp_sockets_only() {
 #[test]
 fn waiting_threads_are_released_by_the_seal_or_its_abandonment() {
     let sandbox = std::sync::Arc::new(Sandbox::new(Mode::Kill, Host::Process).unwrap());
-    assert_eq!(sandbox.try_confine(Role::Core).unwrap(), false, "nothing happens before the seal");
+    assert!(!sandbox.try_confine(Role::Core).unwrap(), "nothing happens before the seal");
     let waiter = {
         let sandbox = sandbox.clone();
         std::thread::spawn(move || sandbox.wait_and_confine(Role::Core))
