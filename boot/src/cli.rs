@@ -65,6 +65,56 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub network: NetArgs,
+
+    #[command(flatten)]
+    pub hardening: HardeningArgs,
+}
+
+/// What a forbidden system call does once start-up is over (`--seccomp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Seccomp {
+    /// Stop the process with a line naming the call (exit code 159).
+    #[default]
+    Kill,
+    /// Let the call run and have the kernel log it (audit), to find what a change needs.
+    Log,
+    /// No system-call filter.
+    Off,
+}
+
+/// Defences at the edge and inside the process (both `run` and `serve`).
+#[derive(Debug, clap::Args)]
+pub struct HardeningArgs {
+    /// The system-call filter put on every thread after start-up (docs/threat-model.md).
+    #[arg(long, value_enum, default_value_t = Seccomp::Kill, env = "ISOBAR_SECCOMP")]
+    pub seccomp: Seccomp,
+
+    /// Become this user (and its group, with no supplementary groups and no capabilities)
+    /// once listeners and links are open; isobar must start as root (docs/dedicated-host.md).
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Connections one client address (an IPv6 client: its /64) may hold open at once, over
+    /// all cores; more are closed at once (kernel sockets) or reset (userspace stack).
+    #[arg(long, default_value_t = netstack::ConnCaps::default().per_client_max)]
+    pub conns_per_client: u32,
+
+    /// Connections the whole process holds open at once; more are closed or reset at once.
+    #[arg(long, default_value_t = netstack::ConnCaps::default().total_max)]
+    pub conns_max: u32,
+}
+
+impl Default for HardeningArgs {
+    /// What the command line gives when no flag is set (the guest's `serve` uses it).
+    fn default() -> HardeningArgs {
+        let caps = netstack::ConnCaps::default();
+        HardeningArgs {
+            seccomp: Seccomp::Kill,
+            user: None,
+            conns_per_client: caps.per_client_max,
+            conns_max: caps.total_max,
+        }
+    }
 }
 
 /// Where the HTTP server's connections come from (both `run` and `serve`).
@@ -133,6 +183,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub network: NetArgs,
+
+    #[command(flatten)]
+    pub hardening: HardeningArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

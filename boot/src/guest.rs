@@ -80,6 +80,7 @@ fn run() -> anyhow::Result<()> {
             ip: settings.get("ip").cloned(),
             gateway: settings.get("gateway").cloned(),
         },
+        hardening: crate::cli::HardeningArgs::default(),
     };
     let code = crate::serve(args)?;
     if code != std::process::ExitCode::SUCCESS {

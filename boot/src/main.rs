@@ -13,17 +13,18 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use crossbeam_channel::{after, never, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
+use kernel_shim::seccomp::{Role, Sandbox};
 use kernel_shim::signal::{self, Signal};
 use runtime::routes::Route;
 use runtime::{Deployment, Tenant, TenantLimits, TenantSettings};
 
-use cli::{Cli, Command, Format, RunArgs, ServeArgs, SnapshotArgs};
+use cli::{Cli, Command, Format, HardeningArgs, RunArgs, Seccomp, ServeArgs, SnapshotArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,9 +32,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The signals the main thread handles; every thread inherits them blocked.
 const HANDLED_SIGNALS: &[Signal] = &[Signal::Interrupt, Signal::Terminate, Signal::Hangup];
 
+/// Set (to anything) in the environment, a core makes a forbidden system call right after
+/// confining itself: the end-to-end test of the filter uses it. It only ever stops the process.
+const TEST_VIOLATION_ENV: &str = "ISOBAR_TEST_SECCOMP_VIOLATION";
+
 fn main() -> ExitCode {
+    // Before any thread exists, so every thread inherits both: no execve can gain privileges
+    // (isobar never runs another program), and a forbidden system call, once the filter is on,
+    // is reported by name and stops the process.
+    let hardened =
+        kernel_shim::seccomp::forbid_new_privileges().and_then(|()| kernel_shim::seccomp::install_violation_handler());
     // As the init process of a guest, isobar does the PID-1 duties first and never returns.
     if kernel_shim::pid1::is_init() {
+        if let Err(error) = &hardened {
+            eprintln!("isobar: warning: {error}");
+        }
         let _ = signal::block_process_signals(HANDLED_SIGNALS);
         let _log_guard = init_logging("info", false);
         guest::main();
@@ -42,6 +55,10 @@ fn main() -> ExitCode {
     // sigwait ever sees these signals.
     if let Err(error) = signal::block_process_signals(HANDLED_SIGNALS) {
         eprintln!("isobar: error: cannot block signals: {error}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(error) = hardened {
+        eprintln!("isobar: error: {error}");
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
@@ -63,17 +80,82 @@ fn main() -> ExitCode {
 /// Logs go to stderr through a bounded, lossy queue and a writer thread, so a core thread never
 /// blocks on a slow terminal or pipe (a flood of console.log drops lines instead).
 fn init_logging(filter: &str, ansi: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    let confine = Arc::new(Mutex::new(None));
+    let sink = LogSink { stderr: std::io::stderr(), confine: confine.clone() };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
         .thread_name("isobar-log")
-        .finish(std::io::stderr());
+        .finish(sink);
+    let _ = LOG_THREAD.set(LogThread { poke: Mutex::new(writer.clone()), confine });
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
         eprintln!("isobar: warning: bad --log filter {filter:?} ({error}); using \"info\"");
         tracing_subscriber::EnvFilter::new("info")
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(true).with_ansi(ansi).init();
     guard
+}
+
+/// A request to the log thread to confine itself, and where it answers.
+type LogConfinement = (Arc<Sandbox>, Sender<Result<(), String>>);
+
+/// The log writer thread, as the main thread reaches it: `tracing_appender` owns the thread, so
+/// the main thread leaves a request in `confine` and pokes the queue with an empty line; the
+/// thread's [`LogSink`] confines it on its next write.
+struct LogThread {
+    poke: Mutex<tracing_appender::non_blocking::NonBlocking>,
+    confine: Arc<Mutex<Option<LogConfinement>>>,
+}
+
+static LOG_THREAD: OnceLock<LogThread> = OnceLock::new();
+
+/// stderr, as the log thread writes it; it confines its thread when asked (see [`LogThread`]).
+struct LogSink {
+    stderr: std::io::Stderr,
+    confine: Arc<Mutex<Option<LogConfinement>>>,
+}
+
+impl LogSink {
+    fn confine_if_asked(&mut self) {
+        let asked = self.confine.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((sandbox, done)) = asked {
+            let _ = done.send(sandbox.confine(Role::Log).map_err(|e| e.to_string()));
+        }
+    }
+}
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.confine_if_asked();
+        self.stderr.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.confine_if_asked();
+        self.stderr.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.confine_if_asked();
+        self.stderr.flush()
+    }
+}
+
+/// Has the log thread confine itself to its role, and waits (bounded) until it has.
+fn confine_log_thread(sandbox: &Arc<Sandbox>) -> anyhow::Result<()> {
+    let Some(log) = LOG_THREAD.get() else { return Ok(()) };
+    let (done_tx, done) = bounded(1);
+    *log.confine.lock().unwrap_or_else(|e| e.into_inner()) = Some((sandbox.clone(), done_tx));
+    // The queue is lossy: poke until the thread answers (an empty line writes nothing).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = log.poke.lock().unwrap_or_else(|e| e.into_inner()).write(&[]);
+        match done.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => return result.map_err(|e| anyhow::anyhow!("the log thread: {e}")),
+            Err(_) if Instant::now() < deadline => continue,
+            Err(_) => bail!("the log thread did not confine itself within 5 s"),
+        }
+    }
 }
 
 /// Where and how to serve, whichever command asked.
@@ -89,6 +171,8 @@ struct Serving {
     /// The configuration file to re-read on SIGHUP (`serve` only).
     config: Option<std::path::PathBuf>,
     net: Net,
+    /// The system-call filter, the user to become, the connection caps.
+    hardening: HardeningArgs,
 }
 
 /// Which network the cores serve on.
@@ -161,6 +245,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         config: None,
         net: Net::parse(&args.network)?,
+        hardening: args.hardening,
     };
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
 }
@@ -201,6 +286,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
         config: Some(args.config.clone()),
         net: Net::parse(&args.network)?,
+        hardening: args.hardening,
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()
@@ -268,8 +354,40 @@ fn fit_isolate_budget(budget: &mut runtime::cache::IsolateBudget, cores: usize) 
     }
 }
 
-/// Binds the listeners, starts the cores (and the admin API), prints where it listens, and
-/// serves until a signal drains it.
+/// The system-call filter `--seccomp` asks for, compiled (None: off).
+fn build_sandbox(mode: Seccomp) -> anyhow::Result<Option<Arc<Sandbox>>> {
+    let mode = match mode {
+        Seccomp::Off => return Ok(None),
+        Seccomp::Kill => kernel_shim::seccomp::Mode::Kill,
+        Seccomp::Log => kernel_shim::seccomp::Mode::Log,
+    };
+    let host = if kernel_shim::pid1::is_init() {
+        kernel_shim::seccomp::Host::GuestInit
+    } else {
+        kernel_shim::seccomp::Host::Process
+    };
+    let mut sandbox = Sandbox::new(mode, host)?;
+    if std::env::var_os(TEST_VIOLATION_ENV).is_some() {
+        tracing::warn!("{TEST_VIOLATION_ENV} is set: a core will make a forbidden system call");
+        sandbox = sandbox.with_violation_after(Role::Core);
+    }
+    Ok(Some(Arc::new(sandbox)))
+}
+
+/// Releases the threads waiting for the seal if start-up stops before it.
+struct SealOrAbandon(Option<Arc<Sandbox>>);
+
+impl Drop for SealOrAbandon {
+    fn drop(&mut self) {
+        if let Some(sandbox) = &self.0 {
+            sandbox.abandon();
+        }
+    }
+}
+
+/// Binds the listeners, starts the cores (and the admin API), drops root if asked, seals the
+/// process with the system-call filter, prints where it listens, and serves until a signal
+/// drains it.
 fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result<ExitCode> {
     match kernel_shim::limits::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "open files limit"),
@@ -286,6 +404,9 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         );
     }
     let cpus: Vec<usize> = usable[..cores].to_vec();
+    let account = serving.hardening.user.as_deref().map(kernel_shim::user::lookup).transpose()?;
+    let sandbox = build_sandbox(serving.hardening.seccomp)?;
+    let _seal_or_abandon = SealOrAbandon(sandbox.clone());
     fit_isolate_budget(&mut serving.budget, cores);
     let (net, addr) = open_network(&serving.net, serving.listen, cores)?;
     let admin_listener = match serving.admin {
@@ -297,8 +418,17 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         }
         None => None,
     };
+    // Everything that needs root is open: listeners, links, the map-count sysctl.
+    if let Some(account) = &account {
+        kernel_shim::user::become_user(account)?;
+        tracing::info!(uid = account.uid, gid = account.gid, "now running as user {}", account.name);
+    }
 
     let http = netstack::http1::Limits { body_bytes_max: serving.body_limit, ..Default::default() };
+    let caps = netstack::ConnCaps {
+        per_client_max: serving.hardening.conns_per_client,
+        total_max: serving.hardening.conns_max,
+    };
     let config = runtime::ServerConfig {
         deployment,
         net,
@@ -307,23 +437,91 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         http,
         net_limits: Default::default(),
         ring: ring_config(&serving.net),
+        sandbox: sandbox.clone(),
+        admission: Some(netstack::ConnAdmission::new(caps)),
     };
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;
     tracing::info!("{cores} core(s) ready in {:?}", started.elapsed());
+    let admin_addr = match admin_listener {
+        Some((fd, admin_addr)) => {
+            let admin = runtime::admin::AdminConfig {
+                listener: fd,
+                token: serving.admin_token.clone(),
+                defaults: serving.defaults,
+                sandbox: sandbox.clone(),
+            };
+            runtime::admin::spawn(admin, server.control().clone()).context("cannot start the admin thread")?;
+            Some(admin_addr)
+        }
+        None => None,
+    };
+    let signals = spawn_signal_thread(sandbox.clone())?;
+    if let Some(sandbox) = &sandbox {
+        seal(sandbox)?;
+    }
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
     println!("isobar listening on http://{addr} ({what}, {cores} core(s) on CPU {})", cpu_list.join(","));
-    if let Some((fd, admin_addr)) = admin_listener {
-        let admin = runtime::admin::AdminConfig {
-            listener: fd,
-            token: serving.admin_token.clone(),
-            defaults: serving.defaults,
-        };
-        runtime::admin::spawn(admin, server.control().clone()).context("cannot start the admin thread")?;
+    if let Some(admin_addr) = admin_addr {
         println!("isobar admin on http://{admin_addr}");
     }
     let _ = std::io::stdout().flush();
-    wait_and_drain(&mut server, serving.drain_timeout, serving.config.as_deref())
+    wait_and_drain(&mut server, &signals, serving.drain_timeout, serving.config.as_deref())
+}
+
+/// Start-up is over: every thread that needed a ring or a socket has it. The process-wide
+/// filter goes on every thread at once; each thread then narrows itself to its role (the cores
+/// and the admin thread are waiting for this; the watchdog and the signal thread look now and
+/// then; the log thread is asked), the main thread last.
+fn seal(sandbox: &Arc<Sandbox>) -> anyhow::Result<()> {
+    sandbox.seal_process()?;
+    confine_log_thread(sandbox)?;
+    sandbox.confine(Role::Main)?;
+    let mode = match sandbox.mode() {
+        kernel_shim::seccomp::Mode::Kill => "a forbidden system call stops the process",
+        _ => "forbidden system calls are logged by the kernel",
+    };
+    tracing::info!("system-call filter on ({mode}); io_uring restricted to isobar's operations");
+    Ok(())
+}
+
+/// The thread that waits for SIGINT, SIGTERM and SIGHUP (blocked in every thread) and passes
+/// them on. Until it has confined itself it waits in short slices, to look at the sandbox.
+fn spawn_signal_thread(sandbox: Option<Arc<Sandbox>>) -> anyhow::Result<Receiver<Signal>> {
+    let (signals_tx, signals) = unbounded::<Signal>();
+    std::thread::Builder::new()
+        .name("isobar-signals".into())
+        .spawn(move || {
+            let mut pending = sandbox;
+            loop {
+                let waited = match &pending {
+                    Some(sandbox) => match sandbox.try_confine(Role::Signals) {
+                        Ok(false) => signal::wait_signal_timeout(HANDLED_SIGNALS, Duration::from_millis(20)),
+                        Ok(true) | Err(kernel_shim::seccomp::SeccompError::Abandoned) => {
+                            pending = None;
+                            continue;
+                        }
+                        Err(error) => {
+                            tracing::error!("the signal thread could not confine itself: {error}");
+                            pending = None;
+                            continue;
+                        }
+                    },
+                    None => signal::wait_signal(HANDLED_SIGNALS).map(Some),
+                };
+                match waited {
+                    Ok(Some(sig)) => {
+                        if signals_tx.send(sig).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(signals)
 }
 
 /// Opens what the cores serve on: a listener per core (kernel sockets), or a TAP queue or an
@@ -457,21 +655,10 @@ fn reload(server: &runtime::Server, path: &Path) {
 /// the configuration file, if there is one.
 fn wait_and_drain(
     server: &mut runtime::Server,
+    signals: &Receiver<Signal>,
     drain_timeout: Duration,
     config: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let (signals_tx, signals) = unbounded::<Signal>();
-    std::thread::Builder::new()
-        .name("isobar-signals".into())
-        .spawn(move || {
-            while let Ok(sig) = signal::wait_signal(HANDLED_SIGNALS) {
-                if signals_tx.send(sig).is_err() {
-                    break;
-                }
-            }
-        })
-        .context("cannot start the signal thread")?;
-
     let mut draining_since: Option<Instant> = None;
     let mut exited = 0;
     let mut failed = false;

@@ -75,6 +75,31 @@ pub fn wait_signal(signals: &[Signal]) -> io::Result<Signal> {
     }
 }
 
+/// Like [`wait_signal`], but gives up after `timeout`: `Ok(None)` if none of `signals` came.
+/// For a signal thread that has something to do now and then (confine itself once the process
+/// is sealed) besides waiting.
+pub fn wait_signal_timeout(signals: &[Signal], timeout: std::time::Duration) -> io::Result<Option<Signal>> {
+    let set = signal_set(signals);
+    let timespec = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    loop {
+        // SAFETY: `set` and `timespec` are initialised and outlive the call; no siginfo.
+        let number = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timespec) };
+        if number >= 0 {
+            let signal = Signal::from_number(number);
+            return Ok(Some(signal.expect("sigtimedwait returned a signal outside the set it was given")));
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            Some(libc::EINTR) => continue,
+            _ => return Err(error),
+        }
+    }
+}
+
 fn signal_set(signals: &[Signal]) -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the whole set; sigaddset with a valid signal number only
@@ -102,6 +127,21 @@ mod tests {
             let rc = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) };
             assert_eq!(rc, 0);
             assert_eq!(wait_signal(&[Signal::Hangup, Signal::Child]).unwrap(), Signal::Hangup);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_timed_wait_returns_none_then_the_signal() {
+        std::thread::spawn(|| {
+            block_process_signals(&[Signal::Hangup]).unwrap();
+            let waited = wait_signal_timeout(&[Signal::Hangup], std::time::Duration::from_millis(20)).unwrap();
+            assert_eq!(waited, None);
+            // SAFETY: as above: a directed, blocked SIGHUP to this live thread.
+            assert_eq!(unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) }, 0);
+            let waited = wait_signal_timeout(&[Signal::Hangup], std::time::Duration::from_secs(5)).unwrap();
+            assert_eq!(waited, Some(Signal::Hangup));
         })
         .join()
         .unwrap();

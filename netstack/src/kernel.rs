@@ -18,12 +18,14 @@
 
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernel_shim::net::{Family, peer_addr, tcp_socket};
 use kernel_shim::ring::{Completion, CompletionData, Errno, Op, OpId, Ring, key_tag, tagged_key};
 use slab::Slab;
 
+use crate::admission::{Admitted, ConnAdmission, RefusedConns};
 use crate::transport::{ConnEvent, ConnId, ConnectError, NetLimits, SendError, Transport};
 
 /// The subsystem tag (top 8 bits of a ring key) of this module's operations. Route completions
@@ -129,11 +131,15 @@ struct Conn {
     ops: u32,
     /// Of those, the ones bound to the fd (recv, send, connect, shutdown).
     fd_ops: u32,
+    /// The connection's place under the edge caps (accepted connections, when caps are set);
+    /// given back when the slot is freed.
+    _admitted: Option<Admitted>,
 }
 
 impl Conn {
-    fn new(fd: OwnedFd, generation: u32, phase: Phase) -> Conn {
+    fn new(fd: OwnedFd, generation: u32, phase: Phase, admitted: Option<Admitted>) -> Conn {
         Conn {
+            _admitted: admitted,
             generation,
             raw_fd: fd.as_raw_fd(),
             fd: Some(fd),
@@ -182,7 +188,8 @@ pub struct KernelNet {
     stopping: bool,
     /// Operations in the ring on behalf of the listener.
     listener_ops: u32,
-    refused_conns: u64,
+    refused: RefusedConns,
+    admission: Option<Arc<ConnAdmission>>,
 }
 
 impl std::fmt::Debug for KernelNet {
@@ -190,7 +197,7 @@ impl std::fmt::Debug for KernelNet {
         f.debug_struct("KernelNet")
             .field("open_conns", &self.conns.len())
             .field("accepting", &self.accept_op.is_some())
-            .field("refused_conns", &self.refused_conns)
+            .field("refused", &self.refused)
             .finish()
     }
 }
@@ -209,8 +216,15 @@ impl KernelNet {
             accept_retry_op: None,
             stopping: false,
             listener_ops: 0,
-            refused_conns: 0,
+            refused: RefusedConns::default(),
+            admission: None,
         }
+    }
+
+    /// Puts accepted connections under the per-client and total caps of `admission` (shared
+    /// with the other cores): one beyond a cap is closed at once and counted.
+    pub fn set_admission(&mut self, admission: Arc<ConnAdmission>) {
+        self.admission = Some(admission);
     }
 
     /// Starts accepting on `listener` (bound and listening, e.g. from
@@ -223,7 +237,12 @@ impl KernelNet {
 
     /// Accepted connections closed at once because `conns_max` was reached.
     pub fn refused_conns(&self) -> u64 {
-        self.refused_conns
+        self.refused.table_full
+    }
+
+    /// Accepted connections closed at once, by reason.
+    pub fn refused(&self) -> RefusedConns {
+        self.refused
     }
 
     /// Whether the listener is still open.
@@ -253,10 +272,10 @@ impl KernelNet {
         ConnId { slot: slot as u32, generation: self.conns[slot].generation }
     }
 
-    fn insert(&mut self, fd: OwnedFd, phase: Phase) -> usize {
+    fn insert(&mut self, fd: OwnedFd, phase: Phase, admitted: Option<Admitted>) -> usize {
         assert!(self.conns.len() < self.limits.conns_max as usize);
         self.generation = self.generation.wrapping_add(1);
-        self.conns.insert(Conn::new(fd, self.generation, phase))
+        self.conns.insert(Conn::new(fd, self.generation, phase, admitted))
     }
 
     fn submit(&mut self, ring: &mut Ring, slot: usize, purpose: Purpose, op: Op) -> OpId {
@@ -382,7 +401,7 @@ impl KernelNet {
 
     fn admit(&mut self, ring: &mut Ring, fd: OwnedFd, events: &mut impl FnMut(ConnEvent<'_>)) {
         if self.conns.len() >= self.limits.conns_max as usize {
-            self.refused_conns += 1;
+            self.refused.table_full += 1;
             ring.submit(Op::Close { fd }, key(Purpose::Refuse, LISTENER_SLOT, 0));
             return;
         }
@@ -395,7 +414,17 @@ impl KernelNet {
                 return;
             }
         };
-        let slot = self.insert(fd, Phase::Open);
+        let admitted = match self.admission.as_ref().map(|a| a.admit(peer.ip())) {
+            None => None,
+            Some(Ok(admitted)) => Some(admitted),
+            Some(Err(refusal)) => {
+                // Closed before a byte is read or a buffer is spent on it.
+                self.refused.count(refusal);
+                ring.submit(Op::Close { fd }, key(Purpose::Refuse, LISTENER_SLOT, 0));
+                return;
+            }
+        };
+        let slot = self.insert(fd, Phase::Open, admitted);
         events(ConnEvent::Accepted { conn: self.id(slot), peer });
         // The callback cannot have paused it (it cannot reach us), so reading starts now.
         self.arm_recv(ring, slot);
@@ -664,7 +693,7 @@ impl Transport for KernelNet {
         }
         let fd = tcp_socket(Family::of(&addr)).map_err(|error| ConnectError::Socket { error })?;
         let raw_fd = fd.as_raw_fd();
-        let slot = self.insert(fd, Phase::Connecting);
+        let slot = self.insert(fd, Phase::Connecting, None);
         self.submit(ring, slot, Purpose::Connect, Op::Connect { fd: raw_fd, addr });
         Ok(self.id(slot))
     }

@@ -7,7 +7,8 @@
 //! requests and TLS termination stand on: the keep-alive pool per origin ([`pool`]), the stub
 //! resolver ([`dns`]), TLS sessions and configurations over rustls ([`tls`]) and WebSocket
 //! framing over tungstenite ([`websocket`]); and the sans-IO RESP2 client codec for the
-//! Valkey/Redis KV backend ([`resp`]).
+//! Valkey/Redis KV backend ([`resp`]); and the per-client and total connection caps every
+//! transport applies when it accepts ([`admission`]).
 //!
 //! It must not make system calls itself (they go through `kernel-shim`), must not block, spawn
 //! threads or read clocks, and must never let a peer make it hold unbounded memory: every queue
@@ -19,6 +20,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod dns;
 pub mod frame;
 pub mod http1;
@@ -33,6 +35,7 @@ pub mod tls;
 pub mod transport;
 pub mod websocket;
 
+pub use admission::{Admitted, ConnAdmission, ConnCaps, Refusal, RefusedConns};
 pub use dns::{DnsError, LookupId, LookupStart, ResolvConf, Resolver, ResolverLimits};
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;

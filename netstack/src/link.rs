@@ -37,6 +37,24 @@ macro_rules! each {
     };
 }
 
+impl Link {
+    /// Puts accepted connections under the shared edge caps.
+    pub fn set_admission(&mut self, admission: std::sync::Arc<crate::admission::ConnAdmission>) {
+        match self {
+            Link::Kernel(net) => net.set_admission(admission),
+            Link::Smol(net) => net.set_admission(admission),
+        }
+    }
+
+    /// Connections refused at accept, by reason.
+    pub fn refused(&self) -> crate::admission::RefusedConns {
+        match self {
+            Link::Kernel(net) => net.refused(),
+            Link::Smol(net) => net.stack().refused(),
+        }
+    }
+}
+
 impl Transport for Link {
     fn on_completion(
         &mut self,

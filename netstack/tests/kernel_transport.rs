@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kernel_shim::net::{local_addr, reuseport_listener};
 use kernel_shim::ring::{Errno, Ring, RingConfig, key_tag};
-use netstack::{ConnEvent, ConnId, KernelNet, NetLimits, SendError, TAG_NET, Transport};
+use netstack::{ConnAdmission, ConnCaps, ConnEvent, ConnId, KernelNet, NetLimits, SendError, TAG_NET, Transport};
 
 mod support;
 use support::Event;
@@ -388,6 +388,66 @@ fn connections_beyond_conns_max_are_closed_at_once() {
         Ok(_) => panic!("a refused connection sent bytes"),
     }
     drop(kept);
+}
+
+/// Turns `h` until `refused` says a connection was refused; a refused connection makes no
+/// event. Then checks that `extra` was closed without a byte.
+fn expect_refused(h: &mut Harness, mut extra: TcpStream, refused: impl Fn(&KernelNet) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !refused(&h.net) {
+        assert!(Instant::now() < deadline, "the connection was not refused");
+        h.turn();
+        assert!(h.backlog.is_empty(), "a refused connection makes no event: {:?}", h.backlog);
+    }
+    assert!(h.idle(Duration::from_millis(40)).is_empty());
+    let mut byte = [0u8; 1];
+    match extra.read(&mut byte) {
+        Ok(0) => {}
+        Err(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset),
+        Ok(_) => panic!("a refused connection sent bytes"),
+    }
+}
+
+#[test]
+fn a_client_beyond_its_cap_is_closed_at_once_and_gets_its_place_back() {
+    let mut h = Harness::with_limits(NetLimits::default());
+    let admission = ConnAdmission::new(ConnCaps { per_client_max: 2, total_max: 100 });
+    h.net.set_admission(admission.clone());
+    let first = connect(h.addr);
+    let _second = connect(h.addr);
+    let first_conn = h.accept_one();
+    h.accept_one();
+    assert_eq!(admission.client_conns("127.0.0.1".parse().unwrap()), 2);
+    let extra = connect(h.addr);
+    expect_refused(&mut h, extra, |net| net.refused().per_client == 1);
+    assert_eq!(h.net.open_conns(), 2);
+    // When one closes, its place is free again.
+    drop(first);
+    h.expect(|e| *e == Event::PeerClosed(first_conn));
+    h.net.close(&mut h.ring, first_conn);
+    h.expect(|e| *e == Event::Closed(first_conn));
+    assert_eq!(admission.client_conns("127.0.0.1".parse().unwrap()), 1);
+    let _third = connect(h.addr);
+    h.accept_one();
+    assert_eq!(h.net.refused().per_client, 1);
+}
+
+#[test]
+fn the_total_cap_is_shared_by_every_core() {
+    // Two transports (two cores) under one admission: together they hold at most three.
+    let admission = ConnAdmission::new(ConnCaps { per_client_max: 100, total_max: 3 });
+    let mut a = Harness::with_limits(NetLimits::default());
+    let mut b = Harness::with_limits(NetLimits::default());
+    a.net.set_admission(admission.clone());
+    b.net.set_admission(admission.clone());
+    let _held: Vec<TcpStream> = vec![connect(a.addr), connect(a.addr), connect(b.addr)];
+    a.accept_one();
+    a.accept_one();
+    b.accept_one();
+    let extra = connect(b.addr);
+    expect_refused(&mut b, extra, |net| net.refused().total == 1);
+    assert_eq!(admission.open_conns(), 3);
+    assert_eq!((a.net.refused().total, b.net.refused().per_client), (0, 0));
 }
 
 #[test]

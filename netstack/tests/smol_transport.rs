@@ -14,8 +14,8 @@ use netstack::frame::{self, VNET_HDR_LEN, VnetHeader};
 use netstack::http1::{Limits, Response};
 use netstack::smol::{IpCidr, TIMED_OUT};
 use netstack::{
-    ConnEvent, ConnId, Forwarder, HttpServer, IncomingRequest, LinkKind, SendError, SmolConfig, SmolNet, Steering,
-    TAG_NET, Transport,
+    ConnAdmission, ConnCaps, ConnEvent, ConnId, Forwarder, HttpServer, IncomingRequest, LinkKind, SendError,
+    SmolConfig, SmolNet, Steering, TAG_NET, Transport,
 };
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
@@ -604,6 +604,31 @@ fn syns_beyond_the_pool_are_reset_and_the_pool_holds() {
     h.until(Duration::from_secs(5), |h| h.seen.iter().any(|e| matches!(e, Event::Closed(_))));
     let late = h.client.connect(42100, 4096);
     h.until(Duration::from_secs(5), |h| h.client.tcp(late).state() == State::Established);
+}
+
+#[test]
+fn a_client_beyond_its_cap_is_reset_once_established_and_counted() {
+    let mut h = Harness::new(config(), LinkKind::Tap, Vnet::Off);
+    let admission = ConnAdmission::new(ConnCaps { per_client_max: 2, total_max: 100 });
+    h.net.set_admission(admission.clone());
+    let kept: Vec<SocketHandle> = (0..2).map(|i| h.client.connect(43000 + i, 4096)).collect();
+    h.accept_one();
+    h.accept_one();
+    // The third completes its handshake, then the server resets it: no Accepted event.
+    let third = h.client.connect(43010, 4096);
+    h.until(Duration::from_secs(10), |h| h.net.stack().refused().per_client == 1);
+    h.until(Duration::from_secs(5), |h| h.client.tcp(third).state() == State::Closed);
+    assert!(kept.iter().all(|c| h.client.tcp(*c).state() == State::Established));
+    assert_eq!(h.net.open_conns(), 2);
+    assert_eq!(admission.client_conns(IpAddr::V4(CLIENT_IP)), 2);
+    assert_eq!(h.seen.iter().filter(|e| matches!(e, Event::Accepted(..))).count(), 2);
+    // A closed connection gives its place back.
+    h.client.tcp(kept[0]).abort();
+    h.until(Duration::from_secs(5), |h| h.seen.iter().any(|e| matches!(e, Event::Closed(_))));
+    assert_eq!(admission.client_conns(IpAddr::V4(CLIENT_IP)), 1);
+    let late = h.client.connect(43020, 4096);
+    h.accept_one();
+    assert_eq!(h.client.tcp(late).state(), State::Established);
 }
 
 #[test]

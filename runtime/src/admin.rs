@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use isobar_tenancy::admin::{Admin, AdminRequest, ChangeError, ControlPlane, Deployed, DeployedTenant};
 use isobar_tenancy::stats::CoreStats;
 use isobar_tenancy::{TenantLimits, TenantSettings};
-use kernel_shim::ring::{Ring, RingConfig, key_tag};
+use kernel_shim::ring::{Ring, RingConfig, RingError, key_tag};
+use kernel_shim::seccomp::{Role, Sandbox};
 use netstack::http1::{self, Response};
 use netstack::{HttpServer, IncomingRequest, KernelNet, NetLimits, TAG_NET};
 
@@ -30,6 +31,9 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Limits of a new tenant that does not set its own.
     pub defaults: TenantLimits,
+    /// The system-call filter: the admin thread confines itself (role `Admin`) once the main
+    /// thread has sealed the process. `None`: no filter.
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 /// Largest script upload.
@@ -37,17 +41,39 @@ const UPLOAD_BYTES_MAX: usize = 8 << 20;
 /// CPU time an uploaded script may use while it is checked (its top level runs once).
 const VALIDATE_CPU: Duration = Duration::from_secs(2);
 
-/// Starts the admin thread; it runs until the process exits.
+/// Starts the admin thread and returns once its ring exists (so the process can be sealed:
+/// no ring can be made after that); it runs until the process exits.
 pub fn spawn(config: AdminConfig, control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("isobar-admin".into()).spawn(move || {
-        if let Err(error) = serve(config, control) {
+    let (ready_tx, ready) = crossbeam_channel::bounded::<Result<(), RingError>>(1);
+    let thread = std::thread::Builder::new().name("isobar-admin".into()).spawn(move || {
+        let ring = match Ring::new(RingConfig { entries: 64, recv_buffers: 32, recv_buffer_bytes: 16 * 1024 }) {
+            Ok(ring) => {
+                let _ = ready_tx.send(Ok(()));
+                ring
+            }
+            Err(error) => {
+                let _ = ready_tx.send(Err(error));
+                return;
+            }
+        };
+        if let Some(sandbox) = &config.sandbox
+            && let Err(error) = sandbox.wait_and_confine(Role::Admin)
+        {
+            tracing::error!("admin API stopped: cannot confine its thread: {error}");
+            return;
+        }
+        if let Err(error) = serve(ring, config, control) {
             tracing::error!("admin API stopped: {error}");
         }
-    })
+    })?;
+    match ready.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(error)) => Err(std::io::Error::other(format!("the admin ring: {error}"))),
+        Err(_) => Err(std::io::Error::other("the admin thread stopped during start-up")),
+    }
 }
 
-fn serve(config: AdminConfig, control: Arc<Control>) -> Result<(), kernel_shim::ring::RingError> {
-    let mut ring = Ring::new(RingConfig { entries: 64, recv_buffers: 32, recv_buffer_bytes: 16 * 1024 })?;
+fn serve(mut ring: Ring, config: AdminConfig, control: Arc<Control>) -> Result<(), RingError> {
     let mut net = KernelNet::new(NetLimits { conns_max: 64, ..NetLimits::default() });
     net.listen(&mut ring, config.listener);
     let limits = http1::Limits { body_bytes_max: UPLOAD_BYTES_MAX, ..http1::Limits::default() };

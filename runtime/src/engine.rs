@@ -58,6 +58,10 @@ pub fn set_extra_flags(flags: &str) -> bool {
 /// the first call; call it on the main thread before starting cores so the cost is paid once.
 pub fn init() -> Result<(), String> {
     PLATFORM.get_or_init(|| {
+        // V8 seeds each new isolate's random numbers (Math.random, hash seeds) from /dev/urandom
+        // unless the embedder gives it a source; once the process is sealed no core, and not
+        // the admin thread, may open a file, so it gets getrandom(2).
+        v8::V8::set_entropy_source(|buffer: &mut [u8]| kernel_shim::random::fill(buffer).is_ok());
         v8::V8::set_flags_from_string(FLAGS);
         if let Some(extra) = EXTRA_FLAGS.get() {
             v8::V8::set_flags_from_string(extra);

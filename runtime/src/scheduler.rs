@@ -74,6 +74,8 @@ pub struct CoreConfig {
     pub http: http1::Limits,
     pub net_limits: NetLimits,
     pub ring: RingConfig,
+    /// The per-client and total connection caps, shared by every core.
+    pub admission: Option<Arc<netstack::ConnAdmission>>,
 }
 
 /// Why a core could not start.
@@ -216,6 +218,10 @@ impl Core {
                 Link::Smol(Box::new(net))
             }
         };
+        let mut link = link;
+        if let Some(admission) = config.admission {
+            link.set_admission(admission);
+        }
         let http = HttpServer::new(link, config.http);
         let cache = IsolateCache::new(config.budget, Some(watch.clone()), &format!("core-{index}"));
         let mut core = Core {
@@ -837,6 +843,14 @@ impl Core {
             isolates_evicted: self.cache.evicted,
             unrouted: self.unrouted,
             open_conns: self.http.open_conns(),
+            conns_refused: {
+                let refused = self.http.transport().refused();
+                crate::stats::RefusedConns {
+                    table_full: refused.table_full,
+                    per_client: refused.per_client,
+                    total: refused.total,
+                }
+            },
         }
     }
 }

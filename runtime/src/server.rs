@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use kernel_shim::EventFd;
 use kernel_shim::ring::RingConfig;
+use kernel_shim::seccomp::{Role, Sandbox};
 use netstack::http1;
 use netstack::{Forwarder, LinkKind, NetLimits, SmolConfig, Steering};
 
@@ -50,6 +51,12 @@ pub struct ServerConfig {
     pub http: http1::Limits,
     pub net_limits: NetLimits,
     pub ring: RingConfig,
+    /// The system-call filter: each core confines itself (role `Core`) once the main thread
+    /// has sealed the process, between its start-up and its loop; the watchdog too. `None`:
+    /// no filter (`--seccomp off`).
+    pub sandbox: Option<Arc<Sandbox>>,
+    /// The per-client and total connection caps every core applies when it accepts.
+    pub admission: Option<Arc<netstack::ConnAdmission>>,
 }
 
 /// A core's life as the main thread sees it.
@@ -206,7 +213,7 @@ impl Server {
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let cores = config.cpus.len();
         crate::engine::init().map_err(StartError::Engine)?;
-        let watchdog = Watchdog::start().map_err(StartError::Spawn)?;
+        let watchdog = Watchdog::start_confined(config.sandbox.clone()).map_err(StartError::Spawn)?;
         let deployment = Arc::new(config.deployment);
         if let Some(smallest) = deployment.smallest_cpu_limit() {
             watchdog.set_smallest_limit(smallest);
@@ -258,9 +265,11 @@ impl Server {
                 http: config.http,
                 net_limits: config.net_limits,
                 ring: config.ring,
+                admission: config.admission.clone(),
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();
+            let sandbox = config.sandbox.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("isobar-core-{index}"))
                 .spawn(move || {
@@ -273,6 +282,15 @@ impl Server {
                     };
                     drop(control_for_core);
                     let _ = events_tx.send(CoreEvent::Ready { index });
+                    // Start-up (ring, listener, isolate pool) is over: from here the core makes
+                    // only the calls of its role.
+                    if let Some(sandbox) = sandbox
+                        && let Err(error) = sandbox.wait_and_confine(Role::Core)
+                    {
+                        let result = Err(format!("cannot confine the core: {error}"));
+                        let _ = events_tx.send(CoreEvent::Exited { index, result });
+                        return;
+                    }
                     let result = core.run().map_err(|e| e.to_string());
                     let _ = events_tx.send(CoreEvent::Exited { index, result });
                 })
@@ -286,11 +304,18 @@ impl Server {
             match server.events.recv() {
                 Ok(CoreEvent::Ready { .. }) => ready += 1,
                 Ok(CoreEvent::Failed { error, .. }) => {
+                    // Cores that are ready wait for the seal, which will not come now.
+                    if let Some(sandbox) = &config.sandbox {
+                        sandbox.abandon();
+                    }
                     server.control.drain();
                     server.join(Duration::from_secs(5));
                     return Err(StartError::Core(error));
                 }
                 Ok(CoreEvent::Exited { .. }) | Err(_) => {
+                    if let Some(sandbox) = &config.sandbox {
+                        sandbox.abandon();
+                    }
                     server.control.drain();
                     return Err(StartError::Vanished);
                 }

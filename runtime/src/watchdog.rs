@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use kernel_shim::cpu::ThreadClock;
+use kernel_shim::seccomp::{Role, Sandbox};
 
 #[derive(Default)]
 struct Slot {
@@ -92,12 +93,34 @@ impl std::fmt::Debug for Watchdog {
 impl Watchdog {
     /// Starts the watchdog thread.
     pub fn start() -> std::io::Result<Watchdog> {
+        Watchdog::start_confined(None)
+    }
+
+    /// Starts the watchdog thread, which confines itself to its seccomp role once the process
+    /// is sealed. It checks at every period instead of waiting, because it must watch the
+    /// cores during start-up too.
+    pub fn start_confined(sandbox: Option<Arc<Sandbox>>) -> std::io::Result<Watchdog> {
+        let mut sandbox = sandbox;
         let cores: Arc<Mutex<Vec<Weak<CoreWatch>>>> = Arc::default();
         let period = Arc::new(Mutex::new(Duration::from_millis(5)));
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_cores, thread_period, thread_stop) = (cores.clone(), period.clone(), stop.clone());
         std::thread::Builder::new().name("isobar-watchdog".into()).spawn(move || {
             while !thread_stop.load(Ordering::Relaxed) {
+                if let Some(pending) = &sandbox {
+                    match pending.try_confine(Role::Watchdog) {
+                        Ok(false) => {}
+                        Ok(true) => sandbox = None,
+                        // Start-up failed before the seal: the process is on its way out.
+                        Err(kernel_shim::seccomp::SeccompError::Abandoned) => sandbox = None,
+                        Err(error) => {
+                            // Still under the process-wide filter; watching matters more than
+                            // the narrower one.
+                            tracing::error!("the watchdog could not confine itself: {error}");
+                            sandbox = None;
+                        }
+                    }
+                }
                 let period = *thread_period.lock().unwrap_or_else(|e| e.into_inner());
                 std::thread::sleep(period);
                 let watches: Vec<Arc<CoreWatch>> = {

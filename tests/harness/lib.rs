@@ -78,8 +78,13 @@ impl Isobar {
     /// For `run` and `serve`, `--listen 127.0.0.1:0` is added unless `args` has `--listen`. When
     /// `args` has `--admin`, this also waits for the admin line and fills in `admin`.
     pub fn try_start(args: &[&str]) -> Result<Isobar, String> {
+        Isobar::try_start_with_env(args, &[])
+    }
+
+    /// Like `try_start`, with extra environment variables for the process.
+    pub fn try_start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Isobar, String> {
         let mut command = Command::new(isobar_bin());
-        command.current_dir(workspace()).args(args);
+        command.current_dir(workspace()).args(args).envs(env.iter().copied());
         let serving = matches!(args.first(), Some(&"run" | &"serve"));
         if serving && !args.iter().any(|a| a.starts_with("--listen")) {
             command.args(["--listen", "127.0.0.1:0"]);
@@ -167,6 +172,25 @@ impl Isobar {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// The process id (of our own child), e.g. to read `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of `/proc/PID/status` (e.g. `VmRSS`, `Uid`), without its name.
+    pub fn status_field(&self, name: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let prefix = format!("{name}:");
+        status.lines().find_map(|line| line.strip_prefix(&prefix)).map(|value| value.trim().to_string())
+    }
+
+    /// The process's resident memory, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let value = self.status_field("VmRSS").expect("VmRSS in /proc/PID/status");
+        let kib: u64 = value.trim_end_matches("kB").trim().parse().expect("VmRSS is a number of kB");
+        kib * 1024
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -290,6 +314,39 @@ pub fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
     let _ = stderr_done.join();
     let text = stderr.lock().unwrap().clone();
     (code, text)
+}
+
+/// Runs isobar with `args` and extra environment `env` until it exits by itself, at most
+/// `timeout` (then it is killed and the code is `None`); returns the exit code and stderr.
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(isobar_bin())
+        .current_dir(workspace())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run isobar");
+    let pipe = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(pipe).read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (code, reader.join().unwrap_or_default())
 }
 
 /// A fresh directory under the system's temporary directory, removed (with everything in it)

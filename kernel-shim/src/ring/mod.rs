@@ -278,8 +278,9 @@ impl fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// Creates the ring, probes the kernel for every opcode it uses and registers the
-    /// provided-buffer pool. Errors name the cause and the fix.
+    /// Creates the ring, probes the kernel for every opcode it uses, registers the
+    /// provided-buffer pool, and restricts the ring to the driver's opcodes before enabling it
+    /// (see `setup`). Errors name the cause and the fix.
     pub fn new(config: RingConfig) -> Result<Ring, RingError> {
         if config.entries == 0 || config.entries > 32768 {
             return Err(RingError::Config("entries must be between 1 and 32768"));
@@ -301,6 +302,7 @@ impl Ring {
                 Some(pool)
             }
         };
+        setup::restrict_and_enable(&uring)?;
         Ok(Ring {
             uring,
             ops: Slab::with_capacity(config.entries as usize),

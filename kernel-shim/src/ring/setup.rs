@@ -1,9 +1,18 @@
 //! Creating the io_uring instance and checking, once at start-up, that the kernel has every
 //! opcode and feature the driver relies on; each failure names its cause and its fix.
+//!
+//! Every ring is created disabled (`IORING_SETUP_R_DISABLED`), set up (probe, provided-buffer
+//! ring), then restricted (`IORING_REGISTER_RESTRICTIONS`) to exactly the SQE opcodes and flags
+//! of [`OPCODES_REQUIRED`] and to no `io_uring_register` operation at all, and only then
+//! enabled. io_uring operations bypass seccomp (the kernel does the work, not a system call of
+//! ours), so without the restriction code that took over a core could still open files or
+//! sockets through the ring it already has; with it, the ring does what the driver does and
+//! nothing else, and the seccomp filter (`crate::seccomp`) forbids making a new ring.
 
 use std::io;
 
-use io_uring::{IoUring, Probe, opcode};
+use io_uring::register::Restriction;
+use io_uring::{IoUring, Probe, opcode, squeue};
 
 /// Why a [`Ring`](super::Ring) could not be created or driven.
 #[derive(Debug, thiserror::Error, displaydoc::Display)]
@@ -35,6 +44,16 @@ pub enum RingError {
     /// could not create the io_uring instance: {error}
     Setup {
         /// What io_uring_setup returned.
+        error: io::Error,
+    },
+    /// could not restrict the ring to isobar's opcodes (IORING_REGISTER_RESTRICTIONS, Linux >= 5.10): {error}
+    Restrict {
+        /// What io_uring_register returned.
+        error: io::Error,
+    },
+    /// could not enable the ring after restricting it (IORING_REGISTER_ENABLE_RINGS, Linux >= 5.10): {error}
+    Enable {
+        /// What io_uring_register returned.
         error: io::Error,
     },
     /// could not probe the io_uring opcodes (IORING_REGISTER_PROBE, Linux >= 5.6): {error}
@@ -78,12 +97,18 @@ const OPCODES_REQUIRED: [(u8, &str, &str); 10] = [
     (opcode::Shutdown::CODE, "SHUTDOWN", "5.11"),
 ];
 
-/// Creates the instance: one submitter thread (SINGLE_ISSUER), completions' task work run only
+/// The SQE flags the driver sets: only `BUFFER_SELECT`, which multishot recv needs to draw from
+/// the provided-buffer ring.
+const SQE_FLAGS_ALLOWED: squeue::Flags = squeue::Flags::BUFFER_SELECT;
+
+/// Creates the instance, disabled until [`restrict_and_enable`]: one submitter thread
+/// (SINGLE_ISSUER, bound to the thread that enables it), completions' task work run only
 /// when that thread asks for events (DEFER_TASKRUN, so the kernel never interrupts the core to
 /// run it), a flag telling us when such work is pending (TASKRUN_FLAG), and a submission that
 /// goes on past a failed SQE (SUBMIT_ALL: its error arrives as a CQE like any other).
 pub(super) fn create(entries: u32, cq_entries: u32) -> Result<IoUring, RingError> {
     let built = IoUring::builder()
+        .setup_r_disabled()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_taskrun_flag()
@@ -94,6 +119,18 @@ pub(super) fn create(entries: u32, cq_entries: u32) -> Result<IoUring, RingError
     let uring = built.map_err(classify_setup_error)?;
     check_kernel(&uring)?;
     Ok(uring)
+}
+
+/// Restricts the ring to the opcodes and SQE flags the driver uses, with no register operation
+/// allowed from here on, then enables it. Call once the ring is set up: registering anything
+/// (buffers, files) after this fails with EACCES, and so does an SQE with any other opcode or
+/// flag (its completion carries the error).
+pub(super) fn restrict_and_enable(uring: &IoUring) -> Result<(), RingError> {
+    let mut restrictions: Vec<Restriction> =
+        OPCODES_REQUIRED.iter().map(|(code, _, _)| Restriction::sqe_op(*code)).collect();
+    restrictions.push(Restriction::sqe_flags_allowed(SQE_FLAGS_ALLOWED.bits()));
+    uring.submitter().register_restrictions(&mut restrictions).map_err(|error| RingError::Restrict { error })?;
+    uring.submitter().register_enable_rings().map_err(|error| RingError::Enable { error })
 }
 
 fn check_kernel(uring: &IoUring) -> Result<(), RingError> {

@@ -385,3 +385,36 @@ fn keys_carry_a_subsystem_tag() {
     assert_eq!(key_tag(key), 0x42);
     assert_eq!(key & ((1 << KEY_TAG_SHIFT) - 1), 12345);
 }
+
+/// One raw SQE pushed past the driver (which never builds these), and its CQE's result.
+fn raw_result(ring: &mut Ring, sqe: squeue::Entry) -> i32 {
+    const RAW_USER_DATA: u64 = 0xfeed;
+    // SAFETY: the SQE points at no memory (NOP, or an OPENAT whose path is a 'static C string),
+    // and its completion is reaped right below, before `ring` can reap it as one of its own.
+    unsafe { ring.uring.submission().push(&sqe.user_data(RAW_USER_DATA)).unwrap() };
+    ring.uring.submit_and_wait(1).unwrap();
+    let cqe = ring.uring.completion().next().expect("the raw SQE completed");
+    assert_eq!(cqe.user_data(), RAW_USER_DATA);
+    cqe.result()
+}
+
+#[test]
+fn the_ring_refuses_opcodes_outside_the_drivers_list() {
+    let mut driver = Driver::small();
+    // Neither NOP nor OPENAT is an opcode the driver uses: the restricted ring refuses both with
+    // EACCES, so code that took over a core cannot open a file through the ring it has.
+    assert_eq!(raw_result(&mut driver.ring, opcode::Nop::new().build()), -libc::EACCES);
+    let path = c"/etc/hostname";
+    let openat = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr()).flags(libc::O_RDONLY).build();
+    assert_eq!(raw_result(&mut driver.ring, openat), -libc::EACCES);
+    // An SQE flag the driver does not set (IO_LINK) is refused too, even on an allowed opcode.
+    let linked = opcode::Timeout::new(&types::Timespec::new()).build().flags(squeue::Flags::IO_LINK);
+    assert_eq!(raw_result(&mut driver.ring, linked), -libc::EACCES);
+    // And no register operation is allowed any more (here: a probe).
+    let mut probe = io_uring::Probe::new();
+    let error = driver.ring.uring.submitter().register_probe(&mut probe).unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::EACCES));
+    // The driver's own operations still work on the same ring.
+    driver.ring.submit(Op::Timeout { after: Duration::from_millis(1) }, 7);
+    assert_eq!(driver.next(7).result, Ok(0));
+}

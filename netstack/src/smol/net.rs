@@ -126,6 +126,11 @@ impl SmolNet {
         self.stack.stats()
     }
 
+    /// See [`SmolStack::set_admission`].
+    pub fn set_admission(&mut self, admission: std::sync::Arc<crate::admission::ConnAdmission>) {
+        self.stack.set_admission(admission);
+    }
+
     /// A frame another core steered to this one (for a scheduler that drains the inbox itself,
     /// see [`Forwarder::take_inbox`]): processed now.
     pub fn receive_forwarded(

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernel_shim::ring::Errno;
@@ -22,6 +23,7 @@ use super::{
     CONNECT_TIMEOUT, EGRESS_PASSES_MAX, HANDSHAKE_TIMEOUT, INBOX_BATCH_MAX, LINGER_MAX, PENDING_SPARE_BYTES_MAX,
     RX_QUEUE_FRAMES_MAX, SmolConfig, SmolConfigError, SmolStats, TX_BLOCKED_RETRY, TX_FRAMES_MAX,
 };
+use crate::admission::{Admitted, ConnAdmission, RefusedConns};
 use crate::frame::{self, FrameError, Received, VNET_HDR_LEN};
 use crate::steer::{self, Forwarder, Owner};
 use crate::transport::{ConnEvent, ConnId, ConnectError, SendError};
@@ -96,6 +98,9 @@ struct Conn {
     /// When a graceful close gives up and resets: set by the first scan after `close` (which
     /// does not know the time; the stack's last `now` may be long past on an idle core).
     close_deadline: Option<Instant>,
+    /// The connection's place under the edge caps (accepted connections, when caps are set);
+    /// given back when it leaves the table.
+    _admitted: Option<Admitted>,
 }
 
 impl Conn {
@@ -181,6 +186,8 @@ pub struct SmolStack {
     listener_closed_owed: bool,
     next_poll_at: Option<Instant>,
     stats: SmolStats,
+    refused: RefusedConns,
+    admission: Option<Arc<ConnAdmission>>,
     scratch: Vec<u8>,
     segments: Vec<Vec<u8>>,
     slots: Vec<usize>,
@@ -294,6 +301,8 @@ impl SmolStack {
             listener_closed_owed: false,
             next_poll_at: None,
             stats: SmolStats::default(),
+            refused: RefusedConns::default(),
+            admission: None,
             scratch: Vec::new(),
             segments: Vec::new(),
             slots: Vec::with_capacity(config.conns_max),
@@ -691,9 +700,10 @@ impl SmolStack {
         self.listening.push(sock);
     }
 
-    fn insert_conn(&mut self, sock: Sock, phase: Phase, local_port: Option<u16>) -> ConnId {
+    fn insert_conn(&mut self, sock: Sock, phase: Phase, local_port: Option<u16>, admitted: Option<Admitted>) -> ConnId {
         self.generation = self.generation.wrapping_add(1);
         let conn = Conn {
+            _admitted: admitted,
             generation: self.generation,
             sock,
             phase,
@@ -732,7 +742,20 @@ impl SmolStack {
                     let peer =
                         socket.remote_endpoint().map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), SocketAddr::from);
                     self.handshaking.swap_remove(index);
-                    let conn = self.insert_conn(sock, Phase::Open, None);
+                    let admitted = match self.admission.as_ref().map(|a| a.admit(peer.ip())) {
+                        None => None,
+                        Some(Ok(admitted)) => Some(admitted),
+                        Some(Err(refusal)) => {
+                            // Beyond a cap: reset now, before the HTTP server sees it.
+                            self.refused.count(refusal);
+                            socket.abort();
+                            self.touch(sock.bucket);
+                            self.retire(sock, None);
+                            self.dirty = true;
+                            continue;
+                        }
+                    };
+                    let conn = self.insert_conn(sock, Phase::Open, None, admitted);
                     self.stats.conns_accepted += 1;
                     events(ConnEvent::Accepted { conn, peer });
                 }
@@ -1007,7 +1030,7 @@ impl SmolStack {
         let bucket = self.bucket_of_peer(addr.ip(), addr.port(), port);
         let sock = self.add_socket(bucket, socket);
         self.dirty = true;
-        Ok(self.insert_conn(sock, Phase::Connecting, Some(port)))
+        Ok(self.insert_conn(sock, Phase::Connecting, Some(port), None))
     }
 
     /// Closes the listeners (resetting half-open handshakes); `ListenerClosed` follows at the
@@ -1027,6 +1050,19 @@ impl SmolStack {
         }
         self.listener_closed_owed = true;
         self.dirty = true;
+    }
+
+    /// Puts accepted connections under the per-client and total caps of `admission` (shared
+    /// with the other cores): one beyond a cap is reset as soon as its handshake completes,
+    /// and counted.
+    pub fn set_admission(&mut self, admission: Arc<ConnAdmission>) {
+        self.admission = Some(admission);
+    }
+
+    /// Connections reset at once, by reason (`table_full` stays 0: a full pool refuses the SYN
+    /// instead, counted as `listen_starved`).
+    pub fn refused(&self) -> RefusedConns {
+        self.refused
     }
 
     /// Whether listeners are open.

@@ -167,6 +167,19 @@ impl Collector for Reports {
             "Requests no route matched (answered 404 by isobar).",
             per_core().map(|(l, c)| (l, c.unrouted as f64)),
         )?;
+        let refused = || {
+            cores.iter().flat_map(|c| {
+                let r = c.conns_refused;
+                [("table_full", r.table_full), ("per_client", r.per_client), ("total", r.total)]
+                    .map(|(reason, n)| (vec![("core", c.core.to_string()), ("reason", reason.to_string())], n as f64))
+            })
+        };
+        counter(
+            &mut encoder,
+            "isobar_connections_refused",
+            "Connections closed or reset at accept: the core's table full, the client at its cap, the process at its cap.",
+            refused(),
+        )?;
         Ok(())
     }
 }
@@ -193,6 +206,7 @@ mod tests {
             isolates_evicted: 4,
             unrouted: 9,
             open_conns: 1,
+            conns_refused: crate::stats::RefusedConns { table_full: 0, per_client: 6, total: 2 },
         }];
         let text = render(stats);
         assert!(text.contains("isobar_tenant_cpu_seconds_total{tenant=\"shop\",core=\"1\"} 1.5"), "{text}");
@@ -205,6 +219,8 @@ mod tests {
         assert!(text.contains("isobar_tenant_isolates{tenant=\"shop\",core=\"1\"} 2"), "{text}");
         assert!(text.contains("isobar_core_isolates_evicted_total{core=\"1\"} 4"), "{text}");
         assert!(text.contains("isobar_unrouted_requests_total{core=\"1\"} 9"), "{text}");
+        assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"per_client\"} 6"), "{text}");
+        assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"total\"} 2"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

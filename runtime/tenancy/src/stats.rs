@@ -97,4 +97,18 @@ pub struct CoreStats {
     pub isolates_evicted: u64,
     pub unrouted: u64,
     pub open_conns: usize,
+    /// Connections closed (or reset) at accept: a full table, a client at its cap, the
+    /// process at its cap.
+    pub conns_refused: RefusedConns,
+}
+
+/// Connections a core's transport closed at accept, by reason (netstack's admission counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusedConns {
+    /// The transport's own table was full.
+    pub table_full: u64,
+    /// The client was at its per-client cap.
+    pub per_client: u64,
+    /// The process was at its total cap.
+    pub total: u64,
 }
