@@ -75,7 +75,11 @@ enum Codec {
     GzipDecode(GzDecoder<Vec<u8>>),
     /// zlib (with its header and Adler-32 check) or raw DEFLATE; `ended` once the stream's end
     /// was decoded.
-    Inflate { inflater: Box<Decompress>, sink: Vec<u8>, ended: bool },
+    Inflate {
+        inflater: Box<Decompress>,
+        sink: Vec<u8>,
+        ended: bool,
+    },
 }
 
 /// Output of one inflate step: what flate2 writes into before it is moved to the sink.
@@ -89,7 +93,9 @@ impl Codec {
             ("deflate", false) => Codec::ZlibEncode(ZlibEncoder::new(Vec::new(), level)),
             ("deflate-raw", false) => Codec::RawEncode(DeflateEncoder::new(Vec::new(), level)),
             ("gzip", true) => Codec::GzipDecode(GzDecoder::new(Vec::new())),
-            ("deflate", true) => Codec::Inflate { inflater: Box::new(Decompress::new(true)), sink: Vec::new(), ended: false },
+            ("deflate", true) => {
+                Codec::Inflate { inflater: Box::new(Decompress::new(true)), sink: Vec::new(), ended: false }
+            }
             ("deflate-raw", true) => {
                 Codec::Inflate { inflater: Box::new(Decompress::new(false)), sink: Vec::new(), ended: false }
             }
@@ -415,7 +421,10 @@ mod tests {
         assert!(run_all(&mut state("deflate", true), b"plain text, not zlib", 64).is_err());
         assert!(run_all(&mut state("gzip", true), b"plain text, not gzip", 64).is_err());
         let zlib = run_all(&mut state("deflate", false), b"abc", 64).unwrap();
-        assert!(matches!(run_all(&mut state("deflate", true), &zlib[..zlib.len() - 1], 64), Err(CompressionError::Truncated)));
+        assert!(matches!(
+            run_all(&mut state("deflate", true), &zlib[..zlib.len() - 1], 64),
+            Err(CompressionError::Truncated)
+        ));
         let mut zlib_trailing = zlib.clone();
         zlib_trailing.extend_from_slice(b"x");
         assert!(matches!(run_all(&mut state("deflate", true), &zlib_trailing, 64), Err(CompressionError::Trailing)));

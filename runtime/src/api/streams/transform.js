@@ -395,6 +395,8 @@
       try {
         bytes = identityChunkBytes(chunk);
       } catch (e) {
+        // The standard's rule for a failing sink: the stream is errored, on both sides.
+        fail(e);
         return rejected(e);
       }
       const length = bytes.byteLength;
