@@ -1815,7 +1815,7 @@
       it.ongoing = it.ongoing === undefined ? nextSteps() : PromisePrototypeThen(it.ongoing, nextSteps, nextSteps);
       return it.ongoing;
     },
-    return(value = undefined) {
+    return(value) {
       const it = iteratorRecords.get(this);
       if (it === undefined) return rejected(new TypeErrorCtor("return() called on an object that is not a ReadableStream async iterator"));
       const returnSteps = () => {
