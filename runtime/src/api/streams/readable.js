@@ -1391,6 +1391,9 @@
     let branch1;
     let branch2;
     const cancelPromise = newPromise();
+    // It is returned only to a branch that is cancelled; a rejection nobody asked for (a failed
+    // chunk clone) must not be reported as unhandled.
+    markHandled(cancelPromise.promise);
     const readRequest = {
       __proto__: null,
       chunkSteps: (chunk) => queueMicrotask(() => {
@@ -1465,6 +1468,9 @@
     let branch1;
     let branch2;
     const cancelPromise = newPromise();
+    // It is returned only to a branch that is cancelled; a rejection nobody asked for (a failed
+    // chunk clone) must not be reported as unhandled.
+    markHandled(cancelPromise.promise);
 
     function forwardReaderError(thisReader) {
       uponRejection(thisReader.closed.promise, (e) => {
