@@ -11,6 +11,20 @@
 //! below that pass rate.
 //!
 //! Run: `ISOBAR_WPT_DIR=/path/to/wpt cargo test -p runtime --test wpt -- --nocapture`
+//! (`ISOBAR_WPT_FILTER=piping` runs only the files whose path contains that text, and lists
+//! every failure).
+//!
+//! One way to get a copy here, from Debian's source of Node.js 18 (its WPT copy dates from
+//! 2023, so a few transform-stream tests still expect the behaviour from before the standard
+//! added the transformer's `cancel`):
+//! ```sh
+//! echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+//!   > /etc/apt/sources.list.d/wpt-src.list && apt-get update
+//! apt-get source --download-only nodejs
+//! tar -xJf nodejs_18.*.orig.tar.xz --wildcards '*/test/fixtures/wpt/streams' '*/test/fixtures/wpt/encoding' \
+//!   '*/test/fixtures/wpt/common' '*/test/fixtures/wpt/resources'
+//! ISOBAR_WPT_DIR=$PWD/node-v18.20.4/test/fixtures/wpt cargo test -p runtime --test wpt -- --nocapture
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -106,7 +120,9 @@ fn run_file(root: &Path, file: &Path, harness: &str) -> Result<(usize, usize, Ve
 #[test]
 fn web_platform_tests() {
     let Some(root) = std::env::var_os("ISOBAR_WPT_DIR").map(PathBuf::from) else {
-        eprintln!("wpt: skipped: set ISOBAR_WPT_DIR to a web-platform-tests checkout (no registry package carries them)");
+        eprintln!(
+            "wpt: skipped: set ISOBAR_WPT_DIR to a web-platform-tests checkout (no registry package carries them)"
+        );
         return;
     };
     let harness = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wpt/harness.js")).unwrap();

@@ -12,7 +12,7 @@
   const {
     FunctionPrototypeCall, ObjectCreate, ObjectDefineProperty, ObjectGetOwnPropertyDescriptor, ObjectSetPrototypeOf,
     AsyncIteratorPrototype, PromisePrototypeThen, SafePromiseAll, SymbolAsyncIterator, SymbolIterator,
-    NumberMAX_SAFE_INTEGER, Promise: PromiseCtor,
+    NumberMAX_SAFE_INTEGER,
   } = primordials;
   const { defineHidden, webClass, enforceRange } = internals;
   const S = internals.streams;
@@ -1374,6 +1374,12 @@
     return chunk;
   }
 
+  // Settles `record` as `promise` settles (resolving one promise with another would look up
+  // `then` on it, which a tenant may have replaced).
+  function settleWith(record, promise) {
+    uponPromise(promise, record.resolve, record.reject);
+  }
+
   function readableStreamTee(r, cloneForBranch2) {
     if (r.controller.kind === "byte") return readableByteStreamTee(r);
     return readableStreamDefaultTee(r, cloneForBranch2);
@@ -1406,7 +1412,7 @@
           } catch (e) {
             readableStreamDefaultControllerError(branch1.controller, e);
             readableStreamDefaultControllerError(branch2.controller, e);
-            cancelPromise.resolve(readableStreamCancel(r, e));
+            settleWith(cancelPromise, readableStreamCancel(r, e));
             return;
           }
         }
@@ -1437,13 +1443,13 @@
     function cancel1Algorithm(reason) {
       canceled1 = true;
       reason1 = reason;
-      if (canceled2) cancelPromise.resolve(readableStreamCancel(r, [reason1, reason2]));
+      if (canceled2) settleWith(cancelPromise, readableStreamCancel(r, [reason1, reason2]));
       return cancelPromise.promise;
     }
     function cancel2Algorithm(reason) {
       canceled2 = true;
       reason2 = reason;
-      if (canceled1) cancelPromise.resolve(readableStreamCancel(r, [reason1, reason2]));
+      if (canceled1) settleWith(cancelPromise, readableStreamCancel(r, [reason1, reason2]));
       return cancelPromise.promise;
     }
     branch1 = createReadableStream(noop, pullAlgorithm, cancel1Algorithm);
@@ -1500,7 +1506,7 @@
             } catch (e) {
               readableByteStreamControllerError(branch1.controller, e);
               readableByteStreamControllerError(branch2.controller, e);
-              cancelPromise.resolve(readableStreamCancel(r, e));
+              settleWith(cancelPromise, readableStreamCancel(r, e));
               return;
             }
           }
@@ -1546,7 +1552,7 @@
             } catch (e) {
               readableByteStreamControllerError(byobBranch.controller, e);
               readableByteStreamControllerError(otherBranch.controller, e);
-              cancelPromise.resolve(readableStreamCancel(r, e));
+              settleWith(cancelPromise, readableStreamCancel(r, e));
               return;
             }
             if (!byobCanceled) readableByteStreamControllerRespondWithNewView(byobBranch.controller, chunk, viewInfo(chunk));
@@ -1603,13 +1609,13 @@
     function cancel1Algorithm(reason) {
       canceled1 = true;
       reason1 = reason;
-      if (canceled2) cancelPromise.resolve(readableStreamCancel(r, [reason1, reason2]));
+      if (canceled2) settleWith(cancelPromise, readableStreamCancel(r, [reason1, reason2]));
       return cancelPromise.promise;
     }
     function cancel2Algorithm(reason) {
       canceled2 = true;
       reason2 = reason;
-      if (canceled1) cancelPromise.resolve(readableStreamCancel(r, [reason1, reason2]));
+      if (canceled1) settleWith(cancelPromise, readableStreamCancel(r, [reason1, reason2]));
       return cancelPromise.promise;
     }
     branch1 = createReadableByteStream(noop, pull1Algorithm, cancel1Algorithm);
@@ -1675,34 +1681,24 @@
       else shutdown(true, destClosed);
     }
 
-    markHandled(pipeLoop());
+    pipeStep();
     return result.promise;
 
-    function pipeLoop() {
-      return new PromiseCtor((resolveLoop, rejectLoop) => {
-        function next(done) {
-          if (done) resolveLoop();
-          else PromisePrototypeThen(pipeStep(), next, rejectLoop);
-        }
-        next(false);
-      });
-    }
-
-    // Waits until the writer is ready, reads one chunk and starts writing it; true when done.
+    // Waits until the writer is ready, reads one chunk, starts writing it, and goes on. Each
+    // step waits on a promise, so the loop never deepens the stack. (Errors end it: they are
+    // handled by the propagation rules above.)
     function pipeStep() {
-      if (shuttingDown) return resolved(true);
-      return PromisePrototypeThen(writer.ready.promise, () => {
-        if (shuttingDown) return true;
-        return new PromiseCtor((resolveRead, rejectRead) => {
-          readableStreamDefaultReaderRead(reader, {
-            __proto__: null,
-            chunkSteps: (chunk) => {
-              currentWrite = PromisePrototypeThen(S.writableStreamDefaultWriterWrite(writer, chunk), undefined, noop);
-              resolveRead(false);
-            },
-            closeSteps: () => resolveRead(true),
-            errorSteps: rejectRead,
-          });
+      if (shuttingDown) return;
+      uponFulfillment(writer.ready.promise, () => {
+        if (shuttingDown) return;
+        readableStreamDefaultReaderRead(reader, {
+          __proto__: null,
+          chunkSteps: (chunk) => {
+            currentWrite = PromisePrototypeThen(S.writableStreamDefaultWriterWrite(writer, chunk), undefined, noop);
+            pipeStep();
+          },
+          closeSteps: noop,
+          errorSteps: noop,
         });
       });
     }
@@ -1717,9 +1713,10 @@
       else uponFulfillment(promise, action);
     }
 
-    function waitForWritesToFinish() {
+    // Calls `then` once the last write started has finished (writes may start while waiting).
+    function waitForWritesToFinish(then) {
       const oldCurrentWrite = currentWrite;
-      return PromisePrototypeThen(currentWrite, () => (oldCurrentWrite !== currentWrite ? waitForWritesToFinish() : undefined));
+      uponFulfillment(currentWrite, () => (oldCurrentWrite !== currentWrite ? waitForWritesToFinish(then) : then()));
     }
 
     function shutdownWithAction(action, originalIsError = false, originalError = undefined) {
@@ -1729,7 +1726,7 @@
         uponPromise(action(), () => finalize(originalIsError, originalError), (newError) => finalize(true, newError));
       };
       if (dest.state === "writable" && !S.writableStreamCloseQueuedOrInFlight(dest)) {
-        uponFulfillment(waitForWritesToFinish(), doTheRest);
+        waitForWritesToFinish(doTheRest);
       } else {
         doTheRest();
       }
@@ -1739,7 +1736,7 @@
       if (shuttingDown) return;
       shuttingDown = true;
       if (dest.state === "writable" && !S.writableStreamCloseQueuedOrInFlight(dest)) {
-        uponFulfillment(waitForWritesToFinish(), () => finalize(isError, error));
+        waitForWritesToFinish(() => finalize(isError, error));
       } else {
         finalize(isError, error);
       }
@@ -1799,38 +1796,53 @@
     return resolved(undefined);
   }
 
+  // Web IDL's next() and return(), each queued behind the call before it (the "ongoing
+  // promise"). Every promise here is settled with a plain value, never with another promise.
   const asyncIteratorMethods = {
     next() {
       const it = iteratorRecords.get(this);
       if (it === undefined) return rejected(new TypeErrorCtor("next() called on an object that is not a ReadableStream async iterator"));
+      const result = newPromise();
       const nextSteps = () => {
-        if (it.finished) return resolved({ value: undefined, done: true });
-        return PromisePrototypeThen(iteratorGetNext(it), (result) => {
+        if (it.finished) {
+          result.resolve({ value: undefined, done: true });
+          return;
+        }
+        uponPromise(iteratorGetNext(it), (next) => {
           it.ongoing = undefined;
-          if (result.done) {
+          if (next.done) {
             it.finished = true;
-            return { value: undefined, done: true };
+            result.resolve({ value: undefined, done: true });
+          } else {
+            result.resolve({ value: next.value, done: false });
           }
-          return { value: result.value, done: false };
         }, (reason) => {
           it.ongoing = undefined;
           it.finished = true;
-          throw reason;
+          result.reject(reason);
         });
       };
-      it.ongoing = it.ongoing === undefined ? nextSteps() : PromisePrototypeThen(it.ongoing, nextSteps, nextSteps);
-      return it.ongoing;
+      if (it.ongoing === undefined) nextSteps();
+      else uponPromise(it.ongoing, nextSteps, nextSteps);
+      it.ongoing = result.promise;
+      return result.promise;
     },
     return(value) {
       const it = iteratorRecords.get(this);
       if (it === undefined) return rejected(new TypeErrorCtor("return() called on an object that is not a ReadableStream async iterator"));
+      const result = newPromise();
       const returnSteps = () => {
-        if (it.finished) return resolved({ value, done: true });
+        if (it.finished) {
+          result.resolve({ value, done: true });
+          return;
+        }
         it.finished = true;
-        return iteratorReturn(it, value);
+        uponPromise(iteratorReturn(it, value), () => result.resolve({ value, done: true }), result.reject);
       };
-      it.ongoing = it.ongoing === undefined ? returnSteps() : PromisePrototypeThen(it.ongoing, returnSteps, returnSteps);
-      return PromisePrototypeThen(it.ongoing, () => ({ value, done: true }));
+      if (it.ongoing === undefined) returnSteps();
+      else uponPromise(it.ongoing, returnSteps, returnSteps);
+      it.ongoing = result.promise;
+      return result.promise;
     },
   };
   ObjectDefineProperty(ReadableStreamAsyncIteratorPrototype, "next", {

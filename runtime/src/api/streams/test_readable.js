@@ -183,6 +183,35 @@ async function run() {
     Promise.prototype.then = then;
   }
   eq(hijacked, 0, "isobar's stream code never called the tenant's push");
+
+  // A tenant's Promise.prototype.then, Array iterator and Object.prototype setters are never
+  // reached by the stream machinery (pipes, tee, transforms, reading a body).
+  let thenCalls = 0;
+  const arrayIterator = Array.prototype[Symbol.iterator];
+  Promise.prototype.then = function (...args) { thenCalls++; return then.apply(this, args); };
+  Array.prototype[Symbol.iterator] = function () { throw new Error("tenant iterator"); };
+  Object.defineProperty(Object.prototype, "state", { set() { throw new Error("tenant setter"); }, configurable: true });
+  let text;
+  let teed;
+  try {
+    const source = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("p")); c.close(); } });
+    const branches = source.tee();
+    const left = branches[0];
+    const right = branches[1];
+    const piped = left.pipeThrough(new TransformStream());
+    const sink = new WritableStream();
+    const done = right.pipeTo(sink);
+    text = await new Response(piped).text();
+    await done;
+    teed = true;
+  } finally {
+    Promise.prototype.then = then;
+    Array.prototype[Symbol.iterator] = arrayIterator;
+    delete Object.prototype.state;
+  }
+  eq(text, "p", "a pipe, a tee and a body read with the built-ins replaced");
+  ok(teed, "the other branch piped");
+  eq(thenCalls, 0, "isobar's stream code never called the tenant's then");
   return new Response("ok");
 }
 

@@ -234,11 +234,17 @@
   function transformStreamDefaultSinkWriteAlgorithm(t, chunk) {
     const c = t.controller;
     if (t.backpressure) {
-      return transformPromise(t.backpressureChangePromise.promise, () => {
+      // Settled by hand: a reaction returning the transform's promise would look up `then`.
+      const done = newPromise();
+      uponPromise(t.backpressureChangePromise.promise, () => {
         const writable = t.writable;
-        if (writable.state === "erroring") throw writable.storedError;
-        return transformStreamDefaultControllerPerformTransform(c, chunk);
-      });
+        if (writable.state === "erroring") {
+          done.reject(writable.storedError);
+          return;
+        }
+        uponPromise(transformStreamDefaultControllerPerformTransform(c, chunk), done.resolve, done.reject);
+      }, done.reject);
+      return done.promise;
     }
     return transformStreamDefaultControllerPerformTransform(c, chunk);
   }
