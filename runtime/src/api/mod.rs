@@ -4,11 +4,13 @@
 //! This module lists them for the snapshot: the bootstrap order of the JS files, every op, every
 //! native class. Adding an area means adding it to the three lists below.
 
+pub mod compression;
 pub mod console;
 pub mod crypto;
 pub mod encoding;
 pub mod events;
 pub mod fetch;
+pub mod streams;
 pub mod time;
 pub mod timers;
 pub mod url;
@@ -28,6 +30,13 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     console::JS,
     timers::JS,
     encoding::JS,
+    streams::COMMON_JS,
+    streams::READABLE_JS,
+    streams::WRITABLE_JS,
+    streams::TRANSFORM_JS,
+    streams::BODY_JS,
+    encoding::STREAM_JS,
+    compression::JS,
     url::JS,
     crypto::JS,
     time::JS,
@@ -41,6 +50,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(console::ops());
     all.extend(timers::ops());
     all.extend(encoding::ops());
+    all.extend(compression::ops());
     all.extend(url::ops());
     all.extend(crypto::ops());
     all.extend(time::ops());
