@@ -4,14 +4,18 @@
 //! This module lists them for the snapshot: the bootstrap order of the JS files, every op, every
 //! native class. Adding an area means adding it to the three lists below.
 
+pub mod blob;
+pub mod clone;
 pub mod console;
 pub mod crypto;
 pub mod encoding;
 pub mod events;
 pub mod fetch;
+pub mod formdata;
 pub mod time;
 pub mod timers;
 pub mod url;
+pub mod urlpattern;
 pub mod worker;
 
 use crate::bridge::OpDecl;
@@ -29,9 +33,13 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     timers::JS,
     encoding::JS,
     url::JS,
+    urlpattern::JS,
+    blob::JS,
+    formdata::JS,
     crypto::JS,
     time::JS,
     fetch::JS,
+    clone::JS,
     worker::JS,
 ];
 
@@ -42,6 +50,9 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(timers::ops());
     all.extend(encoding::ops());
     all.extend(url::ops());
+    all.extend(urlpattern::ops());
+    all.extend(formdata::ops());
+    all.extend(clone::ops());
     all.extend(crypto::ops());
     all.extend(time::ops());
     all
