@@ -175,7 +175,7 @@ op!(fn clone_serialize(scope, args) {
         if !buffer.is_detachable() {
             return Err(data_clone_error(format!("transfer list item {i} is an ArrayBuffer that cannot be detached")));
         }
-        if buffers.iter().any(|b: &v8::Local<v8::ArrayBuffer>| *b == buffer) {
+        if buffers.contains(&buffer) {
             return Err(data_clone_error(format!("transfer list item {i} appears more than once")));
         }
         buffers.push(buffer);
