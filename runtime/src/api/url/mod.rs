@@ -156,8 +156,37 @@ op!(fn form_encode(scope, args) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     #[test]
     fn behaves_as_the_standard_says() {
         crate::testing::api_test("url/test.js", &crate::testing::Req::get("http://example.com/"));
+    }
+
+    proptest! {
+        /// ada is C++: a crash there would take the process down, so hostile inputs to the
+        /// parser and to every setter are exercised here (and every result is re-parseable).
+        #[test]
+        fn ada_takes_any_input(
+            input in "(https?|file|ftp|ws|blob|data|javascript|x)?:?(//)?\\PC{0,30}",
+            base in proptest::option::of("(https?|file|ftp|x):(//)?[a-z.:@\\[\\]0-9]{0,16}/?\\PC{0,8}"),
+            value in "\\PC{0,20}",
+        ) {
+            if let Some(url) = super::parse(&input, base.as_deref()) {
+                prop_assert!(super::parse(url.href(), None).is_some(), "href {:?} re-parses", url.href());
+                let mut url = url;
+                let _ = url.set_protocol(&value);
+                let _ = url.set_username(Some(&value));
+                let _ = url.set_password(Some(&value));
+                let _ = url.set_host(Some(&value));
+                let _ = url.set_hostname(Some(&value));
+                let _ = url.set_port(Some(&value));
+                let _ = url.set_pathname(Some(&value));
+                url.set_search(Some(&value));
+                url.set_hash(Some(&value));
+                let _ = url.set_href(&value);
+                prop_assert!(super::parse(url.href(), None).is_some(), "href {:?} after setters re-parses", url.href());
+            }
+        }
     }
 }

@@ -54,6 +54,40 @@ fn error(e: urlpattern::Error) -> JsError {
     JsError::type_error(format!("URLPattern: {e}"))
 }
 
+/// Runs a call into the crate, turning a panic into a TypeError. The crate is pure (no state
+/// survives a call), so unwinding out of it leaves nothing broken; and it does panic on some
+/// input in builds with overflow checks (an unbalanced `]` in a constructor string underflows a
+/// bracket depth, found by the property test below), which must not condemn the isolate.
+fn contained<T>(what: &str, call: impl FnOnce() -> Result<T, JsError>) -> Result<T, JsError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or_else(|_| Err(JsError::type_error(format!("URLPattern: {what} could not be parsed"))))
+}
+
+/// Parses a pattern as the URLPattern constructor does.
+pub fn parse_pattern(
+    input: quirks::StringOrInit,
+    base_url: Option<&str>,
+    ignore_case: bool,
+) -> Result<quirks::UrlPattern, JsError> {
+    contained("the pattern", || {
+        let init = quirks::process_construct_pattern_input(input, base_url).map_err(error)?;
+        let options = urlpattern::UrlPatternOptions { ignore_case, regex_syntax: urlpattern::RegexSyntax::EcmaScript };
+        quirks::parse_pattern::<JsRegExp>(init, options).map_err(error)
+    })
+}
+
+/// The eight canonical components of a match input (protocol, username, password, hostname,
+/// port, pathname, search, hash), or `None` when the input cannot match anything.
+pub fn match_input(input: quirks::StringOrInit, base_url: Option<&str>) -> Result<Option<[String; 8]>, JsError> {
+    contained("the input", || {
+        let Some((input, _)) = quirks::process_match_input(input, base_url).map_err(error)? else {
+            return Ok(None);
+        };
+        Ok(quirks::parse_match_input(input)
+            .map(|v| [v.protocol, v.username, v.password, v.hostname, v.port, v.pathname, v.search, v.hash]))
+    })
+}
+
 /// Argument `i`: a string, or an init object (made by urlpattern.js: own string members only).
 fn string_or_init<'s>(
     scope: &mut v8::PinScope<'s, '_>,
@@ -107,9 +141,7 @@ op!(fn url_pattern_parse(scope, args) {
     let input = string_or_init(scope, &args, 0)?;
     let base_url = optional_string(scope, &args, 1)?;
     let ignore_case = args.get(2).boolean_value(scope);
-    let init = quirks::process_construct_pattern_input(input, base_url.as_deref()).map_err(error)?;
-    let options = urlpattern::UrlPatternOptions { ignore_case, regex_syntax: urlpattern::RegexSyntax::EcmaScript };
-    let pattern = quirks::parse_pattern::<JsRegExp>(init, options).map_err(error)?;
+    let pattern = parse_pattern(input, base_url.as_deref(), ignore_case)?;
     let components = [
         &pattern.protocol,
         &pattern.username,
@@ -140,22 +172,9 @@ op!(fn url_pattern_parse(scope, args) {
 op!(fn url_pattern_match_input(scope, args) {
     let input = string_or_init(scope, &args, 0)?;
     let base_url = optional_string(scope, &args, 1)?;
-    let Some((input, _)) = quirks::process_match_input(input, base_url.as_deref()).map_err(error)? else {
+    let Some(values) = match_input(input, base_url.as_deref())? else {
         return Ok(v8::null(scope).into());
     };
-    let Some(values) = quirks::parse_match_input(input) else {
-        return Ok(v8::null(scope).into());
-    };
-    let values = [
-        values.protocol,
-        values.username,
-        values.password,
-        values.hostname,
-        values.port,
-        values.pathname,
-        values.search,
-        values.hash,
-    ];
     let mut out: Vec<v8::Local<v8::Value>> = Vec::with_capacity(8);
     for value in &values {
         out.push(args::new_string(scope, value)?.into());
@@ -165,6 +184,33 @@ op!(fn url_pattern_match_input(scope, args) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use urlpattern::quirks;
+
+    proptest! {
+        /// Whatever a script passes as a pattern or an input, the crate answers or errs; it
+        /// never panics (which would condemn the isolate).
+        #[test]
+        fn arbitrary_patterns_and_inputs_never_panic(
+            pattern in "[a-z:/*?+(){}.\\\\#@%\\[\\]|^$-]{0,24}",
+            input in "[a-z:/?#.%@\\[\\] -]{0,24}",
+            base in proptest::option::of("(https?|file|data|ftp):(//)?[a-z.:@]{0,12}/?[a-z/]{0,8}"),
+        ) {
+            let _ = super::parse_pattern(quirks::StringOrInit::String(pattern.clone().into()), base.as_deref(), false);
+            let init = quirks::UrlPatternInit { pathname: Some(pattern), hostname: Some(input.clone()), ..Default::default() };
+            let _ = super::parse_pattern(quirks::StringOrInit::Init(init), None, true);
+            let _ = super::match_input(quirks::StringOrInit::String(input.into()), base.as_deref());
+        }
+    }
+
+    /// The input the property test found: a panic inside the crate is a TypeError, not a
+    /// condemned isolate.
+    #[test]
+    fn an_unbalanced_bracket_is_an_error_or_a_pattern() {
+        let result = super::parse_pattern(quirks::StringOrInit::String("*:]".into()), None, false);
+        assert!(result.is_ok() || matches!(result, Err(crate::bridge::JsError::Type(_))));
+    }
+
     #[test]
     fn url_pattern_behaves_as_the_standard_says() {
         crate::testing::api_test("urlpattern/test.js", &crate::testing::Req::get("http://example.com/"));

@@ -13,7 +13,8 @@
   // The URLPatternInit members in Web IDL's (alphabetical) conversion order.
   const INIT_MEMBERS = ["baseURL", "hash", "hostname", "password", "pathname", "port", "protocol", "search", "username"];
 
-  const toUSVString = (value) => primordials.StringPrototypeToWellFormed(primordials.String(value));
+  // Web IDL USVString: ToString (a Symbol throws), lone surrogates become U+FFFD.
+  const toUSVString = (value) => primordials.StringPrototypeToWellFormed(`${value}`);
 
   // URLPatternInput (USVString or URLPatternInit) -> a string, or an object of strings that
   // only isobar has touched.
