@@ -9,17 +9,19 @@
   const { defineHidden, webClass, toUSVString, isBlob, isFile, newFile, blobBytes, blobType } = internals;
 
   // The entry value FormData keeps: a string, or a File (a Blob is made a File named "blob", and
-  // a filename given with it renames it), as "create an entry" says.
-  function entryValue(value, filename, hasFilename, what) {
+  // a filename given with it renames it), as "create an entry" says. `argc` picks the overload:
+  // with three arguments only (name, Blob, filename) applies; an undefined filename counts as
+  // not given, as for any optional argument.
+  function entryValue(value, filename, argc, what) {
     if (isBlob(value)) {
-      if (hasFilename) {
+      if (filename !== undefined) {
         const lastModified = isFile(value) ? internals.fileLastModified(value) : undefined;
         return newFile(blobBytes(value), blobType(value), toUSVString(filename), lastModified);
       }
       if (isFile(value)) return value;
       return newFile(blobBytes(value), blobType(value), "blob");
     }
-    if (hasFilename) {
+    if (argc > 2) {
       throw new TypeErrorCtor(`${what}: parameter 2 is not of type 'Blob' (a filename is only allowed with a Blob)`);
     }
     return toUSVString(value);
@@ -37,7 +39,7 @@
     append(name, value, filename = undefined) {
       if (arguments.length < 2) throw new TypeErrorCtor(`FormData.append: 2 arguments required, but only ${arguments.length} present.`);
       const n = toUSVString(name);
-      ArrayPrototypePush(this.#entries, [n, entryValue(value, filename, arguments.length > 2, "FormData.append")]);
+      ArrayPrototypePush(this.#entries, [n, entryValue(value, filename, arguments.length, "FormData.append")]);
     }
     delete(name) {
       if (arguments.length < 1) throw new TypeErrorCtor("FormData.delete: 1 argument required, but only 0 present.");
@@ -78,7 +80,7 @@
     set(name, value, filename = undefined) {
       if (arguments.length < 2) throw new TypeErrorCtor(`FormData.set: 2 arguments required, but only ${arguments.length} present.`);
       const n = toUSVString(name);
-      const entry = [n, entryValue(value, filename, arguments.length > 2, "FormData.set")];
+      const entry = [n, entryValue(value, filename, arguments.length, "FormData.set")];
       const entries = this.#entries;
       let first = -1;
       for (let i = 0; i < entries.length; i++) {

@@ -37,6 +37,9 @@ export default {
     eq([...it], ["a", "c", "s\ufffd", "late"], "iterators are live");
     throws(() => fd.append("x"), TypeError, "append needs two arguments");
     throws(() => fd.append("x", "string", "filename"), TypeError, "a filename needs a Blob");
+    fd.append("u", new Blob(["u"]), undefined);
+    eq(fd.get("u").name, "blob", "an undefined filename is no filename");
+    fd.delete("u");
     throws(() => new FormData({}), TypeError, "no form element");
     throws(() => FormData.prototype.get.call({}, "a"), TypeError, "brand check");
 
