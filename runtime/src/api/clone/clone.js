@@ -13,11 +13,21 @@
   // Host objects: isobar's classes written in JS. An instance of one of these (or of a subclass)
   // is never copied as a plain object: Blob and File are serializable, the others throw.
   const hostPrototypes = [];
-  for (const ctor of [
-    internals.Blob, internals.FormData, global.URL, global.URLSearchParams, global.URLPattern, Event,
-    EventTarget, global.AbortController, global.TextEncoder, global.TextDecoder, global.Crypto,
+  for (const ctor of [internals.Blob, internals.FormData, Event, EventTarget]) {
+    ArrayPrototypePush(hostPrototypes, ctor.prototype);
+  }
+  // Other areas' classes, as far as they are loaded before this file (it is bootstrapped late).
+  // Read once, here, before any tenant code exists.
+  for (const name of [
+    "URL", "URLSearchParams", "URLPattern", "AbortController", "TextEncoder", "TextDecoder", "Crypto",
+    "SubtleCrypto", "CryptoKey", "DigestStream", "ReadableStream", "ReadableStreamDefaultReader",
+    "ReadableStreamBYOBReader", "ReadableStreamDefaultController", "ReadableByteStreamController",
+    "WritableStream", "WritableStreamDefaultWriter", "TransformStream", "IdentityTransformStream",
+    "FixedLengthStream", "CompressionStream", "DecompressionStream", "TextEncoderStream",
+    "TextDecoderStream", "WebSocket", "Cache", "CacheStorage",
   ]) {
-    if (typeof ctor === "function") ArrayPrototypePush(hostPrototypes, ctor.prototype);
+    const ctor = global[name];
+    if (typeof ctor === "function" && ctor.prototype !== undefined) ArrayPrototypePush(hostPrototypes, ctor.prototype);
   }
   // (MessagePort and MessageChannel are added below, once they exist.)
 
