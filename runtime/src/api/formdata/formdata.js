@@ -3,7 +3,7 @@
 (function (ops, internals, global, primordials) {
   "use strict";
   const {
-    ArrayPrototypePush, ArrayPrototypeSplice, FunctionPrototypeCall, ObjectCreate, ObjectDefineProperty,
+    ArrayPrototypePush, FunctionPrototypeCall, ObjectCreate, ObjectDefineProperty,
     SymbolIterator, SymbolToStringTag, TypeError: TypeErrorCtor, IteratorPrototype,
   } = primordials;
   const { defineHidden, webClass, toUSVString, isBlob, isFile, newFile, blobBytes, blobType } = internals;
@@ -27,6 +27,16 @@
     return toUSVString(value);
   }
 
+  // Removes the entries named `name` from index `from` on, in place (live iterators walk the same
+  // array), without Array.prototype.splice, which would consult a species a script can replace.
+  function removeAfter(entries, name, from) {
+    let kept = from;
+    for (let i = from; i < entries.length; i++) {
+      if (entries[i][0] !== name) entries[kept++] = entries[i];
+    }
+    entries.length = kept;
+  }
+
   class FormData {
     // Entries as [name, value] pairs in a plain array that only this class touches.
     #entries = [];
@@ -43,11 +53,7 @@
     }
     delete(name) {
       if (arguments.length < 1) throw new TypeErrorCtor("FormData.delete: 1 argument required, but only 0 present.");
-      const n = toUSVString(name);
-      const entries = this.#entries;
-      for (let i = entries.length - 1; i >= 0; i--) {
-        if (entries[i][0] === n) ArrayPrototypeSplice(entries, i, 1);
-      }
+      removeAfter(this.#entries, toUSVString(name), 0);
     }
     get(name) {
       if (arguments.length < 1) throw new TypeErrorCtor("FormData.get: 1 argument required, but only 0 present.");
@@ -91,9 +97,7 @@
         return;
       }
       entries[first] = entry;
-      for (let i = entries.length - 1; i > first; i--) {
-        if (entries[i][0] === n) ArrayPrototypeSplice(entries, i, 1);
-      }
+      removeAfter(entries, n, first + 1);
     }
     forEach(callback, thisArg = undefined) {
       if (typeof callback !== "function") throw new TypeErrorCtor("FormData.forEach: the callback must be a function");

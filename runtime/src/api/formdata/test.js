@@ -43,6 +43,25 @@ export default {
     throws(() => new FormData({}), TypeError, "no form element");
     throws(() => FormData.prototype.get.call({}, "a"), TypeError, "brand check");
 
+    // A script's Array species is never consulted by FormData's own bookkeeping.
+    const savedConstructor = Object.getOwnPropertyDescriptor(Array.prototype, "constructor");
+    let speciesCalled = false;
+    Object.defineProperty(Array.prototype, "constructor", {
+      value: { [Symbol.species]: function () { speciesCalled = true; return []; } }, configurable: true, writable: true,
+    });
+    try {
+      const t = new FormData();
+      t.append("a", "1");
+      t.append("b", "2");
+      t.append("a", "3");
+      t.delete("b");
+      t.set("a", "4");
+      eq(t.getAll("a"), ["4"], "delete and set with a replaced Array species");
+    } finally {
+      Object.defineProperty(Array.prototype, "constructor", savedConstructor);
+    }
+    ok(!speciesCalled, "the replaced species was never called");
+
     // Serialisation: new Response(formData) is multipart/form-data with a random boundary.
     const out = new FormData();
     out.append("text", "line1\nline2");
