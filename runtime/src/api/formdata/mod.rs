@@ -123,10 +123,10 @@ pub fn encoding_of(content_type: &str) -> Result<Encoding, FormDataError> {
 }
 
 /// Parses a form body as its Content-Type says.
-pub fn parse(body: &[u8], content_type: &str, limits: &Limits) -> Result<Vec<Entry>, FormDataError> {
+pub fn parse(body: Vec<u8>, content_type: &str, limits: &Limits) -> Result<Vec<Entry>, FormDataError> {
     match encoding_of(content_type)? {
         Encoding::Multipart { boundary } => parse_multipart(body, &boundary, limits),
-        Encoding::UrlEncoded => parse_urlencoded(body, limits),
+        Encoding::UrlEncoded => parse_urlencoded(&body, limits),
     }
 }
 
@@ -167,8 +167,12 @@ fn multer_error(error: multer::Error) -> FormDataError {
 
 /// Parses a multipart/form-data body (RFC 7578): a part with a `filename` becomes a file, any
 /// other a UTF-8 string (invalid sequences replaced).
-pub fn parse_multipart(body: &[u8], boundary: &str, limits: &Limits) -> Result<Vec<Entry>, FormDataError> {
-    let chunk = bytes::Bytes::copy_from_slice(body);
+pub fn parse_multipart(
+    body: impl Into<bytes::Bytes>,
+    boundary: &str,
+    limits: &Limits,
+) -> Result<Vec<Entry>, FormDataError> {
+    let chunk: bytes::Bytes = body.into();
     let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(chunk)));
     let size_limit = multer::SizeLimit::new().per_field(limits.part_bytes_max as u64);
     let mut multipart =
@@ -185,10 +189,8 @@ pub fn parse_multipart(body: &[u8], boundary: &str, limits: &Limits) -> Result<V
         }
         let name = field.name().ok_or(FormDataError::MissingName)?.to_owned();
         let filename = field.file_name().map(str::to_owned);
-        let content_type = field
-            .headers()
-            .get(http_content_type())
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let content_type =
+            field.headers().get("content-type").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let data = poll_now(field.bytes())?;
         let value = match filename {
             Some(filename) => Value::File { bytes: data.to_vec(), filename, content_type },
@@ -197,10 +199,6 @@ pub fn parse_multipart(body: &[u8], boundary: &str, limits: &Limits) -> Result<V
         entries.push(Entry { name, value });
     }
     Ok(entries)
-}
-
-fn http_content_type() -> &'static str {
-    "content-type"
 }
 
 /// A fresh boundary: 128 random bits, so no part's content can contain it by chance.
@@ -320,8 +318,7 @@ pub fn refs(entries: &[Entry]) -> Vec<EntryRef<'_>> {
 op!(fn form_data_parse(scope, args) {
     let body = args::bytes(args.get(0), BODY_BYTES_MAX, "formData()")?;
     let content_type = args::string_coerced(scope, &args, 1, 16 << 10, "formData()")?;
-    let entries = parse(&body, &content_type, &Limits::DEFAULT)?;
-    drop(body);
+    let entries = parse(body, &content_type, &Limits::DEFAULT)?;
     let mut flat: Vec<v8::Local<v8::Value>> = Vec::with_capacity(entries.len() * 4);
     for entry in entries {
         let name = args::new_string(scope, &entry.name)?;
@@ -444,7 +441,7 @@ Content-Disposition: form-data; name=\"upload\"; filename=\"a.bin\"\r\nContent-T
     fn multipart_parts_and_errors() {
         let body = b"preamble\r\n--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--B\r\n\
 Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"\r\n\r\nfile\r\n--B--\r\nepilogue";
-        let entries = parse_multipart(body, "B", &Limits::DEFAULT).unwrap();
+        let entries = parse_multipart(&body[..], "B", &Limits::DEFAULT).unwrap();
         assert_eq!(entries[0], text("a", "1"));
         assert_eq!(
             entries[1].value,
@@ -452,18 +449,18 @@ Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"\r\n\r\nfile\r\n--
         );
 
         let truncated = b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1";
-        assert!(matches!(parse_multipart(truncated, "B", &Limits::DEFAULT), Err(FormDataError::Malformed(_))));
+        assert!(matches!(parse_multipart(&truncated[..], "B", &Limits::DEFAULT), Err(FormDataError::Malformed(_))));
         let no_boundary = b"just some bytes";
-        assert!(matches!(parse_multipart(no_boundary, "B", &Limits::DEFAULT), Err(FormDataError::Malformed(_))));
+        assert!(matches!(parse_multipart(&no_boundary[..], "B", &Limits::DEFAULT), Err(FormDataError::Malformed(_))));
         let nameless = b"--B\r\nContent-Disposition: form-data\r\n\r\n1\r\n--B--";
-        assert_eq!(parse_multipart(nameless, "B", &Limits::DEFAULT), Err(FormDataError::MissingName));
+        assert_eq!(parse_multipart(&nameless[..], "B", &Limits::DEFAULT), Err(FormDataError::MissingName));
 
         let limits = Limits { parts_max: 1, ..Limits::DEFAULT };
-        assert_eq!(parse_multipart(body, "B", &limits), Err(FormDataError::TooManyParts { max: 1 }));
+        assert_eq!(parse_multipart(&body[..], "B", &limits), Err(FormDataError::TooManyParts { max: 1 }));
         let limits = Limits { part_bytes_max: 3, ..Limits::DEFAULT };
-        assert_eq!(parse_multipart(body, "B", &limits), Err(FormDataError::PartTooLarge { max: 3 }));
+        assert_eq!(parse_multipart(&body[..], "B", &limits), Err(FormDataError::PartTooLarge { max: 3 }));
         let limits = Limits { part_header_bytes_max: 40, ..Limits::DEFAULT };
-        assert_eq!(parse_multipart(body, "B", &limits), Err(FormDataError::HeadersTooLarge { max: 40 }));
+        assert_eq!(parse_multipart(&body[..], "B", &limits), Err(FormDataError::HeadersTooLarge { max: 40 }));
     }
 
     #[test]
@@ -511,7 +508,7 @@ Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"\r\n\r\nfile\r\n--
             let boundary = random_boundary().unwrap();
             let body = serialize_multipart(&refs(&entries), &boundary, 1 << 24).unwrap();
             let content_type = format!("multipart/form-data; boundary={boundary}");
-            let parsed = parse(&body, &content_type, &Limits::DEFAULT);
+            let parsed = parse(body, &content_type, &Limits::DEFAULT);
             // multer (like every parser) cannot represent a form with no parts: the body is
             // only the closing delimiter, which it reports as incomplete.
             if entries.is_empty() {
@@ -524,7 +521,7 @@ Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"\r\n\r\nfile\r\n--
         /// Fuzz-style: any bytes under any boundary parse or fail with a typed error, never panic.
         #[test]
         fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600), boundary in "[ -~]{1,20}") {
-            let _ = parse_multipart(&body, &boundary, &Limits::DEFAULT);
+            let _ = parse_multipart(body.clone(), &boundary, &Limits::DEFAULT);
             let _ = parse_urlencoded(&body, &Limits::DEFAULT);
         }
 
@@ -540,13 +537,13 @@ Content-Disposition: form-data; name=\"f\"; filename=\"x.txt\"\r\n\r\nfile\r\n--
             let body = serialize_multipart(&refs(&entries), "bound", 1 << 24).unwrap();
             let limits = Limits { parts_max: 3, part_bytes_max: 200, part_header_bytes_max: 120 };
             let truncated = &body[..cut.index(body.len())];
-            if let Ok(parsed) = parse_multipart(truncated, "bound", &limits) {
+            if let Ok(parsed) = parse_multipart(truncated.to_vec(), "bound", &limits) {
                 prop_assert!(parsed.len() <= 3);
             }
             let mut damaged = body.clone();
             let at = flip.index(damaged.len());
             damaged[at] = byte;
-            if let Ok(parsed) = parse_multipart(&damaged, "bound", &limits) {
+            if let Ok(parsed) = parse_multipart(damaged, "bound", &limits) {
                 prop_assert!(parsed.len() <= 3);
                 for entry in parsed {
                     if let Value::File { bytes, .. } = entry.value {
