@@ -51,15 +51,17 @@ fn data_clone_error(message: impl Into<std::borrow::Cow<'static, str>>) -> JsErr
 }
 
 /// The serialiser's delegate: what is a host object, and how one is written.
-struct Serializer {
-    host_prototypes: Vec<v8::Global<v8::Value>>,
-    host_clone: v8::Global<v8::Function>,
+struct Serializer<'h> {
+    /// Handles made once, in the op's scope, which outlives the serialiser: V8 asks about every
+    /// object in the value, and making handles per question would grow that scope with it.
+    host_prototypes: Vec<v8::Local<'h, v8::Value>>,
+    host_clone: v8::Local<'h, v8::Function>,
     /// The clones `host_clone` made, in the order their indices were written (shared with the
     /// op, which hands them to JS once serialisation is done).
     clones: Rc<RefCell<Vec<v8::Global<v8::Object>>>>,
 }
 
-impl v8::ValueSerializerImpl for Serializer {
+impl v8::ValueSerializerImpl for Serializer<'_> {
     fn throw_data_clone_error<'s>(&self, scope: &mut v8::PinScope<'s, '_>, message: v8::Local<'s, v8::String>) {
         let message = message.to_rust_string_lossy(scope);
         data_clone_error(message).throw(scope);
@@ -73,13 +75,15 @@ impl v8::ValueSerializerImpl for Serializer {
         if object.internal_field_count() > 0 {
             return Some(true);
         }
+        // The prototype handles made here go with this scope.
+        v8::scope!(let scope, scope);
         let mut current = object;
         for _ in 0..PROTOTYPE_DEPTH_MAX {
             let Some(prototype) = current.get_prototype(scope) else { return Some(false) };
             if prototype.is_null_or_undefined() || prototype.is_proxy() {
                 return Some(false);
             }
-            if self.host_prototypes.iter().any(|p| v8::Local::new(scope, p) == prototype) {
+            if self.host_prototypes.iter().any(|p| *p == prototype) {
                 return Some(true);
             }
             let Ok(next) = v8::Local::<v8::Object>::try_from(prototype) else { return Some(false) };
@@ -99,7 +103,7 @@ impl v8::ValueSerializerImpl for Serializer {
             data_clone_error(format!("{name} object could not be cloned.")).throw(scope);
             return None;
         }
-        let hook = v8::Local::new(scope, &self.host_clone);
+        let hook = self.host_clone;
         let undefined = v8::undefined(scope).into();
         // Throws the DataCloneError itself for a class that is not serializable.
         let clone = hook.call(scope, undefined, &[object.into()])?;
@@ -183,10 +187,10 @@ op!(fn clone_serialize(scope, args) {
     let mut host_prototypes = Vec::with_capacity(prototypes.length() as usize);
     for i in 0..prototypes.length() {
         let prototype = prototypes.get_index(scope, i).ok_or(JsError::Pending)?;
-        host_prototypes.push(v8::Global::new(scope, prototype));
+        host_prototypes.push(prototype);
     }
     let clones = Rc::new(RefCell::new(Vec::new()));
-    let delegate = Serializer { host_prototypes, host_clone: v8::Global::new(scope, host_clone), clones: clones.clone() };
+    let delegate = Serializer { host_prototypes, host_clone, clones: clones.clone() };
     let serializer = v8::ValueSerializer::new(scope, Box::new(delegate));
     for (id, buffer) in buffers.iter().enumerate() {
         serializer.transfer_array_buffer(id as u32, *buffer);

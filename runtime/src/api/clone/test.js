@@ -17,6 +17,9 @@ export default {
     eq([...copy.set], ["s"], "Set");
     ok(copy.err instanceof RangeError && copy.err.message === "bad", "Error");
     eq(structuredClone(undefined), undefined, "undefined");
+    const many = Array.from({ length: 100000 }, (_, i) => ({ i }));
+    const manyCopy = structuredClone(many);
+    ok(manyCopy.length === 100000 && manyCopy[99999].i === 99999, "a large graph");
     eq(structuredClone("s"), "s", "a primitive");
 
     // Typed arrays are copied; transfer moves the memory and detaches the original.
