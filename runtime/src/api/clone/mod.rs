@@ -83,7 +83,7 @@ impl v8::ValueSerializerImpl for Serializer<'_> {
             if prototype.is_null_or_undefined() || prototype.is_proxy() {
                 return Some(false);
             }
-            if self.host_prototypes.iter().any(|p| *p == prototype) {
+            if self.host_prototypes.contains(&prototype) {
                 return Some(true);
             }
             let Ok(next) = v8::Local::<v8::Object>::try_from(prototype) else { return Some(false) };
