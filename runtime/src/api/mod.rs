@@ -4,16 +4,20 @@
 //! This module lists them for the snapshot: the bootstrap order of the JS files, every op, every
 //! native class. Adding an area means adding it to the three lists below.
 
+pub mod blob;
+pub mod clone;
 pub mod compression;
 pub mod console;
 pub mod crypto;
 pub mod encoding;
 pub mod events;
 pub mod fetch;
+pub mod formdata;
 pub mod streams;
 pub mod time;
 pub mod timers;
 pub mod url;
+pub mod urlpattern;
 pub mod worker;
 
 use crate::bridge::OpDecl;
@@ -38,9 +42,13 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     encoding::STREAM_JS,
     compression::JS,
     url::JS,
+    urlpattern::JS,
+    blob::JS,
+    formdata::JS,
     crypto::JS,
     time::JS,
     fetch::JS,
+    clone::JS,
     worker::JS,
 ];
 
@@ -52,6 +60,9 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(encoding::ops());
     all.extend(compression::ops());
     all.extend(url::ops());
+    all.extend(urlpattern::ops());
+    all.extend(formdata::ops());
+    all.extend(clone::ops());
     all.extend(crypto::ops());
     all.extend(time::ops());
     all
