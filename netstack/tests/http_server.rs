@@ -349,7 +349,7 @@ fn a_client_leaving_mid_stream_is_reported_gone() {
     let mut events = Vec::new();
     server.run_until(|s| {
         s.http.take_stream_events(&mut events);
-        events.iter().any(|e| *e == StreamEvent::Gone { conn, request: id })
+        events.contains(&StreamEvent::Gone { conn, request: id })
     });
     client.join().unwrap();
     // Nothing more can be written to it.
