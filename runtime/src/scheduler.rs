@@ -727,6 +727,7 @@ impl Core {
             reason: String::new(),
             headers: vec![("content-type".into(), b"text/plain".to_vec())],
             body: text.as_bytes().to_vec(),
+            stream: None,
         };
         self.respond(id, response, now);
     }
@@ -743,6 +744,7 @@ impl Core {
                     reason: String::new(),
                     headers: vec![("content-type".into(), b"text/plain".to_vec())],
                     body: b"worker threw an exception\n".to_vec(),
+                    stream: None,
                 };
                 (id, response)
             }

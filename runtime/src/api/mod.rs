@@ -48,6 +48,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     crypto::JS,
     time::JS,
     fetch::JS,
+    fetch::OUTBOUND_JS,
     clone::JS,
     worker::JS,
 ];
@@ -65,6 +66,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(clone::ops());
     all.extend(crypto::ops());
     all.extend(time::ops());
+    all.extend(fetch::outbound::ops());
     all
 }
 
@@ -72,6 +74,7 @@ pub fn ops() -> Vec<OpDecl> {
 pub fn classes() -> Vec<ClassDecl> {
     let mut all = fetch::classes();
     all.push(worker::class());
+    all.push(fetch::outbound::class());
     all
 }
 

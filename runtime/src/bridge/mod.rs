@@ -261,7 +261,8 @@ impl std::fmt::Debug for OpDecl {
 /// callback whose body runs inside [`guard`], and `op_decl!(print)` lists it.
 #[macro_export]
 macro_rules! op {
-    (fn $name:ident($scope:ident, $args:ident) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident($scope:ident, $args:ident) $body:block) => {
+        $(#[$meta])*
         fn $name<'s, 'i>(
             $scope: &mut v8::PinScope<'s, 'i>,
             $args: v8::FunctionCallbackArguments<'s>,
