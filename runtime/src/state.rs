@@ -51,6 +51,12 @@ pub enum Outcome {
         id: u64,
         message: String,
     },
+    /// A read of a response body stream (`WireStream::Js`) finished: the next bytes, the end
+    /// (`None`), or the stream's error.
+    BodyChunk {
+        reader: u32,
+        chunk: Result<Option<Vec<u8>>, String>,
+    },
 }
 
 /// The isolate's view of time. It moves only when the scheduler says so (between I/O events),

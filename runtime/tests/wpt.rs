@@ -99,6 +99,7 @@ fn run_file(root: &Path, file: &Path, harness: &str) -> Result<(usize, usize, Ve
             match outcome {
                 Outcome::Response { response, .. } => break String::from_utf8_lossy(&response.body).into_owned(),
                 Outcome::Failed { message, .. } => return Err(format!("the run failed: {message}")),
+                Outcome::BodyChunk { .. } => return Err("the results page streamed its body".into()),
             }
         }
         if let Some(condemned) = worker.condemned() {

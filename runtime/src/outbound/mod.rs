@@ -232,10 +232,7 @@ pub struct OutboundStats {
 
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbound")
-            .field("exchanges", &self.exchanges.len())
-            .field("conns", &self.conns.len())
-            .finish()
+        f.debug_struct("Outbound").field("exchanges", &self.exchanges.len()).field("conns", &self.conns.len()).finish()
     }
 }
 
@@ -332,7 +329,13 @@ impl Outbound {
 
     /// Starts an exchange. Errors that can be known at once (a bad URL, too many exchanges) are
     /// returned; later ones arrive as [`Progress::Failed`].
-    pub fn start(&mut self, link: &mut Link, ring: &mut Ring, request: FetchRequest, now: Instant) -> Result<ExchangeId, FetchError> {
+    pub fn start(
+        &mut self,
+        link: &mut Link,
+        ring: &mut Ring,
+        request: FetchRequest,
+        now: Instant,
+    ) -> Result<ExchangeId, FetchError> {
         if self.exchanges.len() >= self.config.limits.exchanges_max {
             return Err(FetchError::Busy);
         }
@@ -400,7 +403,14 @@ impl Outbound {
     }
 
     /// The address is known (or DNS failed): check it and get a connection.
-    fn resolved(&mut self, link: &mut Link, ring: &mut Ring, id: ExchangeId, result: Result<Vec<IpAddr>, FetchError>, now: Instant) {
+    fn resolved(
+        &mut self,
+        link: &mut Link,
+        ring: &mut Ring,
+        id: ExchangeId,
+        result: Result<Vec<IpAddr>, FetchError>,
+        now: Instant,
+    ) {
         let Some(exchange) = self.exchanges.get(&id) else { return };
         let ips = match result {
             Ok(ips) => ips,
@@ -423,7 +433,8 @@ impl Outbound {
         let origin = exchange.origin.clone();
         // A kept-alive connection to the same origin first.
         while let Some(conn) = self.pool.take(&origin, now) {
-            let usable = self.conns.get(&conn).is_some_and(|c| c.client.state() == ClientState::Idle && c.stash.is_empty());
+            let usable =
+                self.conns.get(&conn).is_some_and(|c| c.client.state() == ClientState::Idle && c.stash.is_empty());
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.idle = None;
             }
@@ -495,7 +506,10 @@ impl Outbound {
                 Ok(session) => c.tls = Some(session),
                 Err(error) => {
                     let reason = error.to_string();
-                    return self.fail_conn(link, ring, conn, |_| FetchError::Tls { host: host.clone(), reason: reason.clone() });
+                    return self.fail_conn(link, ring, conn, |_| FetchError::Tls {
+                        host: host.clone(),
+                        reason: reason.clone(),
+                    });
                 }
             }
         }
@@ -605,7 +619,10 @@ impl Outbound {
                     Err(error) => {
                         let host = c.origin.host().to_string();
                         let reason = error.to_string();
-                        return self.fail_conn(link, ring, conn, |_| FetchError::Tls { host: host.clone(), reason: reason.clone() });
+                        return self.fail_conn(link, ring, conn, |_| FetchError::Tls {
+                            host: host.clone(),
+                            reason: reason.clone(),
+                        });
                     }
                 }
                 let mut plain = Vec::new();
@@ -705,7 +722,13 @@ impl Outbound {
 
     /// The next piece of exchange `id`'s progress, if one is ready. Pulling makes room, so more
     /// is read from the origin.
-    pub fn next_progress(&mut self, link: &mut Link, ring: &mut Ring, id: ExchangeId, now: Instant) -> Option<Progress> {
+    pub fn next_progress(
+        &mut self,
+        link: &mut Link,
+        ring: &mut Ring,
+        id: ExchangeId,
+        now: Instant,
+    ) -> Option<Progress> {
         let e = self.exchanges.get_mut(&id)?;
         let next = e.progress.pop_front();
         let finished = matches!(next, Some(Progress::End) | Some(Progress::Failed(_)));

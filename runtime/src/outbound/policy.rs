@@ -13,50 +13,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// An IP network: an address and a prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
+pub use isobar_tenancy::egress::IpNet;
 
-impl IpNet {
-    /// Parses `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128).
-    pub fn parse(text: &str) -> Option<IpNet> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr.parse::<IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
-            None => (text.parse::<IpAddr>().ok()?, None),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNet { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// An IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
+use isobar_tenancy::egress::canonical;
 
 /// Whether `ip` is not a public unicast address: loopback, private, link-local, unique-local,
 /// unspecified, multicast, broadcast, documentation, shared (CGNAT) or reserved.
@@ -130,7 +89,8 @@ impl EgressPolicy {
         let ip = canonical(addr.ip());
         let is_own_listener = self.own_listeners.iter().any(|own| {
             own.port() == addr.port()
-                && (canonical(own.ip()) == ip || own.ip().is_unspecified() && (is_local(ip) || self.host_addrs.contains(&ip)))
+                && (canonical(own.ip()) == ip
+                    || own.ip().is_unspecified() && (is_local(ip) || self.host_addrs.contains(&ip)))
         });
         if is_own_listener {
             return Err(Refused::OwnListener);

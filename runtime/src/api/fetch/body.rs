@@ -52,7 +52,12 @@ fn is_source(scope: &mut Scope, value: v8::Local<v8::Value>) -> bool {
 }
 
 /// A source body becomes a ReadableStream, kept in place of the source.
-fn source_to_stream<'s>(scope: &mut Scope<'s, '_>, object: v8::Local<'s, v8::Object>, slots: Slots, source: v8::Local<'s, v8::Value>) -> Result<v8::Local<'s, v8::Value>, JsError> {
+fn source_to_stream<'s>(
+    scope: &mut Scope<'s, '_>,
+    object: v8::Local<'s, v8::Object>,
+    slots: Slots,
+    source: v8::Local<'s, v8::Value>,
+) -> Result<v8::Local<'s, v8::Value>, JsError> {
     let stream = call_hook(scope, hooks::Hook::StreamFromSource, &[source])?;
     set_raw(object, slots, stream);
     Ok(stream)
@@ -347,9 +352,8 @@ pub fn take_for_wire(scope: &mut Scope, object: v8::Local<v8::Object>, slots: Sl
         return Ok(Outgoing::Source(key));
     }
     if is_stream(scope, body) {
-        let reader = call_hook(scope, hooks::Hook::StreamReader, &[body]).map_err(|_| {
-            "the response's body stream is locked or not a ReadableStream".to_string()
-        })?;
+        let reader = call_hook(scope, hooks::Hook::StreamReader, &[body])
+            .map_err(|_| "the response's body stream is locked or not a ReadableStream".to_string())?;
         let reader = v8::Local::<v8::Object>::try_from(reader).map_err(|_| "no reader".to_string())?;
         let length = known_length(scope, body);
         return Ok(Outgoing::Stream(v8::Global::new(scope, reader), length));

@@ -107,6 +107,7 @@
     const mode = request.redirect;
     for (let hops = 0; ; hops++) {
       const response = await send(request, signal);
+      if (hops > 0) ops.fetchRedirected(response);
       if (!REDIRECT_STATUS.has(response.status) || mode === "manual") return response;
       const location = response.headers.get("location");
       if (location === null) return response;

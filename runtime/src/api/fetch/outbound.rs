@@ -36,6 +36,7 @@ pub fn ops() -> Vec<OpDecl> {
         op_decl!("bodyCancel", body_cancel),
         op_decl!("bodySourceKey", body_source_key),
         op_decl!("fetchBodyKind", fetch_body_kind),
+        op_decl!("fetchRedirected", fetch_redirected),
     ]
 }
 
@@ -101,7 +102,7 @@ fn count_subrequest(scope: &mut Scope) -> Result<u64, JsError> {
         return Err(JsError::type_error(crate::api::timers::OUTSIDE_REQUEST));
     };
     if request.subrequests >= request.subrequests_max {
-        return Err(JsError::Type(TOO_MANY_SUBREQUESTS.into()));
+        return Err(JsError::Plain(TOO_MANY_SUBREQUESTS.into()));
     }
     request.subrequests += 1;
     Ok(request.id)
@@ -215,4 +216,11 @@ op!(fn fetch_body_kind(scope, args) {
         "stream"
     };
     args::name(scope, kind)
+});
+
+// `fetchRedirected(response)`: the Response ends followed redirects.
+op!(fn fetch_redirected(scope, args) {
+    let response_object = class::unwrap(scope, args.get(0), ClassId::Response, "fetch")?;
+    response::mark_redirected(scope, response_object);
+    Ok(())
 });

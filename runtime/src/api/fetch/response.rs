@@ -429,6 +429,12 @@ pub fn from_origin<'s>(
     Ok(this)
 }
 
+/// Marks a subrequest's Response as the end of followed redirects (`redirected` is true).
+pub fn mark_redirected(scope: &mut Scope, response: v8::Local<v8::Object>) {
+    let flags = body::flags(scope, response, SLOTS);
+    body::set_flags(scope, response, SLOTS, flags | FLAG_REDIRECTED);
+}
+
 /// Header count and bytes a response may carry to the wire.
 pub const WIRE_HEADERS_MAX: usize = 1000;
 pub const WIRE_HEADER_BYTES_MAX: usize = 256 << 10;
