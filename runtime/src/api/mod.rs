@@ -30,6 +30,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     encoding::JS,
     url::JS,
     crypto::JS,
+    crypto::SUBTLE_JS,
     time::JS,
     fetch::JS,
     worker::JS,

@@ -1,16 +1,27 @@
-//! `crypto`: random values from the kernel (getrandom through kernel-shim), UUIDs; the WebCrypto
-//! glue lives beside this.
+//! `crypto`: random values from the kernel (getrandom through kernel-shim), UUIDs, and WebCrypto:
+//! `crypto.subtle`, `CryptoKey` and `crypto.DigestStream` (`subtle.js` with `subtle.rs` and
+//! `digest_stream.rs`) over `isobar-crypto` (`runtime/crypto`), the engine that decides everything
+//! WebCrypto decides. The engine is its own crate so that it builds and tests without V8 and cannot
+//! touch an isolate; `docs/webcrypto.md` says what it supports and where it follows workerd.
+
+pub mod digest_stream;
+pub mod subtle;
 
 use crate::bridge::{JsError, OpDecl, args};
 use crate::{op, op_decl};
 
 pub const JS: (&str, &str) = ("isobar:crypto", include_str!("crypto.js"));
+/// Loaded after `crypto.js` (it adds `subtle` and `DigestStream` to its `Crypto`).
+pub const SUBTLE_JS: (&str, &str) = ("isobar:crypto-subtle", include_str!("subtle.js"));
 
 /// The most bytes one getRandomValues call fills (the Web Crypto limit).
 const RANDOM_BYTES_MAX: usize = 65536;
 
 pub fn ops() -> Vec<OpDecl> {
-    vec![op_decl!("randomFill", random_fill), op_decl!("randomUuid", random_uuid)]
+    let mut all = vec![op_decl!("randomFill", random_fill), op_decl!("randomUuid", random_uuid)];
+    all.extend(subtle::ops());
+    all.extend(digest_stream::ops());
+    all
 }
 
 op!(fn random_fill(scope, args) {
@@ -39,3 +50,42 @@ op!(fn random_uuid(scope, args) {
     let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
     args::new_string(scope, &uuid)
 });
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{Req, api_test};
+
+    #[test]
+    fn random_values_and_uuids() {
+        api_test("crypto/test_random.js", &Req::get("http://example.com/"));
+    }
+
+    #[test]
+    fn subtle_round_trips_every_algorithm() {
+        api_test("crypto/test_subtle.js", &Req::get("http://example.com/"));
+    }
+
+    #[test]
+    fn subtle_imports_and_exports_every_format() {
+        api_test("crypto/test_keys.js", &Req::get("http://example.com/"));
+    }
+
+    #[test]
+    fn subtle_rejects_with_the_errors_the_spec_names() {
+        api_test("crypto/test_errors.js", &Req::get("http://example.com/"));
+    }
+
+    /// DigestStream needs WritableStream (the streams area, merged separately): without it the
+    /// test checks the clear TypeError, answers "skipped: ...", and this prints the note.
+    #[test]
+    fn digest_stream() {
+        let mut worker = crate::testing::load_api_test("crypto/test_digest_stream.js");
+        let (status, body) =
+            crate::testing::body_of(crate::testing::request(&mut worker, 1, &Req::get("http://example.com/")));
+        assert_eq!(status, 200);
+        match body.strip_prefix("skipped: ") {
+            Some(note) => println!("note: crypto/test_digest_stream.js skipped: {note}"),
+            None => assert_eq!(body, "ok"),
+        }
+    }
+}
