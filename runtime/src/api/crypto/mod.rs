@@ -75,6 +75,41 @@ mod tests {
         api_test("crypto/test_errors.js", &Req::get("http://example.com/"));
     }
 
+    fn open_resources(worker: &mut crate::Worker) -> usize {
+        worker.isolate_mut().state.borrow().resources.len()
+    }
+
+    /// A key's Rust side lives until its CryptoKey is collected, and not longer: the
+    /// FinalizationRegistry frees it once the collector has run and the core pumps V8's tasks.
+    #[test]
+    fn keys_are_freed_when_collected() {
+        let mut worker = crate::testing::load_api_test("crypto/test_key_lifetime.js");
+        let ok = (200, "ok".to_string());
+        let kept = crate::testing::request(&mut worker, 1, &Req::get("http://example.com/?count=2000&keep=1"));
+        assert_eq!(crate::testing::body_of(kept), ok);
+        worker.isolate_mut().low_memory();
+        worker.run_microtasks(std::time::Duration::MAX);
+        let held = open_resources(&mut worker);
+        assert!(held >= 2000, "{held} keys open while the script holds 2000");
+        let released = crate::testing::request(&mut worker, 2, &Req::get("http://example.com/?release=1"));
+        assert_eq!(crate::testing::body_of(released), ok);
+        worker.isolate_mut().low_memory();
+        worker.run_microtasks(std::time::Duration::MAX);
+        let after = open_resources(&mut worker);
+        assert!(after < 100, "{after} of {held} keys still open after they were dropped and collected");
+    }
+
+    /// A request that makes far more keys than the resource table holds, in a loop of awaits
+    /// (where no finalizer can run), still works: full tables are swept of collected keys.
+    #[test]
+    fn many_keys_in_one_request() {
+        let mut worker = crate::testing::load_api_test("crypto/test_key_lifetime.js");
+        let outcome = crate::testing::request(&mut worker, 1, &Req::get("http://example.com/?count=20000"));
+        assert_eq!(crate::testing::body_of(outcome), (200, "ok".to_string()));
+        let open = open_resources(&mut worker);
+        assert!(open <= crate::bridge::resources::RESOURCES_MAX, "{open} resources open");
+    }
+
     /// DigestStream needs WritableStream (the streams area, merged separately): without it the
     /// test checks the clear TypeError, answers "skipped: ...", and this prints the note.
     #[test]

@@ -70,38 +70,44 @@
   // same objects, as the spec's [[algorithm_cached]] and [[usages_cached]] are.
 
   const keyRegistry = new SafeFinalizationRegistry((id) => ops.cryptoKeyFree(id));
-  let keyIdOf, keyInfo;
+  let keyIdOf, keyInfo, bindKey;
 
+  // A key is made in two steps: an empty CryptoKey first (Rust keeps a weak handle to it beside
+  // the key material), then bound to the id the op returns. Only bound keys reach the script.
   class CryptoKey {
-    #id; #info;
-    constructor(token, id) {
+    #id = 0; #info;
+    constructor(token) {
       if (token !== internals.token) throw new TypeErrorCtor("Illegal constructor");
-      this.#id = id;
-      keyRegistry.register(this, id);
     }
     get type() { return keyInfo(this)[0]; }
     get extractable() { return keyInfo(this)[1]; }
     get algorithm() { return keyInfo(this)[2]; }
     get usages() { return keyInfo(this)[3]; }
     static {
-      keyIdOf = (value) => (isObject(value) && #id in value ? value.#id : undefined);
+      keyIdOf = (value) => (isObject(value) && #id in value && value.#id !== 0 ? value.#id : undefined);
       keyInfo = (key) => {
         if (!isObject(key) || !(#id in key)) throw new TypeErrorCtor("Illegal invocation");
         if (key.#info === undefined) key.#info = ops.cryptoKeyInfo(key.#id);
         return key.#info;
       };
+      bindKey = (key, id) => {
+        key.#id = id;
+        keyRegistry.register(key, id);
+        return key;
+      };
     }
   }
   webClass(CryptoKey, "CryptoKey");
 
-  function newKey(id) {
-    return new CryptoKey(internals.token, id);
+  function newKey() {
+    return new CryptoKey(internals.token);
   }
 
-  // What generateKey's op returns: one key's id, or [publicId, privateId] for a CryptoKeyPair.
-  function newKeyOrPair(result) {
-    if (typeof result === "number") return newKey(result);
-    return { privateKey: newKey(result[1]), publicKey: newKey(result[0]) };
+  // What generateKey's op returns: one key's id (owned by `first`), or [publicId, privateId] for a
+  // CryptoKeyPair (owned by `first` and `second`).
+  function bindKeyOrPair(result, first, second) {
+    if (typeof result === "number") return bindKey(first, result);
+    return { privateKey: bindKey(second, result[1]), publicKey: bindKey(first, result[0]) };
   }
 
   function requireKey(value, method, position) {
@@ -366,7 +372,9 @@
       algorithm = toAlgorithmIdentifier(algorithm, "generateKey");
       extractable = BooleanCtor(extractable);
       const usages = toStringSequence(keyUsages, parameter("generateKey", 3));
-      return newKeyOrPair(ops.subtleGenerateKey(normalize(algorithm, "generateKey"), extractable, usages));
+      const first = newKey(), second = newKey();
+      const result = ops.subtleGenerateKey(normalize(algorithm, "generateKey"), extractable, usages, first, second);
+      return bindKeyOrPair(result, first, second);
     }
 
     async deriveKey(algorithm, baseKey, derivedKeyType, extractable, keyUsages) {
@@ -380,7 +388,8 @@
       const derived = normalize(derivedKeyType, "importKey");
       const length = normalize(derivedKeyType, "get key length").length;
       if (length !== undefined) derived.length = length;
-      return newKey(ops.subtleDeriveKey(normalized, keyId, derived, extractable, usages));
+      const key = newKey();
+      return bindKey(key, ops.subtleDeriveKey(normalized, keyId, derived, extractable, usages, key));
     }
 
     async deriveBits(algorithm, baseKey, length = null) {
@@ -409,7 +418,8 @@
       algorithm = toAlgorithmIdentifier(algorithm, "importKey");
       extractable = BooleanCtor(extractable);
       const usages = toStringSequence(keyUsages, parameter("importKey", 5));
-      return newKey(ops.subtleImportKey(format, data, normalize(algorithm, "importKey"), extractable, usages));
+      const key = newKey();
+      return bindKey(key, ops.subtleImportKey(format, data, normalize(algorithm, "importKey"), extractable, usages, key));
     }
 
     async exportKey(format, key) {
@@ -438,7 +448,8 @@
       const usages = toStringSequence(keyUsages, parameter("unwrapKey", 7));
       const normalized = normalize(unwrapAlgorithm, "wrapKey", "encrypt");
       const imported = normalize(unwrappedKeyAlgorithm, "importKey");
-      return newKey(ops.subtleUnwrapKey(format, wrapped, keyId, normalized, imported, extractable, usages));
+      const key = newKey();
+      return bindKey(key, ops.subtleUnwrapKey(format, wrapped, keyId, normalized, imported, extractable, usages, key));
     }
 
     // A Workers extension: synchronous, and a TypeError for buffers of different lengths.

@@ -23,7 +23,7 @@ use isobar_crypto::{
     RsaOtherPrimesInfo, SignParams,
 };
 
-use crate::bridge::resources::Resource;
+use crate::bridge::resources::{RESOURCES_MAX, Resource};
 use crate::bridge::{self, JsError, OpDecl, Scope, args};
 use crate::{op, op_decl};
 
@@ -85,9 +85,18 @@ impl TryRng for KernelRandom {
 // getrandom(2) is the kernel's CSPRNG, the source the engine's contract asks for.
 impl TryCryptoRng for KernelRandom {}
 
-/// A `CryptoKey`'s Rust side. Behind an `Rc` so that an operation holding two keys (wrapKey, ECDH's
-/// `public`) never needs two borrows of the resource table.
-pub struct KeyResource(pub Rc<CryptoKey>);
+/// A `CryptoKey`'s Rust side: the engine's key, behind an `Rc` so that an operation holding two keys
+/// (wrapKey, ECDH's `public`) never needs two borrows of the resource table, and a weak handle to
+/// the JS object that owns it.
+///
+/// The owner's FinalizationRegistry frees the entry after the object is collected, but its callback
+/// runs only between tasks, and a request that makes keys in a loop of awaits never leaves its
+/// microtasks: the weak handle lets [`store_key`] free the entries of collected keys itself when
+/// the table is full, and lets `cryptoKeyFree` tell a late callback from one for a reused id.
+pub struct KeyResource {
+    key: Rc<CryptoKey>,
+    owner: v8::Weak<v8::Object>,
+}
 
 impl Resource for KeyResource {
     fn name(&self) -> &'static str {
@@ -96,14 +105,31 @@ impl Resource for KeyResource {
 
     fn bytes(&self) -> usize {
         // An estimate: an RSA private key holds about five numbers the modulus's size.
-        let modulus_bytes = self.0.algorithm().modulus_length().unwrap_or(0) as usize / 8;
+        let modulus_bytes = self.key.algorithm().modulus_length().unwrap_or(0) as usize / 8;
         std::mem::size_of::<CryptoKey>() + 5 * modulus_bytes
     }
 }
 
-/// Stores `key` and returns its id.
-fn store_key(scope: &mut Scope, key: CryptoKey) -> Result<u32, JsError> {
-    bridge::state(scope).borrow_mut().resources.add(KeyResource(Rc::new(key)))
+/// Stores `key` for the CryptoKey object `owner` (made by `subtle.js`, not yet handed to the
+/// script) and returns its id. When the table is full, keys whose owner was collected are freed
+/// first, after a full collection if none were (rare: only a script that holds thousands of
+/// resources, or drops keys faster than the collector runs, gets there).
+fn store_key<'s>(scope: &mut Scope<'s, '_>, key: CryptoKey, owner: v8::Local<'s, v8::Object>) -> Result<u32, JsError> {
+    let state = bridge::state(scope);
+    if state.borrow().resources.len() >= RESOURCES_MAX {
+        let sweep = || state.borrow_mut().resources.retain(|entry: &KeyResource| !entry.owner.is_empty());
+        if sweep() == 0 {
+            scope.low_memory_notification();
+            sweep();
+        }
+    }
+    let owner = v8::Weak::new(scope, owner);
+    state.borrow_mut().resources.add(KeyResource { key: Rc::new(key), owner })
+}
+
+/// Argument `i` as the CryptoKey object a new key will belong to.
+fn owner_arg<'s>(args: &v8::FunctionCallbackArguments<'s>, i: i32) -> Result<v8::Local<'s, v8::Object>, JsError> {
+    v8::Local::<v8::Object>::try_from(args.get(i)).map_err(|_| JsError::type_error("CryptoKey: no owner object"))
 }
 
 /// The key whose id is `value` (a number `subtle.js` took from a `CryptoKey`).
@@ -111,7 +137,7 @@ fn key_of(scope: &mut Scope, value: v8::Local<v8::Value>) -> Result<Rc<CryptoKey
     let id = id_of(scope, value)?;
     let state = bridge::state(scope);
     let mut state = state.borrow_mut();
-    Ok(state.resources.get_mut::<KeyResource>(id, "CryptoKey")?.0.clone())
+    Ok(state.resources.get_mut::<KeyResource>(id, "CryptoKey")?.key.clone())
 }
 
 fn id_of(scope: &mut Scope, value: v8::Local<v8::Value>) -> Result<u32, JsError> {
@@ -471,25 +497,35 @@ op!(fn crypto_key_info(scope, args) {
     Ok(v8::Array::new_with_elements(scope, &info))
 });
 
+// cryptoKeyFree(id): the FinalizationRegistry's callback. The entry may already have been freed by
+// store_key's sweep and its id given to a new resource, so only a key whose owner is gone is freed.
 op!(fn crypto_key_free(scope, args) {
     let id = id_of(scope, args.get(0))?;
-    bridge::state(scope).borrow_mut().resources.close(id);
+    let state = bridge::state(scope);
+    let mut state = state.borrow_mut();
+    let collected = state.resources.get_mut::<KeyResource>(id, "CryptoKey").is_ok_and(|entry| entry.owner.is_empty());
+    if collected {
+        state.resources.close(id);
+    }
     Ok(())
 });
 
-/// A generated key (its id) or key pair (`[publicId, privateId]`) for `subtle.js` to wrap.
+/// A generated key (its id, owned by `first`) or key pair (`[publicId, privateId]`, owned by
+/// `first` and `second`) for `subtle.js` to bind.
 fn generated_to_js<'s>(
     scope: &mut Scope<'s, '_>,
     generated: GeneratedKey,
+    first: v8::Local<'s, v8::Object>,
+    second: v8::Local<'s, v8::Object>,
 ) -> Result<v8::Local<'s, v8::Value>, JsError> {
     match generated {
         GeneratedKey::Secret(key) => {
-            let id = store_key(scope, key)?;
+            let id = store_key(scope, key, first)?;
             Ok(v8::Integer::new_from_unsigned(scope, id).into())
         }
         GeneratedKey::Pair(pair) => {
-            let public_id = store_key(scope, pair.public_key)?;
-            let private_id = match store_key(scope, pair.private_key) {
+            let public_id = store_key(scope, pair.public_key, first)?;
+            let private_id = match store_key(scope, pair.private_key, second) {
                 Ok(id) => id,
                 Err(error) => {
                     bridge::state(scope).borrow_mut().resources.close(public_id);
@@ -505,8 +541,12 @@ fn generated_to_js<'s>(
     }
 }
 
-fn key_id_to_js<'s>(scope: &mut Scope<'s, '_>, key: CryptoKey) -> Result<v8::Local<'s, v8::Value>, JsError> {
-    let id = store_key(scope, key)?;
+fn key_id_to_js<'s>(
+    scope: &mut Scope<'s, '_>,
+    key: CryptoKey,
+    owner: v8::Local<'s, v8::Object>,
+) -> Result<v8::Local<'s, v8::Value>, JsError> {
+    let id = store_key(scope, key, owner)?;
     Ok(v8::Integer::new_from_unsigned(scope, id).into())
 }
 
@@ -568,14 +608,14 @@ op!(fn subtle_verify(scope, args) {
     isobar_crypto::verify(&params, &key, &signature, &data).map_err(thrown)
 });
 
-// subtleGenerateKey(algorithm, extractable, usages) -> id | [publicId, privateId]
+// subtleGenerateKey(algorithm, extractable, usages, first, second) -> id | [publicId, privateId]
 op!(fn subtle_generate_key(scope, args) {
     let dictionary = Dictionary::read(scope, args.get(0))?;
     let extractable = args.get(1).is_true();
     let usages = usages(scope, args.get(2))?;
     let params = GenerateKeyParams::from_dictionary(&dictionary.borrowed()).map_err(thrown)?;
     let generated = isobar_crypto::generate_key(&params, extractable, usages, &mut KernelRandom).map_err(thrown)?;
-    generated_to_js(scope, generated)
+    generated_to_js(scope, generated, owner_arg(&args, 3)?, owner_arg(&args, 4)?)
 });
 
 /// The format argument; an unknown one is a `NotSupportedError` (as in workerd).
@@ -584,7 +624,7 @@ fn format_of(scope: &mut Scope, value: v8::Local<v8::Value>) -> Result<KeyFormat
     KeyFormat::from_name(&name).map_err(thrown)
 }
 
-// subtleImportKey(format, keyData, algorithm, extractable, usages) -> id. keyData is a Uint8Array
+// subtleImportKey(format, keyData, algorithm, extractable, usages, owner) -> id. keyData is a Uint8Array
 // copy, or the JsonWebKey object subtle.js converted.
 op!(fn subtle_import_key(scope, args) {
     let format = format_of(scope, args.get(0))?;
@@ -616,7 +656,7 @@ op!(fn subtle_import_key(scope, args) {
         }
     }
     .map_err(thrown)?;
-    key_id_to_js(scope, key)
+    key_id_to_js(scope, key, owner_arg(&args, 5)?)
 });
 
 // subtleExportKey(format, keyId) -> ArrayBuffer | JsonWebKey object
@@ -647,7 +687,7 @@ op!(fn subtle_derive_bits(scope, args) {
     Ok(args::new_array_buffer(scope, bits))
 });
 
-// subtleDeriveKey(algorithm, baseKeyId, derivedKeyType, extractable, usages) -> id
+// subtleDeriveKey(algorithm, baseKeyId, derivedKeyType, extractable, usages, owner) -> id
 op!(fn subtle_derive_key(scope, args) {
     let dictionary = Dictionary::read(scope, args.get(0))?;
     let key = key_of(scope, args.get(1))?;
@@ -657,7 +697,7 @@ op!(fn subtle_derive_key(scope, args) {
     let params = DeriveParams::from_dictionary(&dictionary.borrowed()).map_err(thrown)?;
     let derived = DerivedKeyType::from_dictionary(&derived.borrowed()).map_err(thrown)?;
     let key = isobar_crypto::derive_key(&params, &key, &derived, extractable, usages).map_err(thrown)?;
-    key_id_to_js(scope, key)
+    key_id_to_js(scope, key, owner_arg(&args, 5)?)
 });
 
 // subtleWrapKey(format, keyId, wrappingKeyId, algorithm) -> ArrayBuffer
@@ -672,7 +712,7 @@ op!(fn subtle_wrap_key(scope, args) {
 });
 
 // subtleUnwrapKey(format, wrappedKey, unwrappingKeyId, algorithm, unwrappedKeyAlgorithm,
-// extractable, usages) -> id
+// extractable, usages, owner) -> id
 op!(fn subtle_unwrap_key(scope, args) {
     let format = format_of(scope, args.get(0))?;
     let wrapped = args::bytes(args.get(1), args::BUFFER_BYTES_MAX, "wrappedKey")?;
@@ -694,7 +734,7 @@ op!(fn subtle_unwrap_key(scope, args) {
         &mut KernelRandom,
     )
     .map_err(thrown)?;
-    key_id_to_js(scope, key)
+    key_id_to_js(scope, key, owner_arg(&args, 7)?)
 });
 
 // subtleTimingSafeEqual(a, b) -> boolean (a Workers extension; different lengths: TypeError)
