@@ -596,13 +596,14 @@
   // Installing: crypto.subtle, crypto.DigestStream, and the SubtleCrypto and CryptoKey globals.
 
   const cryptoPrototype = ObjectGetPrototypeOf(internals.crypto);
-  ObjectDefineProperty(cryptoPrototype, "subtle", {
-    get: function subtleGetter() {
+  // An accessor written as one so that its function is named "get subtle", as Web IDL's are.
+  const subtleAttribute = ObjectGetOwnPropertyDescriptor({
+    get subtle() {
       if (this !== internals.crypto) throw new TypeErrorCtor("Illegal invocation");
       return subtle;
     },
-    enumerable: true, configurable: true,
-  });
+  }, "subtle");
+  ObjectDefineProperty(cryptoPrototype, "subtle", { get: subtleAttribute.get, enumerable: true, configurable: true });
   defineHidden(cryptoPrototype, "DigestStream", DigestStream);
   defineHidden(global, "SubtleCrypto", SubtleCrypto);
   defineHidden(global, "CryptoKey", CryptoKey);
