@@ -14,6 +14,22 @@ pub const JS: (&str, &str) = ("isobar:crypto", include_str!("crypto.js"));
 /// Loaded after `crypto.js` (it adds `subtle` and `DigestStream` to its `Crypto`).
 pub const SUBTLE_JS: (&str, &str) = ("isobar:crypto-subtle", include_str!("subtle.js"));
 
+/// What the crypto area keeps per isolate beside its resources.
+#[derive(Debug)]
+pub struct CryptoState {
+    /// Keys stored since the last collection forced to make room for keys (`subtle::store_key`):
+    /// a full collection is forced at most once per [`subtle::KEYS_PER_FORCED_COLLECTION`], so a
+    /// script that holds a full table cannot make every attempt cost one.
+    pub keys_since_collection: usize,
+}
+
+impl Default for CryptoState {
+    fn default() -> Self {
+        // The first full table may force a collection.
+        CryptoState { keys_since_collection: subtle::KEYS_PER_FORCED_COLLECTION }
+    }
+}
+
 /// The most bytes one getRandomValues call fills (the Web Crypto limit).
 const RANDOM_BYTES_MAX: usize = 65536;
 

@@ -7,6 +7,9 @@
 (function (ops, internals, global, primordials) {
   "use strict";
   const {
+    ArrayBufferIsView, ArrayBufferPrototypeGetByteLength, DataViewPrototypeGetBuffer, DataViewPrototypeGetByteLength,
+    DataViewPrototypeGetByteOffset, TypedArrayPrototypeGetBuffer, TypedArrayPrototypeGetByteLength,
+    TypedArrayPrototypeGetByteOffset, TypedArrayPrototypeSet, Uint8Array: Uint8ArrayCtor,
     ArrayPrototypePush, BigInt: BigIntCtor, Boolean: BooleanCtor, MathTrunc, Number: NumberCtor, NumberIsFinite,
     ObjectDefineProperty, ObjectGetOwnPropertyDescriptor, ObjectGetPrototypeOf, ObjectSetPrototypeOf,
     PromiseWithResolvers, ReflectConstruct, SafeFinalizationRegistry, SafeWeakMap, String: StringCtor,
@@ -37,10 +40,48 @@
     return i + 0; // never -0, which Rust would not read as an unsigned integer
   }
 
-  // A copy of a BufferSource's bytes (made in Rust: no script code runs), or a TypeError.
+  function isArrayBuffer(value) {
+    try {
+      ArrayBufferPrototypeGetByteLength(value); // the getter's brand check (SharedArrayBuffer fails it too)
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  function isBufferSource(value) {
+    return ArrayBufferIsView(value) || isArrayBuffer(value);
+  }
+
+  // The spec's "get a copy of the bytes held by the buffer source", or a TypeError. Only captured
+  // intrinsics run (no species lookup, no getter a script could replace), and the copy is an
+  // ordinary Uint8Array, counted against the isolate's ArrayBuffer budget. A detached buffer's
+  // copy is empty.
   function copyBufferSource(value, what) {
-    const copy = ops.cryptoCopyBytes(value);
-    if (copy === undefined) throw new TypeErrorCtor(`${what} is not of type 'BufferSource'`);
+    let buffer, offset, length;
+    if (ArrayBufferIsView(value)) {
+      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== undefined) {
+        buffer = TypedArrayPrototypeGetBuffer(value);
+        offset = TypedArrayPrototypeGetByteOffset(value);
+        length = TypedArrayPrototypeGetByteLength(value);
+      } else {
+        buffer = DataViewPrototypeGetBuffer(value);
+        try {
+          offset = DataViewPrototypeGetByteOffset(value);
+          length = DataViewPrototypeGetByteLength(value);
+        } catch {
+          length = 0; // a DataView over a detached buffer
+        }
+      }
+    } else if (isArrayBuffer(value)) {
+      buffer = value;
+      offset = 0;
+      length = ArrayBufferPrototypeGetByteLength(value);
+    } else {
+      throw new TypeErrorCtor(`${what} is not of type 'BufferSource'`);
+    }
+    const copy = new Uint8ArrayCtor(length);
+    if (length > 0) TypedArrayPrototypeSet(copy, new Uint8ArrayCtor(buffer, offset, length));
     return copy;
   }
 
@@ -408,12 +449,13 @@
       checkCall(this, arguments.length, 5, "importKey");
       format = toDOMString(format, parameter("importKey", 1));
       // (BufferSource or JsonWebKey): bytes are copied; null, undefined and objects are a JWK.
-      let data = ops.cryptoCopyBytes(keyData);
-      if (data === undefined) {
-        if (keyData !== undefined && keyData !== null && !isObject(keyData)) {
-          throw new TypeErrorCtor(`${parameter("importKey", 2)} is not of type '(ArrayBuffer or ArrayBufferView or JsonWebKey)'.`);
-        }
+      let data;
+      if (isBufferSource(keyData)) {
+        data = copyBufferSource(keyData, parameter("importKey", 2));
+      } else if (keyData === undefined || keyData === null || isObject(keyData)) {
         data = toJsonWebKey(keyData);
+      } else {
+        throw new TypeErrorCtor(`${parameter("importKey", 2)} is not of type '(ArrayBuffer or ArrayBufferView or JsonWebKey)'.`);
       }
       algorithm = toAlgorithmIdentifier(algorithm, "importKey");
       extractable = BooleanCtor(extractable);

@@ -29,7 +29,6 @@ use crate::{op, op_decl};
 
 pub fn ops() -> Vec<OpDecl> {
     vec![
-        op_decl!("cryptoCopyBytes", crypto_copy_bytes),
         op_decl!("cryptoKeyInfo", crypto_key_info),
         op_decl!("cryptoKeyFree", crypto_key_free),
         op_decl!("subtleDigest", subtle_digest),
@@ -110,21 +109,31 @@ impl Resource for KeyResource {
     }
 }
 
+/// How many keys must have been stored since the last forced collection before a full table may
+/// force another (each costs a full garbage collection of the isolate's heap).
+pub const KEYS_PER_FORCED_COLLECTION: usize = RESOURCES_MAX / 4;
+
 /// Stores `key` for the CryptoKey object `owner` (made by `subtle.js`, not yet handed to the
 /// script) and returns its id. When the table is full, keys whose owner was collected are freed
-/// first, after a full collection if none were (rare: only a script that holds thousands of
-/// resources, or drops keys faster than the collector runs, gets there).
+/// first, after a full collection if none were and enough keys were stored since the last one
+/// (only a script that drops keys faster than the collector runs, or that holds thousands of
+/// resources, gets here).
 fn store_key<'s>(scope: &mut Scope<'s, '_>, key: CryptoKey, owner: v8::Local<'s, v8::Object>) -> Result<u32, JsError> {
     let state = bridge::state(scope);
     if state.borrow().resources.len() >= RESOURCES_MAX {
         let sweep = || state.borrow_mut().resources.retain(|entry: &KeyResource| !entry.owner.is_empty());
-        if sweep() == 0 {
+        let keys_since_collection = state.borrow().crypto.keys_since_collection;
+        if sweep() == 0 && keys_since_collection >= KEYS_PER_FORCED_COLLECTION {
+            state.borrow_mut().crypto.keys_since_collection = 0;
             scope.low_memory_notification();
             sweep();
         }
     }
     let owner = v8::Weak::new(scope, owner);
-    state.borrow_mut().resources.add(KeyResource { key: Rc::new(key), owner })
+    let id = state.borrow_mut().resources.add(KeyResource { key: Rc::new(key), owner })?;
+    let mut state = state.borrow_mut();
+    state.crypto.keys_since_collection = state.crypto.keys_since_collection.saturating_add(1);
+    Ok(id)
 }
 
 /// Argument `i` as the CryptoKey object a new key will belong to.
@@ -150,8 +159,12 @@ fn id_of(scope: &mut Scope, value: v8::Local<v8::Value>) -> Result<u32, JsError>
 /// The longest algorithm, hash or curve name read; longer ones are cut (they match nothing and the
 /// engine's NotSupportedError quotes what was kept).
 const NAME_BYTES_MAX: usize = 256;
-/// The longest JWK member read: a base64url secret of about 12 MiB.
-const JWK_MEMBER_BYTES_MAX: usize = 16 << 20;
+/// The longest JWK member read: a base64url secret of 768 KiB (an RSA-8192 modulus takes 1.4 KB).
+/// Each member is copied into Rust, so this bounds what one JWK can make an op allocate.
+const JWK_MEMBER_BYTES_MAX: usize = 1 << 20;
+/// The longest `key_ops` entry or `oth` member read (an `oth` prime of an 8192-bit key is under
+/// 1 KB; operation names are short).
+const JWK_SHORT_MEMBER_BYTES_MAX: usize = 8 << 10;
 /// The most `key_ops` (or `oth`) entries a JWK may have: there are eight usages, and the engine's
 /// duplicate check is quadratic, so a list of millions would hold the core in Rust code.
 const JWK_LIST_MAX: u32 = 64;
@@ -278,10 +291,26 @@ fn buffer(value: v8::Local<v8::Value>, what: &str) -> Result<Option<Vec<u8>>, Js
     args::bytes(value, args::BUFFER_BYTES_MAX, what).map(Some)
 }
 
-/// The script's key usages: an array of strings `subtle.js` converted from the sequence.
+/// The script's key usages: an array of strings `subtle.js` converted from the sequence. Read one
+/// at a time: a long string cannot be a usage, so it is never copied.
 fn usages(scope: &mut Scope, value: v8::Local<v8::Value>) -> Result<KeyUsages, JsError> {
-    let names = string_list(scope, value, u32::MAX, "keyUsages")?;
-    KeyUsages::from_names(&names).map_err(thrown)
+    const USAGE_BYTES_MAX: usize = 16;
+    let array = v8::Local::<v8::Array>::try_from(value)
+        .map_err(|_| JsError::type_error("crypto.subtle: \"keyUsages\" must be a sequence"))?;
+    let mut usages = KeyUsages::NONE;
+    for index in 0..array.length() {
+        let item = array.get_index(scope, index).ok_or(JsError::Pending)?;
+        let Ok(item) = v8::Local::<v8::String>::try_from(item) else {
+            return Err(JsError::type_error("crypto.subtle: \"keyUsages\" must hold strings"));
+        };
+        let name = if item.utf8_length(scope) > USAGE_BYTES_MAX {
+            String::from("(a string longer than any usage)")
+        } else {
+            args::to_rust_string(scope, item, USAGE_BYTES_MAX, "keyUsages")?
+        };
+        usages = usages.union(KeyUsages::from_names(&[name]).map_err(thrown)?);
+    }
+    Ok(usages)
 }
 
 /// An array of strings isobar made, with at most `count_max` entries.
@@ -303,8 +332,14 @@ fn string_list(
         let Ok(item) = v8::Local::<v8::String>::try_from(item) else {
             return Err(JsError::type_error(format!("crypto.subtle: \"{what}\" must hold strings")));
         };
-        // Usage names are short; a long entry cannot be one, and is kept short for the message.
-        names.push(args::to_rust_string(scope, item, JWK_MEMBER_BYTES_MAX, what)?);
+        let length = item.utf8_length(scope);
+        if length > JWK_SHORT_MEMBER_BYTES_MAX {
+            return Err(JsError::dom(
+                "DataError",
+                format!("\"{what}\" has a {length}-byte entry; none is longer than {JWK_SHORT_MEMBER_BYTES_MAX}."),
+            ));
+        }
+        names.push(args::to_rust_string(scope, item, JWK_SHORT_MEMBER_BYTES_MAX, what)?);
     }
     Ok(names)
 }
@@ -318,6 +353,17 @@ fn jwk_string<'s>(
     object: v8::Local<'s, v8::Object>,
     key: &'static str,
 ) -> Result<Option<String>, JsError> {
+    jwk_string_of_at_most(scope, object, key, JWK_MEMBER_BYTES_MAX)
+}
+
+/// A string member of an isobar-made JWK object, of at most `bytes_max` bytes (a `DataError`
+/// beyond: no real key has such a member).
+fn jwk_string_of_at_most<'s>(
+    scope: &mut Scope<'s, '_>,
+    object: v8::Local<'s, v8::Object>,
+    key: &'static str,
+    bytes_max: usize,
+) -> Result<Option<String>, JsError> {
     let value = args::get(scope, object, key)?;
     if value.is_undefined() {
         return Ok(None);
@@ -325,7 +371,14 @@ fn jwk_string<'s>(
     let Ok(text) = v8::Local::<v8::String>::try_from(value) else {
         return Err(JsError::type_error(format!("JsonWebKey: \"{key}\" must be a string")));
     };
-    args::to_rust_string(scope, text, JWK_MEMBER_BYTES_MAX, "JsonWebKey").map(Some)
+    let length = text.utf8_length(scope);
+    if length > bytes_max {
+        return Err(JsError::dom(
+            "DataError",
+            format!("The JSON Web Key's \"{key}\" is {length} bytes long; no key has one longer than {bytes_max}."),
+        ));
+    }
+    args::to_rust_string(scope, text, bytes_max, "JsonWebKey").map(Some)
 }
 
 /// The `JsonWebKey` dictionary `subtle.js` converted (members already strings, `ext` a boolean,
@@ -369,9 +422,9 @@ fn jwk_from_object<'s>(scope: &mut Scope<'s, '_>, object: v8::Local<'s, v8::Obje
             let item = v8::Local::<v8::Object>::try_from(item)
                 .map_err(|_| JsError::type_error("JsonWebKey: \"oth\" must hold dictionaries"))?;
             primes.push(RsaOtherPrimesInfo {
-                r: jwk_string(scope, item, "r")?,
-                d: jwk_string(scope, item, "d")?,
-                t: jwk_string(scope, item, "t")?,
+                r: jwk_string_of_at_most(scope, item, "r", JWK_SHORT_MEMBER_BYTES_MAX)?,
+                d: jwk_string_of_at_most(scope, item, "d", JWK_SHORT_MEMBER_BYTES_MAX)?,
+                t: jwk_string_of_at_most(scope, item, "t", JWK_SHORT_MEMBER_BYTES_MAX)?,
             });
         }
         jwk.oth = Some(primes);
@@ -552,17 +605,6 @@ fn key_id_to_js<'s>(
 
 // ---------------------------------------------------------------------------------------------
 // SubtleCrypto
-
-// cryptoCopyBytes(value) -> a Uint8Array copy, or undefined if `value` is not an ArrayBuffer or
-// ArrayBufferView: the spec's "get a copy of the bytes held by the buffer source", done without
-// running any of the script's code.
-op!(fn crypto_copy_bytes(scope, args) {
-    if args::buffer_len(args.get(0)).is_none() {
-        return Ok(None);
-    }
-    let bytes = args::bytes(args.get(0), args::BUFFER_BYTES_MAX, "crypto.subtle")?;
-    Ok(Some(args::new_u8_array(scope, bytes)?))
-});
 
 // subtleDigest(hashName, data) -> ArrayBuffer
 op!(fn subtle_digest(scope, args) {

@@ -166,6 +166,49 @@ async function webIdlOrder() {
   eq(a.algorithm.hash, { name: "SHA-256" }, "canonical hash name");
 }
 
+async function boundsAndHostileScripts() {
+  const hmac = { name: "HMAC", hash: "SHA-256" };
+  // JWK members are copied into Rust, so each has a bound no real key comes near.
+  await expectFailure("DataError", () => subtle.importKey("jwk", { kty: "oct", k: "A".repeat(2 << 20) }, hmac, true, ["sign"]),
+    "a 2 MiB JWK member");
+  await expectFailure("DataError", () => subtle.importKey("jwk", { kty: "oct", k: "AAAA", key_ops: ["sign", "x".repeat(10000)] }, hmac, true, ["sign"]),
+    "a 10 kB key_ops entry");
+  await expectFailure("SyntaxError", () => subtle.generateKey(hmac, true, ["sign", "s".repeat(1 << 20)]), "a 1 MiB usage");
+
+  // A detached buffer's copy is empty (the spec's "get a copy of the bytes").
+  if (typeof ArrayBuffer.prototype.transfer === "function") {
+    const buffer = new Uint8Array([1, 2, 3]).buffer;
+    const view = new DataView(buffer);
+    buffer.transfer();
+    const digest = new Uint8Array(await subtle.digest("SHA-256", buffer));
+    eq(digest[0], 0xe3, "SHA-256 of a detached buffer is SHA-256 of nothing");
+    eq(new Uint8Array(await subtle.digest("SHA-256", view))[0], 0xe3, "and of a DataView over it");
+  }
+
+  // A script that replaces built-ins isobar's code might use changes nothing: copies look up no
+  // species or constructor, and normalized dictionaries have no prototype to inherit an `iv` from.
+  // (Object.prototype.then is another matter: resolving the method's promise with a key or a JWK
+  // looks it up, as the spec's promise resolution does everywhere.)
+  const poison = () => { throw new Error("isobar ran a script's replacement"); };
+  Object.defineProperty(ArrayBuffer.prototype, "constructor", { get: poison, configurable: true });
+  Object.defineProperty(Uint8Array.prototype, "constructor", { get: poison, configurable: true });
+  Object.defineProperty(Object.prototype, "iv", { get: poison, configurable: true });
+  const savedSlice = ArrayBuffer.prototype.slice;
+  ArrayBuffer.prototype.slice = poison;
+  try {
+    const key = await subtle.importKey("raw", new Uint8Array(16), "AES-CBC", true, ["encrypt"]);
+    eq(new Uint8Array(await subtle.digest("SHA-256", new Uint8Array(0)))[0], 0xe3, "digest with built-ins replaced");
+    eq(key.algorithm.name, "AES-CBC", "keys with built-ins replaced");
+    eq((await subtle.encrypt({ name: "AES-CBC", iv: new Uint8Array(16) }, key, new Uint8Array(3))).byteLength, 16,
+      "encrypt with built-ins replaced");
+  } finally {
+    ArrayBuffer.prototype.slice = savedSlice;
+    delete ArrayBuffer.prototype.constructor;
+    delete Uint8Array.prototype.constructor;
+    delete Object.prototype.iv;
+  }
+}
+
 export default {
   async fetch() {
     await usageAndAlgorithmErrors();
@@ -173,6 +216,7 @@ export default {
     await jwkErrors();
     await argumentErrors();
     await webIdlOrder();
+    await boundsAndHostileScripts();
     return new Response("ok");
   },
 };
