@@ -6,7 +6,7 @@
 //!
 //! Keys live here, not in V8: each `CryptoKey` object holds the id of a [`KeyResource`] in the
 //! isolate's `ResourceTable` (bounded), freed by `subtle.js`'s FinalizationRegistry when the object
-//! is collected. Operations run to completion on the core's thread, inside the request's CPU
+//! is collected, or by `store_key`'s sweep when the table is full first. Operations run to completion on the core's thread, inside the request's CPU
 //! budget; the watchdog cannot interrupt Rust code, which is why the engine caps the expensive
 //! ones (RSA generation at 4096 bits, PBKDF2 at 100,000 iterations; `docs/webcrypto.md`).
 //!
@@ -90,7 +90,7 @@ impl TryCryptoRng for KernelRandom {}
 ///
 /// The owner's FinalizationRegistry frees the entry after the object is collected, but its callback
 /// runs only between tasks, and a request that makes keys in a loop of awaits never leaves its
-/// microtasks: the weak handle lets [`store_key`] free the entries of collected keys itself when
+/// microtasks: the weak handle lets `store_key` free the entries of collected keys itself when
 /// the table is full, and lets `cryptoKeyFree` tell a late callback from one for a reused id.
 pub struct KeyResource {
     key: Rc<CryptoKey>,
