@@ -6,9 +6,10 @@
 //!
 //! Keys live here, not in V8: each `CryptoKey` object holds the id of a [`KeyResource`] in the
 //! isolate's `ResourceTable` (bounded), freed by `subtle.js`'s FinalizationRegistry when the object
-//! is collected, or by `store_key`'s sweep when the table is full first. Operations run to completion on the core's thread, inside the request's CPU
-//! budget; the watchdog cannot interrupt Rust code, which is why the engine caps the expensive
-//! ones (RSA generation at 4096 bits, PBKDF2 at 100,000 iterations; `docs/webcrypto.md`).
+//! is collected, or by `store_key`'s sweep when the table is full first. Operations run to
+//! completion on the core's thread, inside the request's CPU budget; the watchdog cannot interrupt
+//! Rust code, which is why the engine caps the expensive ones (RSA generation at 4096 bits, PBKDF2
+//! at 100,000 iterations; `docs/webcrypto.md`).
 //!
 //! This module must not read a tenant's object (every object it reads was made by `subtle.js`
 //! with a null prototype and plain data properties, so no tenant getter can run), and must not
