@@ -31,7 +31,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ClientConnection, Connection, RootCertStore, ServerConnection};
+// The configurations callers hold (built here, passed back to the sessions).
+pub use rustls::{ClientConfig, ServerConfig};
 
 /// Debian's (and most distributions') bundle of the system's trusted CAs.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";

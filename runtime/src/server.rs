@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub sandbox: Option<Arc<Sandbox>>,
     /// The per-client and total connection caps every core applies when it accepts.
     pub admission: Option<Arc<netstack::ConnAdmission>>,
+    /// Subrequests (each core gets a copy).
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 /// A core's life as the main thread sees it.
@@ -266,6 +268,7 @@ impl Server {
                 net_limits: config.net_limits,
                 ring: config.ring,
                 admission: config.admission.clone(),
+                outbound: config.outbound.clone(),
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();
