@@ -116,6 +116,8 @@ pub struct IsolateState {
     /// Live requests (see `bridge::context`).
     pub requests: Contexts,
     pub timers: Timers,
+    /// WebCrypto's bookkeeping (`api::crypto`).
+    pub crypto: crate::api::crypto::CryptoState,
     pub resources: ResourceTable,
     pub async_ops: AsyncOps,
     /// Requests that finished since the scheduler last looked.
@@ -146,6 +148,7 @@ impl IsolateState {
             clock: Clock::new(),
             requests: Contexts::default(),
             timers: Timers::default(),
+            crypto: Default::default(),
             resources: ResourceTable::default(),
             async_ops: AsyncOps::default(),
             outcomes: Vec::new(),

@@ -46,6 +46,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     blob::JS,
     formdata::JS,
     crypto::JS,
+    crypto::SUBTLE_JS,
     time::JS,
     fetch::JS,
     fetch::OUTBOUND_JS,

@@ -78,6 +78,14 @@ impl ResourceTable {
         }
     }
 
+    /// Frees every resource of kind `T` that `keep` rejects (keys whose JS object was collected,
+    /// say); returns how many were freed.
+    pub fn retain<T: Resource>(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let before = self.slots.len();
+        self.slots.retain(|_, slot| slot.downcast_ref::<T>().is_none_or(&mut keep));
+        before - self.slots.len()
+    }
+
     /// Frees resource `id` (nothing if it is already gone).
     pub fn close(&mut self, id: u32) {
         self.slots.remove(&id);
@@ -120,6 +128,12 @@ mod tests {
         assert!(table.get_mut::<Counter>(b, "t").is_err(), "wrong kind");
         assert!(table.take::<Counter>(b, "t").is_err());
         assert!(table.get_mut::<Other>(b, "t").is_ok(), "a failed take keeps the resource");
+        let c = table.add(Counter(7)).unwrap();
+        assert_eq!(table.retain::<Counter>(|counter| counter.0 != 7), 1, "retain frees what it rejects");
+        assert!(
+            table.get_mut::<Counter>(c, "t").is_err() && table.get_mut::<Other>(b, "t").is_ok(),
+            "of its kind only"
+        );
         table.close(a);
         assert!(table.get_mut::<Counter>(a, "t").is_err(), "closed");
         for _ in 0..RESOURCES_MAX - 1 {
