@@ -33,6 +33,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
 
+/// rustls's server configuration as [`server_config`] builds it: what a reload hands to the
+/// cores (named here so that they need not depend on rustls).
+pub type TlsServerConfig = ServerConfig;
+
 /// Debian's (and most distributions') bundle of the system's trusted CAs.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
