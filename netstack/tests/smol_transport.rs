@@ -1122,8 +1122,12 @@ fn test_certificate(name: &str) -> (Arc<rustls::ServerConfig>, Arc<rustls::Clien
     let key = KeyPair::generate().unwrap();
     let cert = CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
     let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-    let pair =
-        netstack::tls::CertKeyPem { source_name: "test", cert_chain: cert_pem.as_bytes(), key: key_pem.as_bytes() };
+    let pair = netstack::tls::CertKeyPem {
+        source_name: "test",
+        key_source_name: "test key",
+        cert_chain: cert_pem.as_bytes(),
+        key: key_pem.as_bytes(),
+    };
     let server = netstack::tls::server_config(&[pair]).unwrap();
     let client = netstack::tls::client_config(&[("test CA", ca.pem().as_bytes())]).unwrap();
     (server, client)

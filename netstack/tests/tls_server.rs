@@ -62,7 +62,12 @@ impl Pki {
 fn serving(leaves: &[&Leaf]) -> Arc<rustls::ServerConfig> {
     let pems: Vec<CertKeyPem<'_>> = leaves
         .iter()
-        .map(|leaf| CertKeyPem { source_name: "test leaf", cert_chain: leaf.cert.as_bytes(), key: leaf.key.as_bytes() })
+        .map(|leaf| CertKeyPem {
+            source_name: "test leaf",
+            key_source_name: "test key",
+            cert_chain: leaf.cert.as_bytes(),
+            key: leaf.key.as_bytes(),
+        })
         .collect();
     server_config(&pems).unwrap()
 }
