@@ -5,3 +5,4 @@ mod netstack;
 mod qemu;
 mod skeleton;
 mod tenants;
+mod tls;
