@@ -133,6 +133,15 @@ pub struct NetArgs {
     /// With `tap:` or `packet:`: the default gateway.
     #[arg(long)]
     pub gateway: Option<String>,
+
+    /// Nameservers for subrequests, e.g. `10.0.2.3`, `1.1.1.1,9.9.9.9` or `127.0.0.1:5353`
+    /// (default: the nameservers of /etc/resolv.conf).
+    #[arg(long)]
+    pub dns: Option<String>,
+
+    /// A PEM file of CAs trusted for `https:` subrequests besides the system's (repeatable).
+    #[arg(long = "ca")]
+    pub ca_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -79,6 +79,8 @@ fn run() -> anyhow::Result<()> {
             net: Some(net),
             ip: settings.get("ip").cloned(),
             gateway: settings.get("gateway").cloned(),
+            dns: settings.get("dns").cloned(),
+            ca_files: Vec::new(),
         },
         hardening: crate::cli::HardeningArgs::default(),
     };

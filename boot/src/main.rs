@@ -178,6 +178,20 @@ struct Serving {
     tls: Option<TlsServing>,
     /// The system-call filter, the user to become, the connection caps.
     hardening: HardeningArgs,
+    /// Where subrequests may go, and how names and certificates are resolved.
+    egress: Egress,
+}
+
+/// Subrequest settings from the command line and the configuration.
+#[derive(Debug, Clone, Default)]
+struct Egress {
+    /// `isobar run` (a developer's local Worker) may reach local destinations.
+    local_allowed: bool,
+    allow: Vec<isobar_tenancy::egress::IpNet>,
+    deny: Vec<isobar_tenancy::egress::IpNet>,
+    ca_files: Vec<std::path::PathBuf>,
+    /// `--dns` / `isobar.dns=`: nameservers instead of /etc/resolv.conf's.
+    dns: Option<String>,
 }
 
 /// HTTPS as it is to be served: where, with which certificates, within which handshake time.
@@ -268,6 +282,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         net: Net::parse(&args.network)?,
         tls: None,
         hardening: args.hardening,
+        egress: Egress {
+            local_allowed: true,
+            ca_files: args.network.ca_files.clone(),
+            dns: args.network.dns.clone(),
+            ..Egress::default()
+        },
     };
     let serving = with_tls_args(serving, &args.tls)?;
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
@@ -347,6 +367,13 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         },
         hardening: args.hardening,
+        egress: Egress {
+            local_allowed: false,
+            allow: config.egress.allow.clone(),
+            deny: config.egress.deny.clone(),
+            ca_files: config.egress.ca_files.iter().cloned().chain(args.network.ca_files.iter().cloned()).collect(),
+            dns: args.network.dns.clone(),
+        },
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()
@@ -412,6 +439,69 @@ fn fit_isolate_budget(budget: &mut runtime::cache::IsolateBudget, cores: usize) 
         );
         budget.count_max = count_max;
     }
+}
+
+/// What the cores' subrequests need, read now (before the process seals itself): nameservers,
+/// trusted CAs, the egress policy with isobar's own listeners and the host's addresses in it.
+fn outbound_config(
+    egress: &Egress,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<runtime::outbound::OutboundConfig> {
+    let dns = match &egress.dns {
+        Some(list) => {
+            // `IP` (port 53) or `IP:PORT` / `[IPv6]:PORT`.
+            let mut servers = Vec::new();
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let server = match item.parse::<SocketAddr>() {
+                    Ok(addr) => addr,
+                    Err(_) => SocketAddr::new(
+                        item.parse().with_context(|| format!("--dns: {item:?} is not an IP address or IP:PORT"))?,
+                        53,
+                    ),
+                };
+                servers.push(server);
+            }
+            servers.truncate(netstack::dns::NAMESERVERS_MAX);
+            netstack::ResolvConf { nameservers: servers, ..netstack::ResolvConf::default() }
+        }
+        None => match netstack::ResolvConf::load(std::path::Path::new("/etc/resolv.conf")) {
+            Ok((conf, _ignored)) => conf,
+            Err(error) => {
+                tracing::warn!("cannot read /etc/resolv.conf ({error}); subrequests ask 127.0.0.1 for names");
+                netstack::ResolvConf::default()
+            }
+        },
+    };
+    let system = std::path::Path::new(netstack::tls::SYSTEM_CA_BUNDLE);
+    let files = netstack::tls::ClientTlsFiles {
+        ca_bundle: system.exists().then(|| system.to_path_buf()),
+        extra_cas: egress.ca_files.clone(),
+    };
+    let tls = if files.ca_bundle.is_none() && files.extra_cas.is_empty() {
+        tracing::warn!("no CA bundle at {}: https: subrequests are not available", system.display());
+        None
+    } else {
+        Some(netstack::tls::load_client_config(&files).context("the CAs trusted for https: subrequests")?)
+    };
+    let mut policy = if egress.local_allowed {
+        runtime::outbound::EgressPolicy::local_allowed()
+    } else {
+        runtime::outbound::EgressPolicy::strict()
+    };
+    policy.allow = egress.allow.clone();
+    policy.deny = egress.deny.clone();
+    policy.own_listeners = std::iter::once(listen).chain(admin).collect();
+    policy.host_addrs = kernel_shim::net::host_addresses().unwrap_or_else(|error| {
+        tracing::warn!("cannot list the host's addresses ({error})");
+        Vec::new()
+    });
+    Ok(runtime::outbound::OutboundConfig {
+        dns,
+        tls,
+        policy: Arc::new(policy),
+        limits: runtime::outbound::OutboundLimits::default(),
+    })
 }
 
 /// The system-call filter `--seccomp` asks for, compiled (None: off).
@@ -499,6 +589,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         per_client_max: serving.hardening.conns_per_client,
         total_max: serving.hardening.conns_max,
     };
+    let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
     let config = runtime::ServerConfig {
         deployment,
         net,
@@ -513,6 +604,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
             handshake_timeout: tls.handshake_timeout,
             ..netstack::ServerTls::new(tls_addr.port(), tls.config.clone())
         }),
+        outbound,
     };
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;

@@ -261,6 +261,46 @@ impl From<SocketAddr> for RawSocketAddr {
     }
 }
 
+/// The IP addresses of this host's interfaces (getifaddrs(3)): what a tenant may not reach as
+/// "somewhere else".
+pub fn host_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head into `head`, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut entry = head;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, alive until freeifaddrs.
+        let node = unsafe { &*entry };
+        let addr = node.ifa_addr;
+        if !addr.is_null() {
+            // SAFETY: `addr` points to a sockaddr of the family it says; the casts read only the
+            // structure that family uses.
+            unsafe {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        entry = node.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

@@ -41,7 +41,7 @@ pub use dns::{DnsError, LookupId, LookupStart, ResolvConf, Resolver, ResolverLim
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
 pub use pool::{KeepAlivePool, Origin, PoolLimits, Scheme};
-pub use server::{HttpServer, IncomingRequest, ServerStats, ServerTls};
+pub use server::{HttpServer, IncomingRequest, STREAM_ROOM_BYTES, ServerStats, ServerTls, StreamEvent};
 pub use smol::{LinkKind, SmolConfig, SmolConfigError, SmolNet, SmolStack, SmolStats};
 pub use steer::{Forwarder, Owner, Steering};
 pub use tls::{TlsConfigError, TlsError, TlsLimits, TlsServerConfig, TlsSession};

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use kernel_shim::ring::{Completion, Ring};
 
-use crate::http1::{self, ConnState, RequestId, Response, ServerConn};
+use crate::http1::{self, ConnState, RequestId, Response, ResponseHead, ServerConn};
 use crate::transport::{ConnEvent, ConnId, SendError, Transport};
 
 use tls::TlsConn;
@@ -52,6 +52,20 @@ pub struct ServerStats {
     pub tls_handshake_timeouts: u64,
 }
 
+/// What happened to streamed responses, for the caller that produces their bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The connection can take more of this response's body ([`HttpServer::stream_room`]).
+    Writable { conn: ConnId, request: RequestId },
+    /// The client went away: stop producing the body (cancel its source).
+    Gone { conn: ConnId, request: RequestId },
+}
+
+/// How much of a streamed body the server lets a caller hand over at once: the codec's backlog
+/// and the transport's queue together stay near this, so a slow client costs at most this much
+/// memory per streamed response.
+pub const STREAM_ROOM_BYTES: usize = 64 << 10;
+
 /// The most input bytes a paused connection may hold beyond what the codec took: the transport
 /// may deliver a few more reads after a pause before the pause takes effect.
 const STASH_BYTES_MAX: usize = 4 << 20;
@@ -73,6 +87,10 @@ struct Conn {
     closing: bool,
     /// This connection's entry in `HttpServer::deadlines`.
     scheduled: Option<Instant>,
+    /// Responses whose bodies the caller is still streaming.
+    streaming: Vec<RequestId>,
+    /// The caller found no room for a streamed body: tell it when there is.
+    blocked: bool,
 }
 
 impl Conn {
@@ -116,6 +134,7 @@ pub struct HttpServer<T: Transport> {
     touched: Vec<ConnId>,
     /// TLS on one port, if any; applies to connections accepted from now on.
     tls: Option<ServerTls>,
+    stream_events: Vec<StreamEvent>,
 }
 
 impl<T: Transport> std::fmt::Debug for HttpServer<T> {
@@ -136,6 +155,7 @@ impl<T: Transport> HttpServer<T> {
             stats: ServerStats::default(),
             touched: Vec::new(),
             tls: None,
+            stream_events: Vec::new(),
         }
     }
 
@@ -176,8 +196,29 @@ impl<T: Transport> HttpServer<T> {
         now: Instant,
         requests: &mut Vec<IncomingRequest>,
     ) {
-        let mut sink =
-            EventSink::new(self.limits, self.tls.as_ref(), now, &mut self.conns, &mut self.touched, &mut self.stats);
+        self.on_completion_routed(ring, completion, now, requests, &mut |_| {});
+    }
+
+    /// As [`Self::on_completion`], with the events of connections the server did not accept
+    /// (outbound connections made through [`Self::transport_mut`]) passed to `foreign`.
+    pub fn on_completion_routed(
+        &mut self,
+        ring: &mut Ring,
+        completion: Completion,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+        foreign: &mut dyn FnMut(ConnEvent<'_>),
+    ) {
+        let mut sink = EventSink::new(
+            self.limits,
+            self.tls.as_ref(),
+            now,
+            &mut self.conns,
+            &mut self.touched,
+            &mut self.stats,
+            &mut self.stream_events,
+            foreign,
+        );
         self.transport.on_completion(ring, completion, now, &mut |event| sink.handle(event));
         let outcome = sink.finish();
         self.after_events(ring, outcome, now, requests);
@@ -237,6 +278,104 @@ impl<T: Transport> HttpServer<T> {
         self.service(ring, conn, now, requests);
     }
 
+    /// Starts a streamed response to request `id`: its head now, its body through
+    /// [`Self::respond_chunk`] and [`Self::respond_end`]. False if the connection is gone.
+    pub fn respond_head(
+        &mut self,
+        ring: &mut Ring,
+        conn: ConnId,
+        id: RequestId,
+        mut head: ResponseHead,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) -> bool {
+        let draining = self.draining;
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        if c.closing {
+            return false;
+        }
+        if draining {
+            head.headers.push(("connection".into(), b"close".to_vec()));
+        }
+        if c.codec.respond_head(id, head).is_err() {
+            let fallback =
+                Response::new(500).with_header("content-type", "text/plain").with_body(&b"invalid response\n"[..]);
+            if c.codec.respond(id, fallback).is_ok() {
+                c.in_flight = c.in_flight.saturating_sub(1);
+            }
+            self.service(ring, conn, now, requests);
+            return false;
+        }
+        c.streaming.push(id);
+        self.service(ring, conn, now, requests);
+        true
+    }
+
+    /// How many body bytes the caller may hand over for a streamed response on `conn` now. When
+    /// it is zero the server sends [`StreamEvent::Writable`] once there is room again.
+    pub fn stream_room(&mut self, conn: ConnId) -> usize {
+        let Some(c) = self.conns.get_mut(&conn) else { return 0 };
+        let tls = c.tls.as_ref().map_or(0, |tls| tls.held_bytes());
+        let used = c.codec.backlog_bytes() + tls + self.transport.queued_bytes(conn);
+        let room = STREAM_ROOM_BYTES.saturating_sub(used);
+        if room == 0 {
+            c.blocked = true;
+        }
+        room
+    }
+
+    /// Hands over a piece of a streamed body. False if the connection is gone or the body does
+    /// not fit the response (the response is then cut and the connection closed).
+    pub fn respond_chunk(
+        &mut self,
+        ring: &mut Ring,
+        conn: ConnId,
+        id: RequestId,
+        data: &[u8],
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        if c.closing || !c.streaming.contains(&id) {
+            return false;
+        }
+        if c.codec.body_chunk(id, data).is_err() {
+            let _ = c.codec.body_abort(id);
+            c.streaming.retain(|r| *r != id);
+            c.in_flight = c.in_flight.saturating_sub(1);
+            self.service(ring, conn, now, requests);
+            return false;
+        }
+        self.service(ring, conn, now, requests);
+        true
+    }
+
+    /// Ends a streamed body (`complete`), or cuts it short (the source failed): the client then
+    /// sees a truncated response and the connection closes.
+    pub fn respond_end(
+        &mut self,
+        ring: &mut Ring,
+        conn: ConnId,
+        id: RequestId,
+        complete: bool,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if !c.streaming.contains(&id) {
+            return;
+        }
+        c.streaming.retain(|r| *r != id);
+        c.in_flight = c.in_flight.saturating_sub(1);
+        let _ = if complete { c.codec.body_end(id) } else { c.codec.body_abort(id) };
+        self.service(ring, conn, now, requests);
+    }
+
+    /// Moves what happened to streamed responses since the last call into `out`.
+    pub fn take_stream_events(&mut self, out: &mut Vec<StreamEvent>) {
+        out.append(&mut self.stream_events);
+    }
+
     /// The earliest deadline (a codec's or the transport's), for the scheduler's wait.
     pub fn poll_at(&self) -> Option<Instant> {
         let codec = self.deadlines.keys().next().map(|(at, _, _)| *at);
@@ -248,6 +387,17 @@ impl<T: Transport> HttpServer<T> {
 
     /// Runs the transport's timers and applies codec timeouts due at `now`.
     pub fn poll(&mut self, ring: &mut Ring, now: Instant, requests: &mut Vec<IncomingRequest>) {
+        self.poll_routed(ring, now, requests, &mut |_| {});
+    }
+
+    /// As [`Self::poll`], with outbound connections' events passed to `foreign`.
+    pub fn poll_routed(
+        &mut self,
+        ring: &mut Ring,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+        foreign: &mut dyn FnMut(ConnEvent<'_>),
+    ) {
         if self.transport.poll_at().is_some_and(|at| at <= now) {
             let mut sink = EventSink::new(
                 self.limits,
@@ -256,6 +406,8 @@ impl<T: Transport> HttpServer<T> {
                 &mut self.conns,
                 &mut self.touched,
                 &mut self.stats,
+                &mut self.stream_events,
+                foreign,
             );
             self.transport.poll(ring, now, &mut |event| sink.handle(event));
             let outcome = sink.finish();
@@ -406,6 +558,17 @@ impl<T: Transport> HttpServer<T> {
             }
         }
 
+        if c.blocked && !c.streaming.is_empty() {
+            let tls = c.tls.as_ref().map_or(0, |tls| tls.held_bytes());
+            let used = c.codec.backlog_bytes() + tls + self.transport.queued_bytes(conn);
+            if used < STREAM_ROOM_BYTES {
+                c.blocked = false;
+                for request in &c.streaming {
+                    self.stream_events.push(StreamEvent::Writable { conn, request: *request });
+                }
+            }
+        }
+
         let codec_done = c.codec.state() == ConnState::Closed;
         let drained_idle = self.draining && c.in_flight == 0;
         if (codec_done || drained_idle) && self.transport.queued_bytes(conn) == 0 {
@@ -464,6 +627,9 @@ struct EventSink<'a> {
     conns: &'a mut HashMap<ConnId, Conn>,
     touched: &'a mut Vec<ConnId>,
     stats: &'a mut ServerStats,
+    stream_events: &'a mut Vec<StreamEvent>,
+    /// Where events of connections the server did not accept go.
+    foreign: &'a mut dyn FnMut(ConnEvent<'_>),
     listener_closed: bool,
     removed: Vec<(ConnId, Option<Instant>)>,
 }
@@ -476,8 +642,34 @@ impl<'a> EventSink<'a> {
         conns: &'a mut HashMap<ConnId, Conn>,
         touched: &'a mut Vec<ConnId>,
         stats: &'a mut ServerStats,
+        stream_events: &'a mut Vec<StreamEvent>,
+        foreign: &'a mut dyn FnMut(ConnEvent<'_>),
     ) -> EventSink<'a> {
-        EventSink { limits, tls, now, conns, touched, stats, listener_closed: false, removed: Vec::new() }
+        EventSink {
+            limits,
+            tls,
+            now,
+            conns,
+            touched,
+            stats,
+            stream_events,
+            foreign,
+            listener_closed: false,
+            removed: Vec::new(),
+        }
+    }
+
+    /// The client of `conn` is gone: its streamed responses will never be read.
+    fn streams_gone(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for request in c.streaming.drain(..) {
+                // The response is over for the server too: cut short, the connection then closes.
+                let _ = c.codec.body_abort(request);
+                c.in_flight = c.in_flight.saturating_sub(1);
+                self.stream_events.push(StreamEvent::Gone { conn, request });
+            }
+            self.touched.push(conn);
+        }
     }
 
     fn finish(self) -> SinkOutcome {
@@ -516,13 +708,18 @@ impl<'a> EventSink<'a> {
                         in_flight: 0,
                         closing: false,
                         scheduled: None,
+                        streaming: Vec::new(),
+                        blocked: false,
                     },
                 );
                 self.touched.push(conn);
             }
             ConnEvent::Received { conn, bytes } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    (self.foreign)(ConnEvent::Received { conn, bytes });
+                    return;
+                };
                 self.stats.bytes_in += bytes.len() as u64;
-                let Some(c) = self.conns.get_mut(&conn) else { return };
                 if c.closing {
                     return;
                 }
@@ -541,23 +738,40 @@ impl<'a> EventSink<'a> {
                         Some(tls) => tls.peer_closed(&mut c.codec, now),
                     }
                     self.touched.push(conn);
+                    // A client that closes while its response streams has gone: it does not
+                    // half-close and wait (no HTTP/1.1 client does), so stop the body's source.
+                    self.streams_gone(conn);
+                } else {
+                    (self.foreign)(ConnEvent::PeerClosed { conn });
                 }
             }
-            ConnEvent::SendDone { conn } => self.touched.push(conn),
-            ConnEvent::Failed { conn, .. } => {
+            ConnEvent::SendDone { conn } => {
+                if self.conns.contains_key(&conn) {
+                    self.touched.push(conn);
+                } else {
+                    (self.foreign)(ConnEvent::SendDone { conn });
+                }
+            }
+            ConnEvent::Failed { conn, error } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     // The transport tears the connection down; nothing more can be written.
                     c.closing = true;
+                    self.streams_gone(conn);
+                } else {
+                    (self.foreign)(ConnEvent::Failed { conn, error });
                 }
             }
             ConnEvent::Closed { conn } => {
+                self.streams_gone(conn);
                 if let Some(c) = self.conns.remove(&conn) {
                     self.removed.push((conn, c.scheduled));
+                } else {
+                    (self.foreign)(ConnEvent::Closed { conn });
                 }
             }
             ConnEvent::ListenerClosed => self.listener_closed = true,
             // The server only accepts; outbound connections belong to other users of the transport.
-            ConnEvent::Connected { .. } | ConnEvent::ConnectFailed { .. } => {}
+            event @ (ConnEvent::Connected { .. } | ConnEvent::ConnectFailed { .. }) => (self.foreign)(event),
         }
     }
 }

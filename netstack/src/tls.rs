@@ -31,7 +31,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ClientConnection, Connection, RootCertStore, ServerConnection};
+// The configurations callers hold (built here, passed back to the sessions).
+pub use rustls::{ClientConfig, ServerConfig};
 
 /// rustls's server configuration as [`server_config`] builds it: what a reload hands to the
 /// cores (named here so that they need not depend on rustls).

@@ -231,3 +231,127 @@ fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
     assert_eq!(body, "done");
     server.run_until(|s| s.http.is_drained());
 }
+
+/// Streams a 4 MiB chunked body to a client that reads slowly: the server never holds more than
+/// about `STREAM_ROOM_BYTES` of it, asks for more with `Writable`, and the client gets every byte.
+#[test]
+fn a_streamed_response_follows_the_client_and_arrives_whole() {
+    use netstack::http1::ResponseHead;
+    use netstack::{STREAM_ROOM_BYTES, StreamEvent};
+    let mut server = Server::new(Limits::default());
+    let addr = server.addr;
+    const TOTAL: usize = 4 << 20;
+    let client = std::thread::spawn(move || {
+        let mut stream = connect(addr);
+        stream.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            let n = stream.read(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&chunk[..n]);
+            if received.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+            // A slow reader: the server must wait for it, not buffer the whole body.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        received
+    });
+    server.run_until(|s| !s.requests.is_empty());
+    let request = server.requests.remove(0);
+    let (conn, id) = (request.conn, request.request.id());
+    let head = ResponseHead::new(200, None).with_header("content-type", "application/octet-stream");
+    assert!(server.http.respond_head(&mut server.ring, conn, id, head, Instant::now(), &mut server.requests));
+    let piece = vec![b'x'; 8192];
+    let mut sent = 0;
+    let mut writable_events = 0;
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sent < TOTAL {
+        assert!(Instant::now() < deadline, "the stream did not finish in 20 s");
+        let room = server.http.stream_room(conn);
+        if room == 0 {
+            server.turn();
+            server.http.take_stream_events(&mut events);
+            writable_events += events.drain(..).filter(|e| matches!(e, StreamEvent::Writable { .. })).count();
+            continue;
+        }
+        let n = room.min(piece.len()).min(TOTAL - sent);
+        assert!(server.http.respond_chunk(
+            &mut server.ring,
+            conn,
+            id,
+            &piece[..n],
+            Instant::now(),
+            &mut server.requests
+        ));
+        sent += n;
+        // What the server holds for this response stays near the room it gives.
+        assert!(room <= STREAM_ROOM_BYTES);
+    }
+    server.http.respond_end(&mut server.ring, conn, id, true, Instant::now(), &mut server.requests);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client.is_finished() {
+        assert!(Instant::now() < deadline, "client did not finish");
+        server.turn();
+    }
+    let received = client.join().unwrap();
+    let body_start = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&received[..body_start]).to_string();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    // Decode the chunked body and count the payload.
+    let mut rest = &received[body_start..];
+    let mut payload = 0;
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        assert!(rest[..size].iter().all(|b| *b == b'x'));
+        payload += size;
+        rest = &rest[size + 2..];
+    }
+    assert_eq!(payload, TOTAL);
+    assert!(writable_events > 0, "the slow client made the server wait for room at least once");
+}
+
+/// A client that goes away in the middle of a streamed response is reported as `Gone`.
+#[test]
+fn a_client_leaving_mid_stream_is_reported_gone() {
+    use netstack::StreamEvent;
+    use netstack::http1::ResponseHead;
+    let mut server = Server::new(Limits::default());
+    let addr = server.addr;
+    let client = std::thread::spawn(move || {
+        let mut stream = connect(addr);
+        stream.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut chunk = [0u8; 1024];
+        let _ = stream.read(&mut chunk).unwrap();
+        // Leaves with the body unfinished.
+    });
+    server.run_until(|s| !s.requests.is_empty());
+    let request = server.requests.remove(0);
+    let (conn, id) = (request.conn, request.request.id());
+    assert!(server.http.respond_head(
+        &mut server.ring,
+        conn,
+        id,
+        ResponseHead::new(200, None),
+        Instant::now(),
+        &mut server.requests
+    ));
+    assert!(server.http.respond_chunk(&mut server.ring, conn, id, b"first", Instant::now(), &mut server.requests));
+    let mut events = Vec::new();
+    server.run_until(|s| {
+        s.http.take_stream_events(&mut events);
+        events.contains(&StreamEvent::Gone { conn, request: id })
+    });
+    client.join().unwrap();
+    // Nothing more can be written to it.
+    assert!(!server.http.respond_chunk(&mut server.ring, conn, id, b"late", Instant::now(), &mut server.requests));
+}

@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod cache;
 pub mod engine;
 pub mod isolate;
+pub mod outbound;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     /// TLS termination on the HTTPS port: its listeners are in `net` (kernel sockets) or its
     /// port in the stack's `extra_listen_ports` (userspace stack).
     pub tls: Option<ServerTls>,
+    /// Subrequests (each core gets a copy).
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 /// A core's life as the main thread sees it.
@@ -321,6 +323,7 @@ impl Server {
                 ring: config.ring,
                 admission: config.admission.clone(),
                 tls: config.tls.clone(),
+                outbound: config.outbound.clone(),
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();

@@ -25,6 +25,17 @@ pub struct WireResponse {
     /// Lower-case names; values are the bytes of the JS ByteStrings.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The body comes from a stream instead (then `body` is empty).
+    pub stream: Option<WireStream>,
+}
+
+/// Where a streamed response body comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireStream {
+    /// A subrequest's response body, passed through from the origin without entering JS.
+    Fetch { key: u64 },
+    /// A ReadableStream the script made: its reader, read by the scheduler chunk by chunk.
+    Js { reader: u32, length: Option<u64> },
 }
 
 /// How one request ended inside the isolate.
@@ -39,6 +50,12 @@ pub enum Outcome {
     Failed {
         id: u64,
         message: String,
+    },
+    /// A read of a response body stream (`WireStream::Js`) finished: the next bytes, the end
+    /// (`None`), or the stream's error.
+    BodyChunk {
+        reader: u32,
+        chunk: Result<Option<Vec<u8>>, String>,
     },
 }
 
@@ -111,6 +128,15 @@ pub struct IsolateState {
     pub panicked: bool,
     /// Rejected promises without a handler yet: (identity hash, the promise).
     pub unhandled_rejections: Vec<(i32, v8::Global<v8::Promise>)>,
+    /// I/O the ops asked for during the current call, for the scheduler to carry out.
+    pub outbox: Vec<crate::outbound::outbox::Work>,
+    /// The last isolate-local key given to a subrequest.
+    pub last_fetch_key: u64,
+    /// Response bodies being streamed to clients from JS streams: id -> the stream's reader.
+    pub body_readers: std::collections::HashMap<u32, v8::Global<v8::Object>>,
+    /// Reads in progress on those readers: id -> the promise of the read.
+    pub body_reads: Vec<(u32, v8::Global<v8::Promise>)>,
+    pub last_body_reader: u32,
 }
 
 impl IsolateState {
@@ -127,6 +153,11 @@ impl IsolateState {
             wait_until: Vec::new(),
             panicked: false,
             unhandled_rejections: Vec::new(),
+            outbox: Vec::new(),
+            last_fetch_key: 0,
+            body_readers: std::collections::HashMap::new(),
+            body_reads: Vec::new(),
+            last_body_reader: 0,
         }
     }
 
@@ -140,6 +171,8 @@ impl IsolateState {
         self.awaiting.clear();
         self.wait_until.clear();
         self.unhandled_rejections.clear();
+        self.body_readers.clear();
+        self.body_reads.clear();
         self.async_ops = AsyncOps::default();
         self.resources = ResourceTable::default();
     }

@@ -71,6 +71,7 @@ pub fn body_of(outcome: Option<Outcome>) -> (u16, String) {
             (response.status, String::from_utf8_lossy(&response.body).into_owned())
         }
         Some(Outcome::Failed { message, .. }) => panic!("request failed: {message}"),
+        Some(Outcome::BodyChunk { .. }) => panic!("a streamed body chunk, not an outcome"),
         None => panic!("request never finished"),
     }
 }

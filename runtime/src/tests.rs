@@ -236,6 +236,7 @@ fn array_buffer_memory_is_capped_with_the_heap_limit() {
             assert!(message.contains("terminated"), "{message}");
             assert_eq!(worker.condemned(), Some(crate::isolate::Condemned::HeapLimit));
         }
+        Some(Outcome::BodyChunk { .. }) => panic!("a streamed body chunk, not an outcome"),
         None => panic!("the request never finished"),
     }
     let (_, _, buffers) = worker.memory_bytes();

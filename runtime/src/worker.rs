@@ -257,6 +257,7 @@ impl Worker {
                 return;
             }
             settle_awaiting(scope, &state);
+            settle_body_reads(scope, &state);
             settle_wait_until(scope, &state, finished);
             report_unhandled_rejections(scope, &state);
         });
@@ -284,6 +285,54 @@ impl Worker {
             }
         });
         fired
+    }
+
+    /// The I/O the script's ops asked for since the last call.
+    pub fn take_outbox(&mut self, out: &mut Vec<crate::outbound::outbox::Work>) {
+        out.append(&mut self.isolate.state.borrow_mut().outbox);
+    }
+
+    /// Settles async ops whose work is done (their continuations run at the next checkpoint).
+    pub fn settle(&mut self, settled: Vec<(u32, crate::bridge::async_ops::Settle)>, budget: Duration) {
+        if settled.is_empty() {
+            return;
+        }
+        in_context!(&mut self.isolate, budget, |scope, _handles| {
+            for (op, settle) in settled {
+                crate::bridge::async_ops::settle(scope, op, settle);
+                if scope.is_execution_terminating() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Starts reading the next chunk of the response body stream `reader` (see `WireStream::Js`);
+    /// the chunk arrives as an [`Outcome::BodyChunk`] after a microtask checkpoint.
+    /// The read runs as request `request`'s work (its timers and I/O belong to it).
+    pub fn read_body_chunk(&mut self, request: u64, reader: u32, budget: Duration) {
+        let state = self.isolate.state.clone();
+        let started = in_context!(&mut self.isolate, budget, |scope, _handles| {
+            context::enter(scope, Some(request));
+            let started = start_body_read(scope, &state, reader);
+            context::enter(scope, None);
+            started
+        });
+        match started {
+            Some(Ok(())) => {}
+            Some(Err(message)) => state.borrow_mut().outcomes.push(Outcome::BodyChunk { reader, chunk: Err(message) }),
+            None => state
+                .borrow_mut()
+                .outcomes
+                .push(Outcome::BodyChunk { reader, chunk: Err("the worker has no context".into()) }),
+        }
+    }
+
+    /// Forgets a response body stream (finished, or its client went away).
+    pub fn drop_body_reader(&mut self, reader: u32) {
+        let mut state = self.isolate.state.borrow_mut();
+        state.body_readers.remove(&reader);
+        state.body_reads.retain(|(r, _)| *r != reader);
     }
 
     pub fn next_timer(&self) -> Option<Instant> {
@@ -494,6 +543,65 @@ fn settle_awaiting(scope: &mut v8::PinScope, state: &Rc<std::cell::RefCell<crate
 fn forget_rejection(state: &mut crate::state::IsolateState, promise: v8::Local<v8::Promise>) {
     let hash = promise.get_identity_hash().get();
     state.unhandled_rejections.retain(|(h, _)| *h != hash);
+}
+
+fn start_body_read(
+    scope: &mut v8::PinScope,
+    state: &Rc<std::cell::RefCell<crate::state::IsolateState>>,
+    reader: u32,
+) -> Result<(), String> {
+    let global = state.borrow().body_readers.get(&reader).cloned();
+    let Some(global) = global else {
+        return Err("the response body stream is gone".to_string());
+    };
+    let reader_object = v8::Local::new(scope, global);
+    let Some(read) = hooks::get(scope, hooks::Hook::ReadChunk) else {
+        return Err("isobar: readChunk is missing".to_string());
+    };
+    v8::tc_scope!(let tc, scope);
+    let undefined = v8::undefined(tc).into();
+    match read.call(tc, undefined, &[reader_object.into()]).and_then(|p| v8::Local::<v8::Promise>::try_from(p).ok()) {
+        Some(promise) => {
+            state.borrow_mut().body_reads.push((reader, v8::Global::new(tc, promise)));
+            Ok(())
+        }
+        None => Err(exception_text(tc)),
+    }
+}
+
+/// Reads of response body streams that finished become outcomes.
+fn settle_body_reads(scope: &mut v8::PinScope, state: &Rc<std::cell::RefCell<crate::state::IsolateState>>) {
+    let reads = std::mem::take(&mut state.borrow_mut().body_reads);
+    let mut still = Vec::with_capacity(reads.len());
+    for (reader, promise) in reads {
+        let local = v8::Local::new(scope, &promise);
+        let chunk = match local.state() {
+            v8::PromiseState::Pending => {
+                still.push((reader, promise));
+                continue;
+            }
+            v8::PromiseState::Fulfilled => {
+                let value = local.result(scope);
+                if value.is_null() {
+                    Ok(None)
+                } else {
+                    match crate::bridge::args::bytes(value, crate::api::fetch::body::BODY_BYTES_MAX, "response body") {
+                        Ok(bytes) => Ok(Some(bytes)),
+                        Err(_) => Err("a response body stream's chunk could not be read".to_string()),
+                    }
+                }
+            }
+            v8::PromiseState::Rejected => {
+                let reason = local.result(scope);
+                forget_rejection(&mut state.borrow_mut(), local);
+                Err(describe_value(scope, reason))
+            }
+        };
+        state.borrow_mut().outcomes.push(Outcome::BodyChunk { reader, chunk });
+    }
+    let mut state = state.borrow_mut();
+    still.append(&mut state.body_reads);
+    state.body_reads = still;
 }
 
 /// `waitUntil()` promises that settled: a rejection is reported; a request whose response is sent

@@ -4,14 +4,20 @@
 //! This module lists them for the snapshot: the bootstrap order of the JS files, every op, every
 //! native class. Adding an area means adding it to the three lists below.
 
+pub mod blob;
+pub mod clone;
+pub mod compression;
 pub mod console;
 pub mod crypto;
 pub mod encoding;
 pub mod events;
 pub mod fetch;
+pub mod formdata;
+pub mod streams;
 pub mod time;
 pub mod timers;
 pub mod url;
+pub mod urlpattern;
 pub mod worker;
 
 use crate::bridge::OpDecl;
@@ -28,10 +34,22 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     console::JS,
     timers::JS,
     encoding::JS,
+    streams::COMMON_JS,
+    streams::READABLE_JS,
+    streams::WRITABLE_JS,
+    streams::TRANSFORM_JS,
+    streams::BODY_JS,
+    encoding::STREAM_JS,
+    compression::JS,
     url::JS,
+    urlpattern::JS,
+    blob::JS,
+    formdata::JS,
     crypto::JS,
     time::JS,
     fetch::JS,
+    fetch::OUTBOUND_JS,
+    clone::JS,
     worker::JS,
 ];
 
@@ -41,9 +59,14 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(console::ops());
     all.extend(timers::ops());
     all.extend(encoding::ops());
+    all.extend(compression::ops());
     all.extend(url::ops());
+    all.extend(urlpattern::ops());
+    all.extend(formdata::ops());
+    all.extend(clone::ops());
     all.extend(crypto::ops());
     all.extend(time::ops());
+    all.extend(fetch::outbound::ops());
     all
 }
 
@@ -51,6 +74,7 @@ pub fn ops() -> Vec<OpDecl> {
 pub fn classes() -> Vec<ClassDecl> {
     let mut all = fetch::classes();
     all.push(worker::class());
+    all.push(fetch::outbound::class());
     all
 }
 

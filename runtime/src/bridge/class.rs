@@ -25,11 +25,12 @@ pub enum ClassId {
     Request = 1,
     Response = 2,
     ExecutionContext = 3,
+    BodySource = 4,
 }
 
 impl ClassId {
     pub const ALL: &'static [ClassId] =
-        &[ClassId::Headers, ClassId::Request, ClassId::Response, ClassId::ExecutionContext];
+        &[ClassId::Headers, ClassId::Request, ClassId::Response, ClassId::ExecutionContext, ClassId::BodySource];
 
     /// The brand stored in field 0 (distinct from 0 so an uninitialised field never matches).
     fn brand(self) -> i32 {

@@ -43,6 +43,10 @@ hooks! {
     ParseFormData => "parseFormData",
     IsAbortSignal => "isAbortSignal",
     NewAbortSignal => "newAbortSignal",
+    StreamFromSource => "streamFromSource",
+    StreamReader => "streamReader",
+    ReadChunk => "readChunk",
+    StreamKnownLength => "streamKnownLength",
     // api/worker
     DispatchFetch => "dispatchFetch",
     CheckServiceWorker => "checkServiceWorker",

@@ -38,6 +38,8 @@ pub(crate) type Scope<'s, 'i> = v8::PinScope<'s, 'i>;
 /// The JavaScript error an op throws. Messages are written for the tenant's developer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsError {
+    /// A plain `Error` (what workerd throws where no more specific type applies).
+    Plain(Cow<'static, str>),
     Type(Cow<'static, str>),
     Range(Cow<'static, str>),
     Syntax(Cow<'static, str>),
@@ -68,6 +70,7 @@ impl JsError {
     pub fn to_value<'s>(&self, scope: &mut Scope<'s, '_>) -> Option<v8::Local<'s, v8::Value>> {
         type Make<'s, 'a, 'b> = fn(&'a mut Scope<'s, 'b>, v8::Local<'s, v8::String>) -> v8::Local<'s, v8::Value>;
         let (text, make): (&str, Make<'s, '_, '_>) = match self {
+            JsError::Plain(m) => (m, |s, m| v8::Exception::error(s, m)),
             JsError::Type(m) => (m, |s, m| v8::Exception::type_error(s, m)),
             JsError::Range(m) => (m, |s, m| v8::Exception::range_error(s, m)),
             JsError::Syntax(m) => (m, |s, m| v8::Exception::syntax_error(s, m)),
@@ -261,7 +264,8 @@ impl std::fmt::Debug for OpDecl {
 /// callback whose body runs inside [`guard`], and `op_decl!(print)` lists it.
 #[macro_export]
 macro_rules! op {
-    (fn $name:ident($scope:ident, $args:ident) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident($scope:ident, $args:ident) $body:block) => {
+        $(#[$meta])*
         fn $name<'s, 'i>(
             $scope: &mut v8::PinScope<'s, 'i>,
             $args: v8::FunctionCallbackArguments<'s>,

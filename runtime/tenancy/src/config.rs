@@ -69,6 +69,19 @@ pub struct Config {
     pub default_limits: Limits,
     /// In file order; names and routes are unique.
     pub tenants: Vec<TenantConfig>,
+    pub egress: EgressConfig,
+}
+
+/// `[egress]`: where tenants' subrequests may go, beyond public addresses (always allowed unless
+/// denied), and the CAs trusted for `https:` besides the system's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EgressConfig {
+    /// Local or private networks tenants may reach (e.g. an internal API).
+    pub allow: Vec<crate::egress::IpNet>,
+    /// Networks tenants may not reach even though they are public.
+    pub deny: Vec<crate::egress::IpNet>,
+    /// PEM files of extra CAs, resolved against the configuration file's directory.
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// `[server]`.
@@ -315,6 +328,9 @@ pub enum Problem {
     /// toml's own words about a value it could not read (a number beyond any integer type).
     #[error("{key} cannot be read: {message}")]
     Value { key: String, message: String },
+    /// A value of the right type that says something isobar cannot use.
+    #[error("{key} {message}")]
+    Invalid { key: String, message: String },
     #[error("{key} must be between {min} and {max} (got {got})")]
     OutOfRange { key: String, min: u64, max: u64, got: String },
     #[error("{key} is required{hint}")]
@@ -408,6 +424,15 @@ struct FileTable {
     isolates: Option<IsolatesTable>,
     defaults: Option<DefaultsTable>,
     tenant: Option<Spanned<Vec<Spanned<TenantTable>>>>,
+    egress: Option<EgressTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressTable {
+    allow: Option<Vec<Spanned<String>>>,
+    deny: Option<Vec<Spanned<String>>>,
+    ca_files: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -475,7 +500,13 @@ const ARRAYS: &[(&str, &str)] = &[
     ("tenant", "an array of tables, written [[tenant]]"),
     ("tenant.routes", "an array of strings"),
     ("server.tls.certificates", "an array of tables, such as [{ cert = \"cert.pem\", key = \"key.pem\" }]"),
+    ("egress.allow", "an array of networks such as \"10.0.0.0/8\""),
+    ("egress.deny", "an array of networks such as \"203.0.113.0/24\""),
+    ("egress.ca_files", "an array of file paths"),
 ];
+/// Networks per `egress.allow` / `egress.deny`, and extra CA files: a bound on what one typo
+/// could make every subrequest check.
+const EGRESS_ENTRIES_MAX: usize = 1000;
 
 /// Enough for any machine this runs on; a bound so that a typo cannot start a million threads.
 const CORES_MAX: u64 = 4096;
@@ -673,7 +704,49 @@ impl Document<'_> {
         for table in tables.into_inner() {
             tenants.push(self.tenant(table, default_limits, &isolates, &mut name_lines, &mut route_owners)?);
         }
-        Ok(Config { path: self.path.to_path_buf(), server, isolates, default_limits, tenants })
+        let egress = file.egress.map_or_else(|| Ok(EgressConfig::default()), |table| self.egress(table))?;
+        Ok(Config { path: self.path.to_path_buf(), server, isolates, default_limits, tenants, egress })
+    }
+
+    fn egress(&self, table: EgressTable) -> Result<EgressConfig, ConfigError> {
+        let networks = |list: Option<Vec<Spanned<String>>>| -> Result<Vec<crate::egress::IpNet>, ConfigError> {
+            let list = list.unwrap_or_default();
+            let mut out = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                let key = self.key_at(&text.span());
+                self.ensure(i < EGRESS_ENTRIES_MAX, &text.span(), || Problem::Invalid {
+                    key: key.clone(),
+                    message: format!("has more than {EGRESS_ENTRIES_MAX} entries"),
+                })?;
+                let net = crate::egress::IpNet::parse(text.get_ref()).ok_or_else(|| {
+                    self.fail(
+                        &text.span(),
+                        Problem::Invalid {
+                            key: key.clone(),
+                            message: format!(
+                                "must hold networks such as \"10.0.0.0/8\" or addresses such as \"10.1.2.3\" (got {:?})",
+                                text.get_ref()
+                            ),
+                        },
+                    )
+                })?;
+                out.push(net);
+            }
+            Ok(out)
+        };
+        let allow = networks(table.allow)?;
+        let deny = networks(table.deny)?;
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let mut ca_files = Vec::new();
+        for (i, file) in table.ca_files.unwrap_or_default().iter().enumerate() {
+            let key = self.key_at(&file.span());
+            self.ensure(i < EGRESS_ENTRIES_MAX && !file.get_ref().is_empty(), &file.span(), || Problem::Invalid {
+                key,
+                message: "must be a list of non-empty file paths".to_string(),
+            })?;
+            ca_files.push(base.join(file.get_ref()));
+        }
+        Ok(EgressConfig { allow, deny, ca_files })
     }
 
     fn server(&self, table: ServerTable) -> Result<ServerConfig, ConfigError> {
@@ -1083,7 +1156,7 @@ subrequests = 0
         assert_eq!(
             parse_err(&with_tenant("[servers]\nlisten = 3")),
             "isobar.toml:1:2: unknown key `servers` at the top level; expected one of server, isolates, defaults, \
-             tenant"
+             tenant, egress"
         );
         assert_eq!(
             parse_err(&format!("{TENANT}scripts = \"x\"\nzz = 1\n")),
@@ -1484,8 +1557,8 @@ routes = ["blog.test", "Example.COM/shop/"]
         let (steps, value) = locate(&root, text.find('5').unwrap()).unwrap();
         assert_eq!((dotted(&steps), value.map(type_phrase)), ("tenant.crons".to_owned(), Some("an integer")));
         assert_eq!(
-            parse_err(&with_tenant("[egress]\nallow = []")),
-            "isobar.toml:1:2: unknown key `egress` at the top level; expected one of server, isolates, defaults, tenant"
+            parse_err(&with_tenant("[egressx]\nallow = []")),
+            "isobar.toml:1:2: unknown key `egressx` at the top level; expected one of server, isolates, defaults, tenant, egress"
         );
     }
 
@@ -1611,6 +1684,27 @@ certificates = [
         assert!(same_listener("0.0.0.0:443".parse().unwrap(), "10.0.0.1:443".parse().unwrap()));
         assert!(!same_listener("10.0.0.2:443".parse().unwrap(), "10.0.0.1:443".parse().unwrap()));
         assert!(!same_listener("[::]:0".parse().unwrap(), "[::]:0".parse().unwrap()));
+    }
+
+    #[test]
+    fn egress_networks_and_ca_files_are_checked() {
+        let config = parse(
+            &with_tenant("[egress]\nallow = [\"10.1.0.0/16\", \"192.168.5.5\"]\ndeny = [\"203.0.113.0/24\"]\nca_files = [\"ca.pem\"]"),
+            Path::new("/etc/isobar/isobar.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.egress.allow.len(), 2);
+        assert_eq!(config.egress.deny[0].prefix, 24);
+        assert_eq!(config.egress.ca_files, vec![PathBuf::from("/etc/isobar/ca.pem")]);
+        assert_eq!(
+            parse_err(&with_tenant("[egress]\nallow = [\"10.0.0.0/40\"]")),
+            "isobar.toml:2:10: egress.allow must hold networks such as \"10.0.0.0/8\" or addresses such as \"10.1.2.3\" (got \"10.0.0.0/40\")"
+        );
+        assert_eq!(
+            parse_err(&with_tenant("[egress]\nopen = true")),
+            "isobar.toml:2:1: unknown key `open` in [egress]; expected one of allow, deny, ca_files"
+        );
+        assert!(parse_err(&with_tenant("[egress]\nallow = [5]")).starts_with("isobar.toml:2:"));
     }
 
     #[test]

@@ -102,6 +102,24 @@ impl Collector for Reports {
         )?;
         counter(
             &mut encoder,
+            "isobar_tenant_subrequests",
+            "Subrequests (fetch) started by the tenant.",
+            per_tenant().map(|(l, t)| (l, t.counters.subrequests as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_subrequest_bytes_out",
+            "Request body bytes the tenant's subrequests sent (bodies given whole).",
+            per_tenant().map(|(l, t)| (l, t.counters.subrequest_bytes_out as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_subrequest_bytes_in",
+            "Response body bytes the tenant's scripts read from subrequests.",
+            per_tenant().map(|(l, t)| (l, t.counters.subrequest_bytes_in as f64)),
+        )?;
+        counter(
+            &mut encoder,
             "isobar_tenant_limit_exceeded",
             "Requests stopped by a limit (cpu, heap, wall, concurrency).",
             per_tenant().flat_map(|(l, t)| {

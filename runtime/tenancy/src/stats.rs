@@ -45,6 +45,10 @@ pub struct TenantCounters {
     /// Requests stopped by each limit, in `LimitKind::ALL` order.
     pub limits_exceeded: [u64; 4],
     pub isolates_created: u64,
+    /// Subrequests started (fetch), and their request and response body bytes.
+    pub subrequests: u64,
+    pub subrequest_bytes_out: u64,
+    pub subrequest_bytes_in: u64,
 }
 
 impl TenantCounters {
@@ -70,6 +74,9 @@ impl TenantCounters {
             *a += b;
         }
         self.isolates_created += other.isolates_created;
+        self.subrequests += other.subrequests;
+        self.subrequest_bytes_out += other.subrequest_bytes_out;
+        self.subrequest_bytes_in += other.subrequest_bytes_in;
     }
 }
 

@@ -11,6 +11,8 @@ use crate::bridge::{self, JsError, OpDecl, args};
 use crate::{op, op_decl};
 
 pub const JS: (&str, &str) = ("isobar:encoding", include_str!("encoding.js"));
+/// TextEncoderStream and TextDecoderStream, evaluated after the streams code they build on.
+pub const STREAM_JS: (&str, &str) = ("isobar:encoding/stream", include_str!("stream.js"));
 
 pub fn ops() -> Vec<OpDecl> {
     vec![
@@ -194,5 +196,10 @@ mod tests {
     #[test]
     fn behaves_as_the_standard_says() {
         crate::testing::api_test("encoding/test.js", &crate::testing::Req::get("http://example.com/"));
+    }
+
+    #[test]
+    fn encoder_and_decoder_streams() {
+        crate::testing::api_test("encoding/test_stream.js", &crate::testing::Req::get("http://example.com/"));
     }
 }

@@ -41,8 +41,26 @@ pub fn set_raw(object: v8::Local<v8::Object>, slots: Slots, body: v8::Local<v8::
     class::set_field(object, slots.body, body);
 }
 
-fn is_stream(value: v8::Local<v8::Value>) -> bool {
-    value.is_object() && !value.is_array_buffer_view() && !value.is_string()
+/// A body kept as a JS ReadableStream (an object that is neither bytes nor a native source).
+fn is_stream(scope: &mut Scope, value: v8::Local<v8::Value>) -> bool {
+    value.is_object() && !value.is_array_buffer_view() && !is_source(scope, value)
+}
+
+/// A body still at its origin (a subrequest's response body; see `outbound.rs`).
+fn is_source(scope: &mut Scope, value: v8::Local<v8::Value>) -> bool {
+    crate::bridge::class::is_instance(scope, value, crate::bridge::class::ClassId::BodySource)
+}
+
+/// A source body becomes a ReadableStream, kept in place of the source.
+fn source_to_stream<'s>(
+    scope: &mut Scope<'s, '_>,
+    object: v8::Local<'s, v8::Object>,
+    slots: Slots,
+    source: v8::Local<'s, v8::Value>,
+) -> Result<v8::Local<'s, v8::Value>, JsError> {
+    let stream = call_hook(scope, hooks::Hook::StreamFromSource, &[source])?;
+    set_raw(object, slots, stream);
+    Ok(stream)
 }
 
 /// `bodyUsed`: read through a method, or its stream disturbed.
@@ -51,7 +69,7 @@ pub fn used(scope: &mut Scope, object: v8::Local<v8::Object>, slots: Slots) -> R
         return Ok(true);
     }
     let body = raw(scope, object, slots);
-    if is_stream(body) {
+    if is_stream(scope, body) {
         let disturbed = call_hook(scope, hooks::Hook::StreamDisturbed, &[body])?;
         return Ok(disturbed.boolean_value(scope));
     }
@@ -162,10 +180,13 @@ pub fn consume<'s>(
         );
         return settled(scope, Err(JsError::type_error(message)));
     }
-    let body = raw(scope, object, slots);
+    let mut body = raw(scope, object, slots);
+    if is_source(scope, body) {
+        body = source_to_stream(scope, object, slots, body)?;
+    }
     let f = flags(scope, object, slots);
     set_flags(scope, object, slots, f | FLAG_USED);
-    if is_stream(body) {
+    if is_stream(scope, body) {
         // The streams code reads it to the end and converts (a promise).
         let kind_name = args::name(scope, kind.js_name())?;
         let content_type = content_type.unwrap_or_else(|| v8::null(scope).into());
@@ -267,7 +288,10 @@ pub fn stream<'s>(
     slots: Slots,
 ) -> Result<v8::Local<'s, v8::Value>, JsError> {
     let body = raw(scope, object, slots);
-    if body.is_null_or_undefined() || is_stream(body) {
+    if is_source(scope, body) {
+        return source_to_stream(scope, object, slots, body);
+    }
+    if body.is_null_or_undefined() || is_stream(scope, body) {
         return Ok(body);
     }
     // A body already read through text() etc. has only an empty, closed stream left (made
@@ -289,8 +313,11 @@ pub fn clone_body<'s>(
     if used(scope, object, slots)? {
         return Err(JsError::type_error(format!("{}.clone(): the body has already been used", slots.what)));
     }
-    let body = raw(scope, object, slots);
-    if is_stream(body) {
+    let mut body = raw(scope, object, slots);
+    if is_source(scope, body) {
+        body = source_to_stream(scope, object, slots, body)?;
+    }
+    if is_stream(scope, body) {
         // [branch for the original, branch for the clone]
         let branches = call_hook(scope, hooks::Hook::TeeStream, &[body])?;
         let branches =
@@ -305,4 +332,38 @@ pub fn clone_body<'s>(
         return Ok(args::new_u8_array(scope, bytes)?.into());
     }
     Ok(body)
+}
+
+/// How a body leaves for the wire: bytes now, a subrequest's body passed through, or a script's
+/// stream read chunk by chunk.
+pub enum Outgoing {
+    Bytes(Vec<u8>),
+    Source(u64),
+    /// The stream, and its known length (a FixedLengthStream's), if any.
+    Stream(v8::Global<v8::Object>, Option<u64>),
+}
+
+/// Takes the body of a handler's Response for the wire (the body is used afterwards).
+pub fn take_for_wire(scope: &mut Scope, object: v8::Local<v8::Object>, slots: Slots) -> Result<Outgoing, String> {
+    let body = raw(scope, object, slots);
+    let f = flags(scope, object, slots);
+    set_flags(scope, object, slots, f | FLAG_USED);
+    if let Some(key) = super::outbound::source_key(scope, body) {
+        return Ok(Outgoing::Source(key));
+    }
+    if is_stream(scope, body) {
+        let reader = call_hook(scope, hooks::Hook::StreamReader, &[body])
+            .map_err(|_| "the response's body stream is locked or not a ReadableStream".to_string())?;
+        let reader = v8::Local::<v8::Object>::try_from(reader).map_err(|_| "no reader".to_string())?;
+        let length = known_length(scope, body);
+        return Ok(Outgoing::Stream(v8::Global::new(scope, reader), length));
+    }
+    body_bytes(scope, body).map(Outgoing::Bytes).map_err(|_| "the response body is too large".to_string())
+}
+
+/// A stream's known length (a FixedLengthStream's readable side), if it has one.
+pub fn known_length<'s>(scope: &mut Scope<'s, '_>, stream: v8::Local<'s, v8::Value>) -> Option<u64> {
+    let length = call_hook(scope, hooks::Hook::StreamKnownLength, &[stream]).ok()?;
+    let n = length.number_value(scope)?;
+    (length.is_number() && n >= 0.0 && n.fract() == 0.0).then_some(n as u64)
 }

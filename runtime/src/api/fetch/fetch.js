@@ -35,10 +35,17 @@
   // Array.prototype.values as it was at start-up, for Headers' iterators.
   hooks.arrayValues = function arrayValues() { return ArrayPrototypeValues(this); };
 
+  internals.bodyExtractors ??= [];
+
   // BodyInit kinds other than string and BufferSource -> [body, contentType | null]
   hooks.extractBody = function extractBody(init) {
-    if (internals.URLSearchParams !== undefined && init instanceof internals.URLSearchParams) {
-      return [init.toString(), "application/x-www-form-urlencoded;charset=UTF-8"];
+    // Each API area that defines a BodyInit kind (URLSearchParams, Blob, FormData, ReadableStream) pushes an
+    // extractor `(init) => [body, contentType | null] | undefined` onto this list, whichever
+    // file loads first creating it.
+    const extractors = internals.bodyExtractors;
+    for (let i = 0; i < extractors.length; i++) {
+      const extracted = extractors[i](init);
+      if (extracted !== undefined) return extracted;
     }
     if (internals.extractBodyMore !== undefined) {
       const extracted = internals.extractBodyMore(init);
@@ -82,13 +89,23 @@
     }
     throw new TypeErrorCtor(`unknown body kind ${kind}`);
   }
+  // These two answer a rejected promise rather than throwing: body.rs resolves the body
+  // method's promise with what they return, and a parse error must reject it.
   hooks.makeBlob = function makeBlob(bytes, contentType) {
-    if (internals.makeBlob !== undefined) return internals.makeBlob(bytes, contentType);
-    throw new TypeErrorCtor("blob(): Blob is not available in this build");
+    try {
+      if (internals.makeBlob !== undefined) return internals.makeBlob(bytes, contentType);
+      throw new TypeErrorCtor("blob(): Blob is not available in this build");
+    } catch (error) {
+      return primordials.PromiseReject(error);
+    }
   };
   hooks.parseFormData = function parseFormData(bytes, contentType) {
-    if (internals.parseFormData !== undefined) return internals.parseFormData(bytes, contentType);
-    throw new TypeErrorCtor("formData(): FormData is not available in this build");
+    try {
+      if (internals.parseFormData !== undefined) return internals.parseFormData(bytes, contentType);
+      throw new TypeErrorCtor("formData(): FormData is not available in this build");
+    } catch (error) {
+      return primordials.PromiseReject(error);
+    }
   };
   hooks.isAbortSignal = (value) => value instanceof internals.AbortSignal;
   hooks.newAbortSignal = () => new internals.AbortController().signal;

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod outbound;
 pub mod request;
 pub mod response;
 
@@ -11,6 +12,8 @@ use crate::bridge::class::ClassDecl;
 use crate::bridge::{JsError, Scope};
 
 pub const JS: (&str, &str) = ("isobar:fetch", include_str!("fetch.js"));
+/// `fetch()` itself; after `JS`, which it builds on.
+pub const OUTBOUND_JS: (&str, &str) = ("isobar:fetch/outbound", include_str!("outbound.js"));
 
 pub fn classes() -> Vec<ClassDecl> {
     vec![headers::class(), request::class(), response::class()]

@@ -28,6 +28,7 @@ const TYPE_SHIFT: i32 = 1;
 const TYPE_MASK: i32 = 0b111 << TYPE_SHIFT;
 const TYPE_DEFAULT: i32 = 0;
 const TYPE_ERROR: i32 = 1;
+const TYPE_BASIC: i32 = 2;
 const TYPE_NAMES: [&str; 5] = ["default", "error", "basic", "cors", "opaque"];
 const FLAG_REDIRECTED: i32 = 1 << 4;
 /// The headers, once made, may not change (Response.redirect(), Response.error()).
@@ -402,6 +403,38 @@ op!(fn clone(scope, args) {
     Ok(copy)
 });
 
+/// A subrequest's Response (see `outbound.rs`): status as the origin sent it, immutable headers,
+/// the body as given.
+pub fn from_origin<'s>(
+    scope: &mut Scope<'s, '_>,
+    status: u16,
+    reason: v8::Local<'s, v8::String>,
+    headers: v8::Local<'s, v8::Object>,
+    body: v8::Local<'s, v8::Value>,
+    url: v8::Local<'s, v8::String>,
+    redirected: bool,
+) -> Result<v8::Local<'s, v8::Object>, JsError> {
+    let this = new_internal(scope)?;
+    set_int(scope, this, STATUS, i32::from(status));
+    class::set_field(this, STATUS_TEXT, reason.into());
+    headers::set_guard(scope, headers, headers::GUARD_IMMUTABLE);
+    class::set_field(this, HEADERS, headers.into());
+    body::set_raw(this, SLOTS, body);
+    class::set_field(this, URL, url.into());
+    let mut flags = (TYPE_BASIC << TYPE_SHIFT) | FLAG_IMMUTABLE;
+    if redirected {
+        flags |= FLAG_REDIRECTED;
+    }
+    set_int(scope, this, FLAGS, flags);
+    Ok(this)
+}
+
+/// Marks a subrequest's Response as the end of followed redirects (`redirected` is true).
+pub fn mark_redirected(scope: &mut Scope, response: v8::Local<v8::Object>) {
+    let flags = body::flags(scope, response, SLOTS);
+    body::set_flags(scope, response, SLOTS, flags | FLAG_REDIRECTED);
+}
+
 /// Header count and bytes a response may carry to the wire.
 pub const WIRE_HEADERS_MAX: usize = 1000;
 pub const WIRE_HEADER_BYTES_MAX: usize = 256 << 10;
@@ -431,12 +464,17 @@ pub fn to_wire(scope: &mut Scope, response: v8::Local<v8::Object>) -> Result<cra
     if body::used(scope, response, SLOTS).map_err(|_| "the response body could not be checked".to_string())? {
         return Err("the response's body was already used".into());
     }
-    let raw = body::raw(scope, response, SLOTS);
-    if raw.is_object() && !raw.is_array_buffer_view() {
-        return Err("streamed response bodies are not supported by this build yet".into());
-    }
-    let body = body::body_bytes(scope, raw).map_err(|_| "the response body is too large".to_string())?;
-    let flags = body::flags(scope, response, SLOTS);
-    body::set_flags(scope, response, SLOTS, flags | body::FLAG_USED);
-    Ok(crate::state::WireResponse { status: status as u16, reason, headers: wire_headers, body })
+    let (body, stream) = match body::take_for_wire(scope, response, SLOTS)? {
+        body::Outgoing::Bytes(bytes) => (bytes, None),
+        body::Outgoing::Source(key) => (Vec::new(), Some(crate::state::WireStream::Fetch { key })),
+        body::Outgoing::Stream(reader, length) => {
+            let state = crate::bridge::state(scope);
+            let mut state = state.borrow_mut();
+            state.last_body_reader = state.last_body_reader.wrapping_add(1).max(1);
+            let id = state.last_body_reader;
+            state.body_readers.insert(id, reader);
+            (Vec::new(), Some(crate::state::WireStream::Js { reader: id, length }))
+        }
+    };
+    Ok(crate::state::WireResponse { status: status as u16, reason, headers: wire_headers, body, stream })
 }

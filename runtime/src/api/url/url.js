@@ -1,5 +1,6 @@
 // URL and URLSearchParams, as the WHATWG URL Standard defines them. Parsing and serialisation
-// are done in Rust by the `url` crate (a WHATWG-conformant parser); this file is the JS face.
+// are done in Rust (url/mod.rs: ada for URLs, the `url` crate's form_urlencoded for query
+// strings); this file is the JS face.
 (function (ops, internals, global, primordials) {
   "use strict";
   const { defineHidden, webClass, inspectSymbol } = internals;
@@ -158,6 +159,14 @@
   }
   internals.updateSearchParams = URLSearchParams._update;
   delete URLSearchParams._update;
+
+  // `new Response(searchParams)`: the serialised query, typed as a form.
+  internals.bodyExtractors ??= [];
+  const toStringOfParams = URLSearchParams.prototype.toString;
+  primordials.ArrayPrototypePush(internals.bodyExtractors, function extractSearchParams(init) {
+    if (!(init instanceof URLSearchParams)) return undefined;
+    return [primordials.FunctionPrototypeCall(toStringOfParams, init), "application/x-www-form-urlencoded;charset=UTF-8"];
+  });
   webClass(URLSearchParams, "URLSearchParams");
 
   function pairs(flat) {

@@ -31,6 +31,8 @@ use crate::tenant::{Deployment, Tenant};
 use crate::watchdog::{CoreWatch, Watchdog};
 use crate::worker::{LoadError, RequestParts};
 
+mod io;
+
 /// Completion-key tag of the mailbox's eventfd reads.
 const TAG_MAILBOX: u8 = 0x02;
 
@@ -82,6 +84,8 @@ pub struct CoreConfig {
     pub admission: Option<Arc<netstack::ConnAdmission>>,
     /// TLS on the HTTPS port (whose listener is in `net`), if served.
     pub tls: Option<ServerTls>,
+    /// Subrequests: DNS, TLS, egress policy, limits.
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 /// Why a core could not start.
@@ -107,6 +111,11 @@ struct Pending {
     wall_deadline: Instant,
     /// CPU time of the entries made on this request's behalf so far.
     cpu: Duration,
+    /// The response's body is being streamed (its head is sent).
+    stream: Option<io::Streaming>,
+    /// The response status and the body bytes sent so far (for the counters).
+    status: u16,
+    bytes_out: u64,
 }
 
 /// A request answered whose work goes on after its response (`ctx.waitUntil()`): bounded by
@@ -186,6 +195,8 @@ pub struct Core {
     /// Isolates that ran JS this turn, by version.
     touched: BTreeSet<u64>,
     last_release: Instant,
+    /// Subrequests and streamed bodies (see `io`).
+    io: io::CoreIo,
 }
 
 impl std::fmt::Debug for Core {
@@ -262,6 +273,7 @@ impl Core {
             completions: Vec::new(),
             touched: BTreeSet::new(),
             last_release: Instant::now(),
+            io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
         };
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
         Ok(core)
@@ -279,8 +291,9 @@ impl Core {
         let mut idle_work_left = self.has_idle_work();
         loop {
             let now = Instant::now();
-            let timeout = if !self.incoming.is_empty() || idle_work_left {
-                // Work left over from a full batch, or idle-time work: look without sleeping.
+            let timeout = if !self.incoming.is_empty() || !self.touched.is_empty() || idle_work_left {
+                // Work left over from a full batch, isolates with settled operations whose
+                // continuations have not run, or idle-time work: look without sleeping.
                 Some(Duration::ZERO)
             } else {
                 self.next_deadline().map(|at| at.saturating_duration_since(now))
@@ -290,19 +303,32 @@ impl Core {
             let mut completions = std::mem::take(&mut self.completions);
             for completion in completions.drain(..) {
                 match key_tag(completion.key) {
-                    TAG_NET => self.http.on_completion(&mut self.ring, completion, now, &mut self.incoming),
+                    TAG_NET => {
+                        let outbound = &mut self.io.outbound;
+                        self.http.on_completion_routed(&mut self.ring, completion, now, &mut self.incoming, &mut |e| {
+                            outbound.note_event(e)
+                        });
+                    }
                     TAG_MAILBOX => self.on_mailbox(completion, now),
+                    crate::outbound::dns::TAG_DNS => {
+                        self.io.outbound.on_dns_completion(self.http.transport_mut(), &mut self.ring, completion, now)
+                    }
                     tag => tracing::error!(core = self.index, tag, "completion with an unknown key tag"),
                 }
             }
             self.completions = completions;
-            self.http.poll(&mut self.ring, now, &mut self.incoming);
+            {
+                let outbound = &mut self.io.outbound;
+                self.http.poll_routed(&mut self.ring, now, &mut self.incoming, &mut |e| outbound.note_event(e));
+            }
+            self.io_turn(now);
             self.serve(now);
             // A transport that holds what the handlers wrote (the userspace stack sends on its
             // poll) sends it in this turn, not after another trip through the ring.
             if self.http.poll_at().is_some_and(|at| at <= now) {
                 self.http.poll(&mut self.ring, now, &mut self.incoming);
             }
+            self.io_turn(now);
             if self.draining && self.http.is_drained() && self.background.is_empty() {
                 tracing::debug!(core = self.index, "drained");
                 return Ok(());
@@ -341,10 +367,15 @@ impl Core {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.http.poll_at(), self.timers.first().map(|(at, _)| *at), self.wall_deadlines.first().map(|(at, _)| *at)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.http.poll_at(),
+            self.timers.first().map(|(at, _)| *at),
+            self.wall_deadlines.first().map(|(at, _)| *at),
+            self.io.outbound.poll_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_mailbox(&mut self, completion: Completion, now: Instant) {
@@ -396,8 +427,9 @@ impl Core {
             self.fire_due_timers(now);
             self.run_touched(now);
             self.expire_wall_deadlines(now);
-            // Responding can release pipelined requests; take them in this turn, within bounds.
-            if self.incoming.is_empty() {
+            // Responding can release pipelined requests, and settling operations can resume
+            // isolates; take them in this turn, within bounds.
+            if self.incoming.is_empty() && self.touched.is_empty() {
                 break;
             }
         }
@@ -478,7 +510,20 @@ impl Core {
         }
         let wall_deadline = now + tenant.limits.wall;
         self.wall_deadlines.insert((wall_deadline, id));
-        self.pending.insert(id, Pending { conn, request: request.id(), tenant, started, wall_deadline, cpu });
+        self.pending.insert(
+            id,
+            Pending {
+                conn,
+                request: request.id(),
+                tenant,
+                started,
+                wall_deadline,
+                cpu,
+                stream: None,
+                status: 0,
+                bytes_out: 0,
+            },
+        );
         self.pending_of.entry(version).or_default().insert(id);
         self.touched.insert(version);
     }
@@ -512,20 +557,23 @@ impl Core {
             }
             let cpu = slot.worker.last_entry_cpu();
             slot.worker.take_outcomes(&mut self.outcomes);
+            slot.worker.take_outbox(&mut self.io.work);
             let condemned = slot.worker.condemned();
             let ids = self.work_ids(version);
             self.charge(version, &ids, cpu);
             if let Some(condemned) = condemned {
                 // Its requests get 503 first; what the terminated script left behind (a
-                // "terminated" failure, a half-made response) finds no pending request.
+                // "terminated" failure, a half-made response, queued I/O) is dropped.
                 self.outcomes.clear();
+                self.io.work.clear();
                 self.condemn(version, condemned, now);
                 continue;
             }
             let outcomes = std::mem::take(&mut self.outcomes);
             for outcome in outcomes {
-                self.finish(outcome, now);
+                self.finish(version, outcome, now);
             }
+            self.process_work(version, now);
             // Per-request CPU budgets, summed over entries (before and after the response).
             let over = self
                 .pending_ids(version)
@@ -541,7 +589,8 @@ impl Core {
             let has_work = slot.worker.has_pending_work();
             self.collect_finished(version);
             self.schedule_timer(version, next_timer);
-            if !has_work {
+            // An isolate touched again (operations settled just now) has continuations to run.
+            if !has_work && !self.touched.contains(&version) {
                 self.fail_hung(version, now);
             }
             self.retire_if_done(version);
@@ -628,6 +677,7 @@ impl Core {
 
     fn end_background(&mut self, version: u64, id: u64) {
         let Some(background) = self.background.remove(&id) else { return };
+        self.request_ended(version, id);
         self.wall_deadlines.remove(&(background.wall_deadline, id));
         if let Some(ids) = self.background_of.get_mut(&version) {
             ids.remove(&id);
@@ -682,12 +732,18 @@ impl Core {
             tracing::warn!(target: "worker", "[{}] {log}", slot.tenant.name);
         }
         self.schedule_timer(version, None);
+        self.isolate_gone(version);
     }
 
     /// Requests whose isolate has nothing left that could ever resume them (no timer; isobar
     /// has no other source of events yet).
     fn fail_hung(&mut self, version: u64, now: Instant) {
         for id in self.pending_ids(version) {
+            // A response already streaming is driven from the core (a subrequest's body, or
+            // chunk reads the core starts); its wall limit still holds.
+            if self.pending.get(&id).is_some_and(|p| p.stream.is_some()) {
+                continue;
+            }
             if let Some(p) = self.pending.get(&id) {
                 tracing::error!(
                     target: "worker",
@@ -745,13 +801,18 @@ impl Core {
             reason: String::new(),
             headers: vec![("content-type".into(), b"text/plain".to_vec())],
             body: text.as_bytes().to_vec(),
+            stream: None,
         };
         self.respond(id, response, now);
     }
 
-    fn finish(&mut self, outcome: Outcome, now: Instant) {
+    fn finish(&mut self, version: u64, outcome: Outcome, now: Instant) {
         let (id, response) = match outcome {
             Outcome::Response { id, response } => (id, response),
+            Outcome::BodyChunk { reader, chunk } => {
+                self.on_body_chunk(version, reader, chunk, now);
+                return;
+            }
             Outcome::Failed { id, message } => {
                 if let Some(p) = self.pending.get(&id) {
                     tracing::error!(target: "worker", "[{}] {message}", p.tenant.name);
@@ -761,6 +822,7 @@ impl Core {
                     reason: String::new(),
                     headers: vec![("content-type".into(), b"text/plain".to_vec())],
                     body: b"worker threw an exception\n".to_vec(),
+                    stream: None,
                 };
                 (id, response)
             }
@@ -768,8 +830,41 @@ impl Core {
         self.respond(id, response, now);
     }
 
-    /// Writes the response of pending request `id` and settles its bookkeeping.
+    /// Writes the response of pending request `id`: whole, or its head now and its body as the
+    /// stream produces it (`io`). A failure while the body streams cuts the stream.
     fn respond(&mut self, id: u64, response: WireResponse, now: Instant) {
+        let Some(pending) = self.pending.get_mut(&id) else { return };
+        if pending.stream.is_some() {
+            self.end_stream(id, false, now);
+            return;
+        }
+        pending.status = response.status;
+        let (conn, request) = (pending.conn, pending.request);
+        let mut headers = response.headers;
+        // Framing is the codec's: a script's (or an origin's) framing headers do not pass.
+        headers.retain(|(name, _)| !is_hop_by_hop(name));
+        // An origin's Date passes through (a proxied response keeps it); otherwise ours.
+        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("date")) {
+            headers.push(("date".into(), self.date.get().to_vec()));
+        }
+        headers.push(("x-isobar-core".into(), self.core_header.clone()));
+        let reason = (!response.reason.is_empty()).then_some(response.reason);
+        match response.stream {
+            None => {
+                let bytes = response.body.len() as u64;
+                let mut http_response = http1::Response::new(response.status);
+                http_response.reason = reason;
+                http_response.headers = headers;
+                http_response.body = response.body;
+                self.http.respond(&mut self.ring, conn, request, http_response, now, &mut self.incoming);
+                self.complete(id, bytes, now);
+            }
+            Some(stream) => self.start_stream(id, stream, response.status, reason, headers, now),
+        }
+    }
+
+    /// Settles the bookkeeping of request `id` once its response is entirely written.
+    fn complete(&mut self, id: u64, bytes_out: u64, now: Instant) {
         let Some(pending) = self.pending.remove(&id) else { return };
         self.wall_deadlines.remove(&(pending.wall_deadline, id));
         if let Some(ids) = self.pending_of.get_mut(&pending.tenant.version) {
@@ -795,10 +890,12 @@ impl Core {
             } else {
                 background = true;
             }
-            // Others' work may have ended with it (nothing else ends work here, but be exact).
             for other in finished.into_iter().filter(|other| *other != id) {
                 self.end_background(version, other);
             }
+        }
+        if !background {
+            self.request_ended(version, id);
         }
         if background {
             let wall_deadline = now + WAIT_UNTIL_WALL;
@@ -809,19 +906,10 @@ impl Core {
         }
         self.cache.after_request(version);
         let counters = self.counters.entry(name).or_default();
-        counters.count_status(response.status);
-        counters.bytes_out += response.body.len() as u64;
+        counters.count_status(pending.status);
+        counters.bytes_out += bytes_out;
         // Measured now, not at the turn's start: a response made in the same turn still took time.
         counters.wall += Instant::now().saturating_duration_since(pending.started);
-        let mut http_response = http1::Response::new(response.status);
-        if !response.reason.is_empty() {
-            http_response.reason = Some(response.reason);
-        }
-        http_response.headers = response.headers;
-        http_response.headers.push(("date".into(), self.date.get().to_vec()));
-        http_response.headers.push(("x-isobar-core".into(), self.core_header.clone()));
-        http_response.body = response.body;
-        self.http.respond(&mut self.ring, pending.conn, pending.request, http_response, now, &mut self.incoming);
         self.retire_if_done(version);
     }
 
@@ -879,6 +967,21 @@ impl Core {
             },
         }
     }
+}
+
+/// Header fields that describe one hop, never forwarded from a script's or an origin's response.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
 }
 
 /// The path of a request target (origin form `/p?q`, absolute form `http://h/p?q`, or `*`).

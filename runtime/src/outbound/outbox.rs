@@ -1,0 +1,26 @@
+//! What an isolate's ops ask of the core's I/O, queued during a call into the isolate and
+//! carried out by the scheduler right after it (an op cannot reach the ring: the core is inside
+//! V8 while the op runs). Each request names the async op (`bridge::async_ops`) to settle when
+//! it is done, and the isolate-local key of the subrequest it is about.
+
+use super::FetchRequest;
+
+/// One piece of work for the core.
+#[derive(Debug)]
+pub enum Work {
+    /// Start a subrequest; settle `op` with the Response once its head arrives.
+    Fetch { op: u32, request: u64, key: u64, fetch: Box<FetchRequest> },
+    /// Settle `op` with the next piece of subrequest `key`'s response body (null at its end).
+    BodyRead { op: u32, key: u64 },
+    /// Nobody will read subrequest `key`'s body: drop it (and its connection if mid-body).
+    BodyCancel { key: u64 },
+    /// Hand these request body bytes of subrequest `key` over; settle `op` once all are taken.
+    UploadWrite { op: u32, key: u64, bytes: Vec<u8> },
+    /// The request body of subrequest `key` is complete.
+    UploadFinish { key: u64 },
+    /// Abort subrequest `key` (its signal fired).
+    Abort { key: u64 },
+}
+
+/// How many pieces of work one isolate may queue between two turns of the core.
+pub const WORK_MAX: usize = 10_000;
