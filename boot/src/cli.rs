@@ -194,7 +194,31 @@ pub struct RunArgs {
     pub network: NetArgs,
 
     #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
     pub hardening: HardeningArgs,
+}
+
+/// HTTPS beside HTTP for `isobar run` (`serve` takes `[server.tls]` in its configuration).
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, leaf first). Repeat it, each with its
+    /// --tls-key, to serve several names: SNI picks the certificate whose names match.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_keys")]
+    pub tls_certs: Vec<PathBuf>,
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of the --tls-cert before it.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_certs")]
+    pub tls_keys: Vec<PathBuf>,
+
+    /// Where HTTPS listens (port 0 picks a free port); HTTP stays on --listen.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443", requires = "tls_certs")]
+    pub tls_listen: SocketAddr,
+
+    /// How long a client may take to finish its TLS handshake before it is closed.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub tls_handshake_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,7 +24,10 @@ use kernel_shim::signal::{self, Signal};
 use runtime::routes::Route;
 use runtime::{Deployment, Tenant, TenantLimits, TenantSettings};
 
-use cli::{Cli, Command, Format, HardeningArgs, RunArgs, Seccomp, ServeArgs, SnapshotArgs};
+use cli::{Cli, Command, Format, HardeningArgs, RunArgs, Seccomp, ServeArgs, SnapshotArgs, TlsArgs};
+use isobar_tenancy::config::same_listener;
+use netstack::TlsServerConfig;
+use netstack::tls::CertKeyFiles;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -168,9 +171,11 @@ struct Serving {
     budget: runtime::cache::IsolateBudget,
     body_limit: usize,
     drain_timeout: Duration,
-    /// The configuration file to re-read on SIGHUP (`serve` only).
-    config: Option<std::path::PathBuf>,
+    /// What SIGHUP re-reads, if anything.
+    reload: Option<Reload>,
     net: Net,
+    /// HTTPS beside HTTP, if asked for.
+    tls: Option<TlsServing>,
     /// The system-call filter, the user to become, the connection caps.
     hardening: HardeningArgs,
     /// Where subrequests may go, and how names and certificates are resolved.
@@ -187,6 +192,22 @@ struct Egress {
     ca_files: Vec<std::path::PathBuf>,
     /// `--dns` / `isobar.dns=`: nameservers instead of /etc/resolv.conf's.
     dns: Option<String>,
+}
+
+/// HTTPS as it is to be served: where, with which certificates, within which handshake time.
+struct TlsServing {
+    listen: SocketAddr,
+    config: Arc<TlsServerConfig>,
+    handshake_timeout: Duration,
+}
+
+/// What SIGHUP re-reads.
+enum Reload {
+    /// `serve`: the configuration file (tenants, and the certificates of `[server.tls]`); the
+    /// HTTPS listener it started with, if any (a reload cannot move or add it).
+    Config { path: PathBuf, tls_listen: Option<SocketAddr> },
+    /// `run` with HTTPS: the certificate and key files.
+    Certificates { files: Vec<CertKeyFiles>, handshake_timeout: Duration },
 }
 
 /// Which network the cores serve on.
@@ -257,8 +278,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         budget: runtime::cache::IsolateBudget { pool: 0, pool_heap_bytes: limits.heap_bytes, ..Default::default() },
         body_limit: args.body_limit,
         drain_timeout: Duration::from_secs(args.drain_timeout),
-        config: None,
+        reload: None,
         net: Net::parse(&args.network)?,
+        tls: None,
         hardening: args.hardening,
         egress: Egress {
             local_allowed: true,
@@ -267,7 +289,34 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Egress::default()
         },
     };
+    let serving = with_tls_args(serving, &args.tls)?;
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
+}
+
+/// `run`'s `--tls-cert`/`--tls-key`/`--tls-listen`: the certificates read and checked now, and
+/// read again on SIGHUP.
+fn with_tls_args(mut serving: Serving, args: &TlsArgs) -> anyhow::Result<Serving> {
+    if args.tls_certs.is_empty() {
+        return Ok(serving);
+    }
+    if args.tls_certs.len() != args.tls_keys.len() {
+        bail!(
+            "give one --tls-key for each --tls-cert (got {} certificate(s) and {} key(s))",
+            args.tls_certs.len(),
+            args.tls_keys.len()
+        );
+    }
+    let files: Vec<CertKeyFiles> = args
+        .tls_certs
+        .iter()
+        .zip(&args.tls_keys)
+        .map(|(cert, key)| CertKeyFiles { cert_chain: cert.clone(), key: key.clone() })
+        .collect();
+    let config = netstack::tls::load_server_config(&files).context("--tls-cert/--tls-key")?;
+    let handshake_timeout = Duration::from_millis(args.tls_handshake_timeout_ms);
+    serving.tls = Some(TlsServing { listen: args.tls_listen, config, handshake_timeout });
+    serving.reload = Some(Reload::Certificates { files, handshake_timeout });
+    Ok(serving)
 }
 
 fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
@@ -304,8 +353,19 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         budget: config::isolate_budget(&config),
         body_limit: config.server.body_limit_bytes,
         drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
-        config: Some(args.config.clone()),
+        reload: Some(Reload::Config {
+            path: args.config.clone(),
+            tls_listen: config.server.tls.as_ref().map(|tls| tls.listen),
+        }),
         net: Net::parse(&args.network)?,
+        tls: match (&config.server.tls, config::tls_server_config(&config)?) {
+            (Some(tls), Some(server_config)) => Some(TlsServing {
+                listen: tls.listen,
+                config: server_config,
+                handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+            }),
+            _ => None,
+        },
         hardening: args.hardening,
         egress: Egress {
             local_allowed: false,
@@ -498,7 +558,17 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     let sandbox = build_sandbox(serving.hardening.seccomp)?;
     let _seal_or_abandon = SealOrAbandon(sandbox.clone());
     fit_isolate_budget(&mut serving.budget, cores);
-    let (net, addr) = open_network(&serving.net, serving.listen, cores)?;
+    if let Some(tls) = &serving.tls {
+        for (what, other) in [("--listen", Some(serving.listen)), ("--admin", serving.admin)] {
+            if let Some(other) = other
+                && same_listener(tls.listen, other)
+            {
+                bail!("the HTTPS listener {} and {what} {other} must use different ports", tls.listen);
+            }
+        }
+    }
+    let tls_listen = serving.tls.as_ref().map(|tls| tls.listen);
+    let (net, addr, tls_addr) = open_network(&serving.net, serving.listen, tls_listen, cores)?;
     let admin_listener = match serving.admin {
         Some(admin) => {
             let fd = kernel_shim::net::reuseport_listener(admin, 64)
@@ -530,6 +600,10 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         ring: ring_config(&serving.net),
         sandbox: sandbox.clone(),
         admission: Some(netstack::ConnAdmission::new(caps)),
+        tls: serving.tls.as_ref().zip(tls_addr).map(|(tls, tls_addr)| netstack::ServerTls {
+            handshake_timeout: tls.handshake_timeout,
+            ..netstack::ServerTls::new(tls_addr.port(), tls.config.clone())
+        }),
         outbound,
     };
     let started = Instant::now();
@@ -553,12 +627,16 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         seal(sandbox)?;
     }
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+    // Before the HTTP line, which tells a waiting reader that start-up is over.
+    if let Some(tls_addr) = tls_addr {
+        println!("isobar listening on https://{tls_addr} (TLS 1.2 and 1.3, HTTP/1.1)");
+    }
     println!("isobar listening on http://{addr} ({what}, {cores} core(s) on CPU {})", cpu_list.join(","));
     if let Some(admin_addr) = admin_addr {
         println!("isobar admin on http://{admin_addr}");
     }
     let _ = std::io::stdout().flush();
-    wait_and_drain(&mut server, &signals, serving.drain_timeout, serving.config.as_deref())
+    wait_and_drain(&mut server, &signals, serving.drain_timeout, serving.reload.as_ref())
 }
 
 /// Start-up is over: every thread that needed a ring or a socket has it. The process-wide
@@ -616,23 +694,37 @@ fn spawn_signal_thread(sandbox: Option<Arc<Sandbox>>) -> anyhow::Result<Receiver
     Ok(signals)
 }
 
-/// Opens what the cores serve on: a listener per core (kernel sockets), or a TAP queue or an
-/// AF_PACKET socket per core for the userspace stack. Returns it and the address it serves.
+/// Opens what the cores serve on: a listener per core (kernel sockets; and an HTTPS one per core
+/// with `tls_listen`), or a TAP queue or an AF_PACKET socket per core for the userspace stack
+/// (which accepts on the HTTPS port too). Returns it, the address it serves HTTP on, and the
+/// one it serves HTTPS on.
 fn open_network(
     net: &Net,
     listen: SocketAddr,
+    tls_listen: Option<SocketAddr>,
     cores: usize,
-) -> anyhow::Result<(runtime::server::ServerNet, SocketAddr)> {
+) -> anyhow::Result<(runtime::server::ServerNet, SocketAddr, Option<SocketAddr>)> {
     use kernel_shim::link;
     use netstack::smol::IpCidr;
     let smol_config = |mac: [u8; 6],
                        ip: &str,
                        gateway: &Option<String>,
                        mtu: u32|
-     -> anyhow::Result<(netstack::SmolConfig, SocketAddr)> {
+     -> anyhow::Result<(netstack::SmolConfig, SocketAddr, Option<SocketAddr>)> {
         let cidr: IpCidr =
             ip.parse().map_err(|_| anyhow::anyhow!("--ip {ip}: use ADDRESS/PREFIX, e.g. 10.0.0.2/24"))?;
         let mut config = netstack::SmolConfig::new(mac, vec![cidr], listen.port());
+        // The stack serves every port on its own address: the HTTPS listener is its port.
+        let tls_addr = match tls_listen {
+            None => None,
+            Some(tls) if tls.port() == 0 || tls.port() == listen.port() => {
+                bail!("the HTTPS listener {tls}: the userspace stack needs a port of its own, not 0 and not --listen's")
+            }
+            Some(tls) => {
+                config.extra_listen_ports = vec![tls.port()];
+                Some(SocketAddr::new(cidr.address().into(), tls.port()))
+            }
+        };
         if let Some(gateway) = gateway {
             config.gateways = vec![gateway.parse().with_context(|| format!("--gateway {gateway}"))?];
         }
@@ -640,21 +732,29 @@ fn open_network(
         config.vnet_hdr = true;
         config.check().map_err(|e| anyhow::anyhow!("the userspace stack: {e}"))?;
         let addr = SocketAddr::new(cidr.address().into(), listen.port());
-        Ok((config, addr))
+        Ok((config, addr, tls_addr))
     };
     match net {
         Net::Kernel => {
             let (listeners, addr) = bind_per_core(listen, cores)?;
-            Ok((runtime::server::ServerNet::Kernel { listeners }, addr))
+            let (tls_listeners, tls_addr) = match tls_listen {
+                Some(tls) => {
+                    let (listeners, addr) = bind_per_core(tls, cores)?;
+                    (listeners, Some(addr))
+                }
+                None => (Vec::new(), None),
+            };
+            Ok((runtime::server::ServerNet::Kernel { listeners, tls_listeners }, addr, tls_addr))
         }
         Net::Tap { name, ip, gateway } => {
             // One queue per core, with virtio-net headers so the kernel can skip checksums.
             let fds = link::open_tap(name, cores, true)?;
             let mtu = link::interface(name).map(|i| i.mtu).unwrap_or(1500);
-            let (config, addr) = smol_config(stack_mac(ip), ip, gateway, mtu)?;
+            let (config, addr, tls_addr) = smol_config(stack_mac(ip), ip, gateway, mtu)?;
             Ok((
                 runtime::server::ServerNet::Smol { fds, kind: netstack::LinkKind::Tap, config: Box::new(config) },
                 addr,
+                tls_addr,
             ))
         }
         Net::Packet { interface, ip, gateway } => {
@@ -666,10 +766,11 @@ fn open_network(
             let info = link::interface(interface)?;
             let group = (std::process::id() & 0xffff) as u16;
             let fds = (0..cores).map(|_| link::open_packet(interface, group, true)).collect::<Result<Vec<_>, _>>()?;
-            let (config, addr) = smol_config(info.mac, ip, gateway, info.mtu)?;
+            let (config, addr, tls_addr) = smol_config(info.mac, ip, gateway, info.mtu)?;
             Ok((
                 runtime::server::ServerNet::Smol { fds, kind: netstack::LinkKind::Packet, config: Box::new(config) },
                 addr,
+                tls_addr,
             ))
         }
     }
@@ -711,10 +812,33 @@ fn bind_per_core(listen: SocketAddr, cores: usize) -> anyhow::Result<(Vec<OwnedF
     Ok((listeners, addr))
 }
 
-/// Re-reads the configuration and deploys what changed; on any error the old one stays.
-fn reload(server: &runtime::Server, path: &Path) {
+/// Re-reads what SIGHUP reloads; on any error everything stays as it was.
+fn reload(server: &runtime::Server, reload: &Reload) {
+    match reload {
+        Reload::Config { path, tls_listen } => reload_config(server, path, *tls_listen),
+        Reload::Certificates { files, handshake_timeout } => {
+            let result = netstack::tls::load_server_config(files)
+                .map_err(anyhow::Error::from)
+                .and_then(|config| Ok(server.control().set_tls(config, *handshake_timeout)?));
+            match result {
+                Ok(()) => tracing::info!("reloaded the TLS certificates ({} file pair(s))", files.len()),
+                Err(error) => {
+                    tracing::error!("reload of the TLS certificates failed; still serving the previous ones: {error:#}")
+                }
+            }
+        }
+    }
+}
+
+/// Re-reads the configuration and deploys what changed, then hands the cores the certificates
+/// of `[server.tls]`. A file that cannot be read or used (the configuration, a script, a
+/// certificate or key) changes nothing: the error is logged and the old tenants and
+/// certificates stay.
+fn reload_config(server: &runtime::Server, path: &Path, tls_listen: Option<SocketAddr>) {
     let control = server.control();
     let result = config::load(path).map_err(anyhow::Error::from).and_then(|config| {
+        // Read first, so that a broken certificate stops the reload before anything changed.
+        let tls_config = config::tls_server_config(&config)?;
         let current = control.deployment();
         let next = build_deployment(&config, Some(&current))?;
         for tenant in next.tenants.values() {
@@ -731,11 +855,32 @@ fn reload(server: &runtime::Server, path: &Path) {
             next.tenants.len(),
         );
         control.deploy(next)?;
-        Ok((kept, total))
+        let tls = match (&config.server.tls, tls_config) {
+            (Some(tls), Some(tls_config)) if control.serves_tls() => {
+                control.set_tls(tls_config, Duration::from_millis(tls.handshake_timeout_ms))?;
+                if Some(tls.listen) != tls_listen {
+                    tracing::warn!(
+                        "server.tls.listen changed to {}: the HTTPS listener stays where it is until a restart",
+                        tls.listen
+                    );
+                }
+                "; certificates reloaded"
+            }
+            (Some(_), _) => {
+                tracing::warn!("[server.tls] was added: restart isobar to open the HTTPS listener");
+                ""
+            }
+            (None, _) if control.serves_tls() => {
+                tracing::warn!("[server.tls] was removed: HTTPS goes on with the certificates it has until a restart");
+                ""
+            }
+            (None, _) => "",
+        };
+        Ok((kept, total, tls))
     });
     match result {
-        Ok((kept, total)) => {
-            tracing::info!("reloaded {}: {total} tenant(s), {} new or changed", path.display(), total - kept)
+        Ok((kept, total, tls)) => {
+            tracing::info!("reloaded {}: {total} tenant(s), {} new or changed{tls}", path.display(), total - kept)
         }
         Err(error) => {
             tracing::error!("reload of {} failed; still serving the previous configuration: {error:#}", path.display())
@@ -749,7 +894,7 @@ fn wait_and_drain(
     server: &mut runtime::Server,
     signals: &Receiver<Signal>,
     drain_timeout: Duration,
-    config: Option<&Path>,
+    reloads: Option<&Reload>,
 ) -> anyhow::Result<ExitCode> {
     let mut draining_since: Option<Instant> = None;
     let mut exited = 0;
@@ -761,10 +906,10 @@ fn wait_and_drain(
         };
         select! {
             recv(signals) -> sig => match sig {
-                Ok(Signal::Hangup) => match config {
-                    Some(path) if draining_since.is_none() => reload(server, path),
+                Ok(Signal::Hangup) => match reloads {
+                    Some(what) if draining_since.is_none() => reload(server, what),
                     Some(_) => tracing::info!("SIGHUP during drain: ignored"),
-                    None => tracing::info!("SIGHUP: `isobar run` has no configuration to reload"),
+                    None => tracing::info!("SIGHUP: `isobar run` has no configuration or certificates to reload"),
                 },
                 Ok(sig) => {
                     if draining_since.is_some() {

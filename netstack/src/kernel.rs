@@ -1,12 +1,14 @@
 //! [`Transport`] over kernel TCP sockets, driven through the core's io_uring.
 //!
-//! Per core: one SO_REUSEPORT listener with a multishot accept, one multishot recv per
+//! Per core: one SO_REUSEPORT listener per served port (HTTP, HTTPS) with a multishot accept
+//! each, one multishot recv per
 //! connection drawing from the ring's provided-buffer pool (no buffer is tied to an idle
 //! connection), and at most one send in flight per connection with later bytes coalesced
 //! behind it.
 //!
 //! Completion keys: the top 8 bits are [`TAG_NET`]; below, the purpose of the operation, the
-//! low 16 bits of the connection's generation (checked) and its table slot. A slot is freed
+//! low 16 bits of the connection's generation (checked) and its table slot. Listener
+//! operations carry the listener's index instead of a generation, and `LISTENER_SLOT`. A slot is freed
 //! only once no operation carrying it is left in the ring (`Conn::ops` counts them), so a
 //! completion always finds the connection it was submitted for.
 //!
@@ -43,6 +45,9 @@ const SPARE_BYTES_MAX: usize = 64 * 1024;
 
 /// The slot that listener operations carry in their keys.
 const LISTENER_SLOT: u32 = u32::MAX;
+
+/// Listeners one transport may have (their index goes in the keys' generation bits).
+const LISTENERS_MAX: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -136,6 +141,16 @@ struct Conn {
     _admitted: Option<Admitted>,
 }
 
+/// One listening socket and its accept.
+struct Listener {
+    /// Some until it is handed to a CLOSE.
+    fd: Option<OwnedFd>,
+    /// The port it listens on, reported with each connection it accepts.
+    port: u16,
+    accept_op: Option<OpId>,
+    accept_retry_op: Option<OpId>,
+}
+
 impl Conn {
     fn new(fd: OwnedFd, generation: u32, phase: Phase, admitted: Option<Admitted>) -> Conn {
         Conn {
@@ -182,11 +197,11 @@ pub struct KernelNet {
     limits: NetLimits,
     conns: Slab<Conn>,
     generation: u32,
-    listener: Option<OwnedFd>,
-    accept_op: Option<OpId>,
-    accept_retry_op: Option<OpId>,
+    /// In the order `listen` was called; the index is in their operations' keys.
+    listeners: Vec<Listener>,
     stopping: bool,
-    /// Operations in the ring on behalf of the listener.
+    listeners_closed_reported: bool,
+    /// Operations in the ring on behalf of the listeners.
     listener_ops: u32,
     refused: RefusedConns,
     admission: Option<Arc<ConnAdmission>>,
@@ -196,7 +211,7 @@ impl std::fmt::Debug for KernelNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KernelNet")
             .field("open_conns", &self.conns.len())
-            .field("accepting", &self.accept_op.is_some())
+            .field("accepting", &self.listeners.iter().filter(|l| l.accept_op.is_some()).count())
             .field("refused", &self.refused)
             .finish()
     }
@@ -211,10 +226,9 @@ impl KernelNet {
             limits,
             conns: Slab::with_capacity(limits.conns_max as usize),
             generation: 0,
-            listener: None,
-            accept_op: None,
-            accept_retry_op: None,
+            listeners: Vec::new(),
             stopping: false,
+            listeners_closed_reported: false,
             listener_ops: 0,
             refused: RefusedConns::default(),
             admission: None,
@@ -228,11 +242,19 @@ impl KernelNet {
     }
 
     /// Starts accepting on `listener` (bound and listening, e.g. from
-    /// [`kernel_shim::net::reuseport_listener`]; one per core).
+    /// [`kernel_shim::net::reuseport_listener`]; one per core and port). Call it once per port
+    /// served (HTTP, HTTPS); connections are reported with the port that accepted them.
     pub fn listen(&mut self, ring: &mut Ring, listener: OwnedFd) {
-        assert!(self.listener.is_none() && !self.stopping, "KernelNet listens on one listener, once");
-        self.listener = Some(listener);
-        self.arm_accept(ring);
+        assert!(!self.stopping, "KernelNet::listen after stop_accepting");
+        assert!(self.listeners.len() < LISTENERS_MAX, "KernelNet listens on at most {LISTENERS_MAX} listeners");
+        // A bound socket always has an address; failing here is a caller's bug (not a socket),
+        // and its connections are then reported on port 0.
+        let port = kernel_shim::net::local_addr(listener.as_fd()).map(|addr| addr.port()).unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot read a listener's address");
+            0
+        });
+        self.listeners.push(Listener { fd: Some(listener), port, accept_op: None, accept_retry_op: None });
+        self.arm_accept(ring, self.listeners.len() - 1);
     }
 
     /// Accepted connections closed at once because `conns_max` was reached.
@@ -245,20 +267,34 @@ impl KernelNet {
         self.refused
     }
 
-    /// Whether the listener is still open.
+    /// Whether a listener is still open.
     pub fn is_listening(&self) -> bool {
-        self.listener.is_some()
+        self.listeners.iter().any(|l| l.fd.is_some())
     }
 
-    fn arm_accept(&mut self, ring: &mut Ring) {
-        let fd = self.listener.as_ref().expect("accept without a listener").as_raw_fd();
-        self.accept_op = Some(ring.submit(Op::AcceptMulti { fd }, key(Purpose::Accept, LISTENER_SLOT, 0)));
+    fn listener_key(purpose: Purpose, index: usize) -> u64 {
+        key(purpose, LISTENER_SLOT, index as u32)
+    }
+
+    fn arm_accept(&mut self, ring: &mut Ring, index: usize) {
+        let listener = &mut self.listeners[index];
+        let fd = listener.fd.as_ref().expect("accept without a listener").as_raw_fd();
+        listener.accept_op = Some(ring.submit(Op::AcceptMulti { fd }, Self::listener_key(Purpose::Accept, index)));
         self.listener_ops += 1;
     }
 
-    fn close_listener(&mut self, ring: &mut Ring) {
-        if let Some(fd) = self.listener.take() {
-            ring.submit(Op::Close { fd }, key(Purpose::ListenerClose, LISTENER_SLOT, 0));
+    /// `ListenerClosed`, once, after `stop_accepting` and the last listener operation.
+    fn report_listeners_closed(&mut self, events: &mut impl FnMut(ConnEvent<'_>)) {
+        let open = self.listeners.iter().any(|l| l.fd.is_some() || l.accept_op.is_some());
+        if self.stopping && !open && self.listener_ops == 0 && !self.listeners_closed_reported {
+            self.listeners_closed_reported = true;
+            events(ConnEvent::ListenerClosed);
+        }
+    }
+
+    fn close_listener(&mut self, ring: &mut Ring, index: usize) {
+        if let Some(fd) = self.listeners[index].fd.take() {
+            ring.submit(Op::Close { fd }, Self::listener_key(Purpose::ListenerClose, index));
             self.listener_ops += 1;
         }
     }
@@ -399,7 +435,7 @@ impl KernelNet {
         }
     }
 
-    fn admit(&mut self, ring: &mut Ring, fd: OwnedFd, events: &mut impl FnMut(ConnEvent<'_>)) {
+    fn admit(&mut self, ring: &mut Ring, fd: OwnedFd, local_port: u16, events: &mut impl FnMut(ConnEvent<'_>)) {
         if self.conns.len() >= self.limits.conns_max as usize {
             self.refused.table_full += 1;
             ring.submit(Op::Close { fd }, key(Purpose::Refuse, LISTENER_SLOT, 0));
@@ -425,33 +461,35 @@ impl KernelNet {
             }
         };
         let slot = self.insert(fd, Phase::Open, admitted);
-        events(ConnEvent::Accepted { conn: self.id(slot), peer });
+        events(ConnEvent::Accepted { conn: self.id(slot), peer, local_port });
         // The callback cannot have paused it (it cannot reach us), so reading starts now.
         self.arm_recv(ring, slot);
     }
 
-    fn on_accept(&mut self, ring: &mut Ring, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
+    fn on_accept(&mut self, ring: &mut Ring, index: usize, c: Completion, events: &mut impl FnMut(ConnEvent<'_>)) {
         if !c.more {
-            self.accept_op = None;
+            self.listeners[index].accept_op = None;
             decrement(&mut self.listener_ops);
         }
+        let port = self.listeners[index].port;
         match (c.result, c.data) {
-            (Ok(_), CompletionData::Accepted(fd)) => self.admit(ring, fd, events),
+            (Ok(_), CompletionData::Accepted(fd)) => self.admit(ring, fd, port, events),
             (Err(Errno::CANCELED), _) => {}
-            (Err(error), _) => tracing::warn!(%error, "accept failed"),
+            (Err(error), _) => tracing::warn!(%error, port, "accept failed"),
             (Ok(_), data) => panic!("an accept completed without a descriptor: {data:?}"),
         }
-        if c.more || self.accept_op.is_some() {
+        if c.more || self.listeners[index].accept_op.is_some() {
             return;
         }
         if self.stopping {
-            self.close_listener(ring);
+            self.close_listener(ring, index);
         } else if c.result.is_err() {
             let op = Op::Timeout { after: Duration::from_millis(ACCEPT_RETRY_MS) };
-            self.accept_retry_op = Some(ring.submit(op, key(Purpose::AcceptRetry, LISTENER_SLOT, 0)));
+            let retry = ring.submit(op, Self::listener_key(Purpose::AcceptRetry, index));
+            self.listeners[index].accept_retry_op = Some(retry);
             self.listener_ops += 1;
         } else {
-            self.arm_accept(ring);
+            self.arm_accept(ring, index);
         }
     }
 
@@ -557,23 +595,21 @@ impl KernelNet {
 impl Transport for KernelNet {
     fn on_completion(&mut self, ring: &mut Ring, c: Completion, _now: Instant, events: &mut impl FnMut(ConnEvent<'_>)) {
         let (purpose, slot, generation) = decode(c.key);
+        // For listener operations the generation bits hold the listener's index.
+        let index = usize::from(generation);
         match purpose {
-            Purpose::Accept => return self.on_accept(ring, c, events),
+            Purpose::Accept => return self.on_accept(ring, index, c, events),
             Purpose::AcceptRetry => {
                 decrement(&mut self.listener_ops);
-                self.accept_retry_op = None;
-                if c.result.is_ok() && !self.stopping && self.listener.is_some() {
-                    self.arm_accept(ring);
+                self.listeners[index].accept_retry_op = None;
+                if c.result.is_ok() && !self.stopping && self.listeners[index].fd.is_some() {
+                    self.arm_accept(ring, index);
                 }
                 return;
             }
-            Purpose::ListenerCancel => {
+            Purpose::ListenerCancel | Purpose::ListenerClose => {
                 decrement(&mut self.listener_ops);
-                return;
-            }
-            Purpose::ListenerClose => {
-                decrement(&mut self.listener_ops);
-                events(ConnEvent::ListenerClosed);
+                self.report_listeners_closed(events);
                 return;
             }
             Purpose::Refuse => return,
@@ -703,17 +739,19 @@ impl Transport for KernelNet {
             return;
         }
         self.stopping = true;
-        if let Some(target) = self.accept_op {
-            // The listener is closed when the accept's last completion arrives.
-            ring.submit(Op::Cancel { target }, key(Purpose::ListenerCancel, LISTENER_SLOT, 0));
-            self.listener_ops += 1;
-            return;
+        for index in 0..self.listeners.len() {
+            if let Some(target) = self.listeners[index].accept_op {
+                // The listener is closed when the accept's last completion arrives.
+                ring.submit(Op::Cancel { target }, Self::listener_key(Purpose::ListenerCancel, index));
+                self.listener_ops += 1;
+                continue;
+            }
+            if let Some(target) = self.listeners[index].accept_retry_op.take() {
+                ring.submit(Op::Cancel { target }, Self::listener_key(Purpose::ListenerCancel, index));
+                self.listener_ops += 1;
+            }
+            self.close_listener(ring, index);
         }
-        if let Some(target) = self.accept_retry_op.take() {
-            ring.submit(Op::Cancel { target }, key(Purpose::ListenerCancel, LISTENER_SLOT, 0));
-            self.listener_ops += 1;
-        }
-        self.close_listener(ring);
     }
 
     fn open_conns(&self) -> usize {

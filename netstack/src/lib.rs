@@ -1,7 +1,8 @@
 //! netstack owns a core's networking above the kernel: the link-neutral connection interface
 //! ([`Transport`], [`ConnEvent`]) that the HTTP server is written against, its implementation
 //! over kernel sockets through io_uring ([`KernelNet`]), and the sans-IO HTTP/1.1 codecs
-//! ([`http1`]: the server side, and the client side for `fetch()`); smoltcp on a raw link
+//! ([`http1`]: the server side, and the client side for `fetch()`), with the per-core
+//! [`HttpServer`] on top (terminating TLS on its HTTPS port); smoltcp on a raw link
 //! ([`smol::SmolNet`]), with the link edge it needs: virtio-net headers and offloads
 //! ([`frame`]) and flow steering across cores ([`steer`]); and the sans-IO layers outbound
 //! requests and TLS termination stand on: the keep-alive pool per origin ([`pool`]), the stub
@@ -40,9 +41,9 @@ pub use dns::{DnsError, LookupId, LookupStart, ResolvConf, Resolver, ResolverLim
 pub use kernel::{KernelNet, TAG_NET};
 pub use link::Link;
 pub use pool::{KeepAlivePool, Origin, PoolLimits, Scheme};
-pub use server::{HttpServer, IncomingRequest, STREAM_ROOM_BYTES, ServerStats, StreamEvent};
+pub use server::{HttpServer, IncomingRequest, STREAM_ROOM_BYTES, ServerStats, ServerTls, StreamEvent};
 pub use smol::{LinkKind, SmolConfig, SmolConfigError, SmolNet, SmolStack, SmolStats};
 pub use steer::{Forwarder, Owner, Steering};
-pub use tls::{TlsConfigError, TlsError, TlsLimits, TlsSession};
+pub use tls::{TlsConfigError, TlsError, TlsLimits, TlsServerConfig, TlsSession};
 pub use transport::{ConnEvent, ConnId, ConnectError, NetLimits, SendError, Transport};
 pub use websocket::{WsConnection, WsError, WsLimits, WsMessage, WsRole, WsState};

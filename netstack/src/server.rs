@@ -5,6 +5,11 @@
 //! scheduler), and the caller's responses into bytes on the wire. It owns the per-connection
 //! codecs, their deadlines, back-pressure (a connection whose requests are not answered stops
 //! being read) and graceful drain. It does not know what a Worker is.
+//!
+//! Connections accepted on the HTTPS port ([`ServerTls`]) get a TLS layer between the transport
+//! and the codec ([`tls`]): the codec, its limits and everything above it are the same.
+
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -15,12 +20,17 @@ use kernel_shim::ring::{Completion, Ring};
 use crate::http1::{self, ConnState, RequestId, Response, ResponseHead, ServerConn};
 use crate::transport::{ConnEvent, ConnId, SendError, Transport};
 
+use tls::TlsConn;
+pub use tls::{HANDSHAKE_TIMEOUT_DEFAULT, ServerTls};
+
 /// One request, complete with its body, for the caller to answer with [`HttpServer::respond`].
 #[derive(Debug)]
 pub struct IncomingRequest {
     pub conn: ConnId,
     pub peer: SocketAddr,
     pub request: http1::Request,
+    /// It came over TLS (the request's URL is `https:`).
+    pub tls: bool,
 }
 
 /// Counters a core reports as metrics.
@@ -30,9 +40,16 @@ pub struct ServerStats {
     pub requests: u64,
     /// Requests the codec refused (4xx/5xx written by the server itself).
     pub protocol_errors: u64,
-    /// Bytes read from peers and written to them.
+    /// Bytes read from peers and written to them (on TLS connections, the records).
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections closed because their session failed: a bad ClientHello, no certificate
+    /// for the name asked, no common version or cipher, a broken record.
+    pub tls_errors: u64,
+    /// TLS connections closed because the handshake did not finish in time.
+    pub tls_handshake_timeouts: u64,
 }
 
 /// What happened to streamed responses, for the caller that produces their bodies.
@@ -56,8 +73,12 @@ const STASH_BYTES_MAX: usize = 4 << 20;
 #[derive(Debug)]
 struct Conn {
     codec: ServerConn,
+    /// Between the transport and the codec on an HTTPS connection (boxed: a TLS session is a
+    /// few KiB, which plain connections should not carry).
+    tls: Option<Box<TlsConn>>,
     peer: SocketAddr,
-    /// Bytes read but not yet taken by the codec (it was back-pressured).
+    /// Bytes read but not yet taken by the codec (it was back-pressured); ciphertext on an
+    /// HTTPS connection.
     stash: Vec<u8>,
     recv_paused: bool,
     /// Requests handed to the caller and not yet answered.
@@ -72,6 +93,33 @@ struct Conn {
     blocked: bool,
 }
 
+impl Conn {
+    /// Feeds bytes from the transport and returns how many were taken.
+    fn receive(&mut self, bytes: &[u8], now: Instant, stats: &mut ServerStats) -> usize {
+        match &mut self.tls {
+            None => self.codec.receive(bytes, now),
+            Some(tls) => tls.receive(&mut self.codec, bytes, now, stats),
+        }
+    }
+
+    /// Moves the bytes to send into `out` (encrypted on an HTTPS connection).
+    fn take_output(&mut self, out: &mut Vec<u8>) {
+        match &mut self.tls {
+            None => self.codec.take_output(out),
+            Some(tls) => tls.take_output(&mut self.codec, out),
+        }
+    }
+
+    /// The next codec deadline, or the TLS handshake's if sooner.
+    fn poll_at(&self) -> Option<Instant> {
+        let handshake = self.tls.as_ref().and_then(|tls| tls.deadline());
+        match (self.codec.poll_at(), handshake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 pub struct HttpServer<T: Transport> {
     transport: T,
     limits: http1::Limits,
@@ -84,6 +132,8 @@ pub struct HttpServer<T: Transport> {
     listener_closed: bool,
     stats: ServerStats,
     touched: Vec<ConnId>,
+    /// TLS on one port, if any; applies to connections accepted from now on.
+    tls: Option<ServerTls>,
     stream_events: Vec<StreamEvent>,
 }
 
@@ -104,8 +154,21 @@ impl<T: Transport> HttpServer<T> {
             listener_closed: false,
             stats: ServerStats::default(),
             touched: Vec::new(),
+            tls: None,
             stream_events: Vec::new(),
         }
+    }
+
+    /// Terminates TLS on `tls.port` from now on (or, with `None`, on no port): connections
+    /// accepted later use these settings; open ones keep theirs. A certificate reload is a call
+    /// with the new configuration.
+    pub fn set_tls(&mut self, tls: Option<ServerTls>) {
+        self.tls = tls;
+    }
+
+    /// The TLS settings new connections get.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     pub fn transport(&self) -> &T {
@@ -148,6 +211,7 @@ impl<T: Transport> HttpServer<T> {
     ) {
         let mut sink = EventSink::new(
             self.limits,
+            self.tls.as_ref(),
             now,
             &mut self.conns,
             &mut self.touched,
@@ -251,7 +315,8 @@ impl<T: Transport> HttpServer<T> {
     /// it is zero the server sends [`StreamEvent::Writable`] once there is room again.
     pub fn stream_room(&mut self, conn: ConnId) -> usize {
         let Some(c) = self.conns.get_mut(&conn) else { return 0 };
-        let used = c.codec.backlog_bytes() + self.transport.queued_bytes(conn);
+        let tls = c.tls.as_ref().map_or(0, |tls| tls.held_bytes());
+        let used = c.codec.backlog_bytes() + tls + self.transport.queued_bytes(conn);
         let room = STREAM_ROOM_BYTES.saturating_sub(used);
         if room == 0 {
             c.blocked = true;
@@ -336,6 +401,7 @@ impl<T: Transport> HttpServer<T> {
         if self.transport.poll_at().is_some_and(|at| at <= now) {
             let mut sink = EventSink::new(
                 self.limits,
+                self.tls.as_ref(),
                 now,
                 &mut self.conns,
                 &mut self.touched,
@@ -385,6 +451,16 @@ impl<T: Transport> HttpServer<T> {
         self.deadlines.len()
     }
 
+    /// Bytes the server holds for `conn` (`None` once it is gone): input the codec has not
+    /// taken, decrypted or plain bytes waiting in the TLS layer, the codec's response backlog
+    /// and the transport's send queue. rustls's own buffers are bounded by rustls (16 KiB of
+    /// decrypted input, [`crate::TlsLimits::pending_bytes_max`] of output) and not counted.
+    pub fn held_bytes(&self, conn: ConnId) -> Option<usize> {
+        let c = self.conns.get(&conn)?;
+        let tls = c.tls.as_ref().map_or(0, |tls| tls.held_bytes());
+        Some(c.stash.len() + tls + c.codec.backlog_bytes() + self.transport.queued_bytes(conn))
+    }
+
     /// Requests handed out and not yet answered, over all connections.
     pub fn in_flight(&self) -> usize {
         self.conns.values().map(|c| c.in_flight).sum()
@@ -397,20 +473,47 @@ impl<T: Transport> HttpServer<T> {
         if c.closing {
             return;
         }
+        if c.tls.as_ref().is_some_and(|tls| tls.handshake_expired(now)) {
+            // A client that does not finish its handshake in time gets nothing more: not even
+            // the graceful close's wait for its end of stream.
+            self.stats.tls_handshake_timeouts += 1;
+            c.closing = true;
+            self.transport.abort(ring, conn);
+            return;
+        }
         // A deadline that is due: let the codec apply it (an idle connection's deadline is in
         // the past right after its last response, until the codec stamps the idle start).
         if c.codec.poll_at().is_some_and(|at| at <= now) {
             c.codec.poll(now);
         }
+        // Decrypted input the codec could not take yet: offer it again.
+        if let Some(tls) = &mut c.tls {
+            tls.deliver(&mut c.codec, now);
+        }
         // Input the codec could not take yet: offer it again when it wants more.
         if !c.stash.is_empty() && c.codec.wants_read() {
-            let taken = c.codec.receive(&c.stash, now);
+            let stash = std::mem::take(&mut c.stash);
+            let taken = c.receive(&stash, now, &mut self.stats);
+            c.stash = stash;
             c.stash.drain(..taken);
         }
         if c.stash.len() > STASH_BYTES_MAX {
             // More than the pause should ever let through: the peer is not playing fair.
             c.closing = true;
             self.transport.abort(ring, conn);
+            return;
+        }
+        if c.tls.as_ref().is_some_and(|tls| tls.failed()) {
+            // The session failed (counted where it did): its alert goes out, then the
+            // connection closes. Nothing else on it is read or answered.
+            let mut alert = Vec::new();
+            c.take_output(&mut alert);
+            if !alert.is_empty() {
+                self.stats.bytes_out += alert.len() as u64;
+                let _ = self.transport.send(ring, conn, &alert);
+            }
+            c.closing = true;
+            self.transport.close(ring, conn);
             return;
         }
         let should_pause = !c.stash.is_empty();
@@ -425,7 +528,7 @@ impl<T: Transport> HttpServer<T> {
         while let Some(request) = c.codec.poll_request() {
             c.in_flight += 1;
             self.stats.requests += 1;
-            requests.push(IncomingRequest { conn, peer: c.peer, request });
+            requests.push(IncomingRequest { conn, peer: c.peer, request, tls: c.tls.is_some() });
         }
         if c.codec.error().is_some() && c.codec.state() != ConnState::Open {
             // Counted once: the codec stops reading after its error response.
@@ -438,7 +541,7 @@ impl<T: Transport> HttpServer<T> {
         // in the codec (whose backlog bound stops reading new requests).
         if self.transport.queued_bytes(conn) == 0 {
             let mut out = Vec::new();
-            c.codec.take_output(&mut out);
+            c.take_output(&mut out);
             if !out.is_empty() {
                 self.stats.bytes_out += out.len() as u64;
                 match self.transport.send_owned(ring, conn, out) {
@@ -456,7 +559,8 @@ impl<T: Transport> HttpServer<T> {
         }
 
         if c.blocked && !c.streaming.is_empty() {
-            let used = c.codec.backlog_bytes() + self.transport.queued_bytes(conn);
+            let tls = c.tls.as_ref().map_or(0, |tls| tls.held_bytes());
+            let used = c.codec.backlog_bytes() + tls + self.transport.queued_bytes(conn);
             if used < STREAM_ROOM_BYTES {
                 c.blocked = false;
                 for request in &c.streaming {
@@ -469,21 +573,33 @@ impl<T: Transport> HttpServer<T> {
         let drained_idle = self.draining && c.in_flight == 0;
         if (codec_done || drained_idle) && self.transport.queued_bytes(conn) == 0 {
             let mut rest = Vec::new();
-            c.codec.take_output(&mut rest);
-            if rest.is_empty() {
+            c.take_output(&mut rest);
+            let flushed = rest.is_empty() && !c.tls.as_ref().is_some_and(|tls| tls.has_output());
+            if flushed {
                 c.closing = true;
                 if c.codec.error().is_some() {
                     self.stats.protocol_errors += 1;
+                }
+                // TLS ends with close_notify, so the client knows nothing was cut off.
+                if let Some(tls) = &mut c.tls {
+                    let mut close_notify = Vec::new();
+                    tls.close(&mut close_notify);
+                    if !close_notify.is_empty() {
+                        self.stats.bytes_out += close_notify.len() as u64;
+                        let _ = self.transport.send_owned(ring, conn, close_notify);
+                    }
                 }
                 // Graceful: flushes what was sent, shuts our side down, then closes.
                 self.transport.close(ring, conn);
                 return;
             }
-            self.stats.bytes_out += rest.len() as u64;
-            let _ = self.transport.send_owned(ring, conn, rest);
+            if !rest.is_empty() {
+                self.stats.bytes_out += rest.len() as u64;
+                let _ = self.transport.send_owned(ring, conn, rest);
+            }
         }
 
-        let next = c.codec.poll_at();
+        let next = c.poll_at();
         if next != c.scheduled {
             if let Some(old) = c.scheduled.take() {
                 self.deadlines.remove(&(old, conn.slot, conn.generation));
@@ -506,6 +622,7 @@ struct SinkOutcome {
 /// callback cannot call back into the server); `HttpServer::after_events` does the rest.
 struct EventSink<'a> {
     limits: http1::Limits,
+    tls: Option<&'a ServerTls>,
     now: Instant,
     conns: &'a mut HashMap<ConnId, Conn>,
     touched: &'a mut Vec<ConnId>,
@@ -520,6 +637,7 @@ struct EventSink<'a> {
 impl<'a> EventSink<'a> {
     fn new(
         limits: http1::Limits,
+        tls: Option<&'a ServerTls>,
         now: Instant,
         conns: &'a mut HashMap<ConnId, Conn>,
         touched: &'a mut Vec<ConnId>,
@@ -529,6 +647,7 @@ impl<'a> EventSink<'a> {
     ) -> EventSink<'a> {
         EventSink {
             limits,
+            tls,
             now,
             conns,
             touched,
@@ -560,12 +679,29 @@ impl<'a> EventSink<'a> {
     fn handle(&mut self, event: ConnEvent<'_>) {
         let now = self.now;
         match event {
-            ConnEvent::Accepted { conn, peer } => {
+            ConnEvent::Accepted { conn, peer, local_port } => {
                 self.stats.conns_accepted += 1;
+                let mut codec = ServerConn::new(self.limits, now);
+                let tls = match self.tls.filter(|tls| tls.port == local_port) {
+                    None => None,
+                    Some(settings) => match TlsConn::new(settings, now) {
+                        Ok(tls) => Some(Box::new(tls)),
+                        Err(error) => {
+                            // Only a configuration rustls cannot use at all gets here. The
+                            // connection is closed unread, as a codec that saw the end of
+                            // its input closes it.
+                            tracing::error!(%error, "tls: cannot start a session");
+                            self.stats.tls_errors += 1;
+                            codec.peer_closed(now);
+                            None
+                        }
+                    },
+                };
                 self.conns.insert(
                     conn,
                     Conn {
-                        codec: ServerConn::new(self.limits, now),
+                        codec,
+                        tls,
                         peer,
                         stash: Vec::new(),
                         recv_paused: false,
@@ -588,7 +724,7 @@ impl<'a> EventSink<'a> {
                     return;
                 }
                 if c.stash.is_empty() {
-                    let taken = c.codec.receive(bytes, now);
+                    let taken = c.receive(bytes, now, self.stats);
                     c.stash.extend_from_slice(&bytes[taken..]);
                 } else {
                     c.stash.extend_from_slice(bytes);
@@ -597,7 +733,10 @@ impl<'a> EventSink<'a> {
             }
             ConnEvent::PeerClosed { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.codec.peer_closed(now);
+                    match &mut c.tls {
+                        None => c.codec.peer_closed(now),
+                        Some(tls) => tls.peer_closed(&mut c.codec, now),
+                    }
                     self.touched.push(conn);
                     // A client that closes while its response streams has gone: it does not
                     // half-close and wait (no HTTP/1.1 client does), so stop the body's source.

@@ -35,6 +35,10 @@ use rustls::{ClientConnection, Connection, RootCertStore, ServerConnection};
 // The configurations callers hold (built here, passed back to the sessions).
 pub use rustls::{ClientConfig, ServerConfig};
 
+/// rustls's server configuration as [`server_config`] builds it: what a reload hands to the
+/// cores (named here so that they need not depend on rustls).
+pub type TlsServerConfig = ServerConfig;
+
 /// Debian's (and most distributions') bundle of the system's trusted CAs.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -64,6 +68,22 @@ pub enum TlsConfigError {
     NoRoots,
     /// no certificate and key were given
     NoCertificates,
+}
+
+impl TlsConfigError {
+    /// The file (or other source) the error is about, as named in the [`CertKeyPem`] or the
+    /// path read; `None` for errors about the whole configuration.
+    pub fn source_name(&self) -> Option<String> {
+        match self {
+            TlsConfigError::Read { path, .. } => Some(path.display().to_string()),
+            TlsConfigError::Pem { source_name, .. }
+            | TlsConfigError::NoCertificate { source_name }
+            | TlsConfigError::NoPrivateKey { source_name }
+            | TlsConfigError::NoNames { source_name }
+            | TlsConfigError::Rustls { source_name, .. } => Some(source_name.clone()),
+            TlsConfigError::NoRoots | TlsConfigError::NoCertificates => None,
+        }
+    }
 }
 
 /// Why a session failed. The session is over: take its ciphertext (an alert may be queued for
@@ -122,10 +142,13 @@ pub struct CertKeyFiles {
     pub key: PathBuf,
 }
 
-/// A certificate chain and key as PEM bytes, with a name for messages (the file path, say).
+/// A certificate chain and key as PEM bytes, with names for messages (the file paths, say).
 #[derive(Debug, Clone, Copy)]
 pub struct CertKeyPem<'a> {
+    /// Names the certificate chain (and the pair, in errors about both).
     pub source_name: &'a str,
+    /// Names the key.
+    pub key_source_name: &'a str,
     pub cert_chain: &'a [u8],
     pub key: &'a [u8],
 }
@@ -181,10 +204,18 @@ pub fn client_config(sources: &[(&str, &[u8])]) -> Result<Arc<ClientConfig>, Tls
 pub fn load_server_config(files: &[CertKeyFiles]) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let mut loaded = Vec::new();
     for pair in files {
-        loaded.push((pair.cert_chain.display().to_string(), read_pem(&pair.cert_chain)?, read_pem(&pair.key)?));
+        let names = (pair.cert_chain.display().to_string(), pair.key.display().to_string());
+        loaded.push((names, read_pem(&pair.cert_chain)?, read_pem(&pair.key)?));
     }
-    let pems: Vec<CertKeyPem<'_>> =
-        loaded.iter().map(|(name, cert_chain, key)| CertKeyPem { source_name: name, cert_chain, key }).collect();
+    let pems: Vec<CertKeyPem<'_>> = loaded
+        .iter()
+        .map(|((source_name, key_source_name), cert_chain, key)| CertKeyPem {
+            source_name,
+            key_source_name,
+            cert_chain,
+            key,
+        })
+        .collect();
     server_config(&pems)
 }
 
@@ -222,9 +253,10 @@ fn certified_key(pair: &CertKeyPem<'_>, provider: &CryptoProvider) -> Result<Cer
     if chain.is_empty() {
         return Err(TlsConfigError::NoCertificate { source_name: source_name() });
     }
+    let key_source_name = || pair.key_source_name.to_string();
     let key = PrivateKeyDer::from_pem_slice(pair.key).map_err(|error| match error {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsConfigError::NoPrivateKey { source_name: source_name() },
-        error => TlsConfigError::Pem { source_name: source_name(), error },
+        rustls::pki_types::pem::Error::NoItemsFound => TlsConfigError::NoPrivateKey { source_name: key_source_name() },
+        error => TlsConfigError::Pem { source_name: key_source_name(), error },
     })?;
     // Checks that the key is usable and matches the leaf certificate.
     CertifiedKey::from_der(chain, key, provider)

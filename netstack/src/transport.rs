@@ -28,8 +28,9 @@ pub struct ConnId {
 /// callback only.
 #[derive(Debug)]
 pub enum ConnEvent<'a> {
-    /// A peer connected to our listener.
-    Accepted { conn: ConnId, peer: SocketAddr },
+    /// A peer connected to one of our listeners: the one on `local_port` (a transport may
+    /// listen on several ports, e.g. HTTP and HTTPS).
+    Accepted { conn: ConnId, peer: SocketAddr, local_port: u16 },
     /// An outbound [`Transport::connect`] succeeded.
     Connected { conn: ConnId },
     /// An outbound connect failed; `Closed` follows.
@@ -46,8 +47,8 @@ pub enum ConnEvent<'a> {
     Failed { conn: ConnId, error: Errno },
     /// The connection is fully torn down: its socket closed, no operation left on it.
     Closed { conn: ConnId },
-    /// The listener is closed after [`Transport::stop_accepting`]; no connection will be
-    /// accepted again.
+    /// The listeners are closed after [`Transport::stop_accepting`] (reported once, when the
+    /// last one is); no connection will be accepted again.
     ListenerClosed,
 }
 
@@ -138,7 +139,7 @@ pub trait Transport {
     /// `Connected` are queued.
     fn connect(&mut self, ring: &mut Ring, addr: SocketAddr) -> Result<ConnId, ConnectError>;
 
-    /// Drain: accept no new connection, close the listener (`ListenerClosed` follows); open
+    /// Drain: accept no new connection, close the listeners (`ListenerClosed` follows); open
     /// connections go on until they close.
     fn stop_accepting(&mut self, ring: &mut Ring);
 

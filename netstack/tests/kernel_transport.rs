@@ -485,3 +485,52 @@ fn the_send_queue_is_bounded() {
     h.expect(|e| *e == Event::Closed(conn));
     assert_eq!(h.net.queued_bytes(conn), 0);
 }
+
+#[test]
+fn two_listeners_report_their_ports_and_close_together() {
+    let mut ring = Ring::new(RingConfig { entries: 256, recv_buffers: 64, recv_buffer_bytes: 4096 }).unwrap();
+    let first = reuseport_listener("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+    let second = reuseport_listener("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+    let (first_addr, second_addr) = (local_addr(first.as_fd()).unwrap(), local_addr(second.as_fd()).unwrap());
+    let mut net = KernelNet::new(NetLimits::default());
+    net.listen(&mut ring, first);
+    net.listen(&mut ring, second);
+    let mut accepted_ports = Vec::new();
+    let mut listener_closed = 0;
+    let turn = |ring: &mut Ring, net: &mut KernelNet, ports: &mut Vec<u16>, closed: &mut usize| {
+        let mut completions = Vec::new();
+        ring.wait(Some(Duration::from_millis(20)), &mut completions).unwrap();
+        for completion in completions {
+            net.on_completion(ring, completion, Instant::now(), &mut |event: ConnEvent<'_>| match event {
+                ConnEvent::Accepted { local_port, .. } => ports.push(local_port),
+                ConnEvent::ListenerClosed => *closed += 1,
+                _ => {}
+            });
+        }
+    };
+    let _a = connect(second_addr);
+    let _b = connect(first_addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted_ports.len() < 2 {
+        assert!(Instant::now() < deadline, "both connections were not accepted within 10 s");
+        turn(&mut ring, &mut net, &mut accepted_ports, &mut listener_closed);
+    }
+    accepted_ports.sort_unstable();
+    let mut expected = vec![first_addr.port(), second_addr.port()];
+    expected.sort_unstable();
+    assert_eq!(accepted_ports, expected, "each connection is reported with the port that accepted it");
+
+    net.stop_accepting(&mut ring);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while net.is_listening() || listener_closed == 0 {
+        assert!(Instant::now() < deadline, "the listeners did not close within 10 s");
+        turn(&mut ring, &mut net, &mut accepted_ports, &mut listener_closed);
+    }
+    for _ in 0..5 {
+        turn(&mut ring, &mut net, &mut accepted_ports, &mut listener_closed);
+    }
+    assert_eq!(listener_closed, 1, "ListenerClosed is reported once, for every listener");
+    for addr in [first_addr, second_addr] {
+        assert_eq!(TcpStream::connect(addr).unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    }
+}

@@ -159,11 +159,15 @@ impl Client {
     }
 
     fn connect(&mut self, local_port: u16, bytes: usize) -> SocketHandle {
+        self.connect_to(PORT, local_port, bytes)
+    }
+
+    fn connect_to(&mut self, port: u16, local_port: u16, bytes: usize) -> SocketHandle {
         let handle = self.socket(bytes);
         let cx = self.iface.context();
         self.sockets
             .get_mut::<tcp::Socket>(handle)
-            .connect(cx, (IpAddress::Ipv4(SERVER_IP), PORT), local_port)
+            .connect(cx, (IpAddress::Ipv4(SERVER_IP), port), local_port)
             .unwrap();
         handle
     }
@@ -1105,4 +1109,111 @@ fn the_http_server_serves_over_smolnet() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert_eq!(http.stats().requests, 1);
+}
+
+/// A certificate for `name` from a CA made for the test, and a client that trusts that CA.
+fn test_certificate(name: &str) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    let pair = netstack::tls::CertKeyPem {
+        source_name: "test",
+        key_source_name: "test key",
+        cert_chain: cert_pem.as_bytes(),
+        key: key_pem.as_bytes(),
+    };
+    let server = netstack::tls::server_config(&[pair]).unwrap();
+    let client = netstack::tls::client_config(&[("test CA", ca.pem().as_bytes())]).unwrap();
+    (server, client)
+}
+
+#[test]
+fn the_http_server_serves_https_beside_http_over_smolnet() {
+    const TLS_PORT: u16 = 8443;
+    let (server_tls, client_tls) = test_certificate("smol.test");
+    let mut ring = Ring::new(RingConfig { entries: 256, recv_buffers: 0, recv_buffer_bytes: 0 }).unwrap();
+    let (server_end, client_end) = socketpair();
+    let epoch = Instant::now();
+    let mut smol = config();
+    smol.extra_listen_ports = vec![TLS_PORT];
+    let mut net = SmolNet::new(server_end, LinkKind::Tap, smol, Forwarder::single()).unwrap();
+    net.start(&mut ring, epoch);
+    let mut http = HttpServer::new(net, Limits::default());
+    http.set_tls(Some(netstack::server::ServerTls::new(TLS_PORT, server_tls)));
+    let mut client = Client::new(client_end, Vnet::Off, epoch);
+    let plain = client.connect(40020, 16 * 1024);
+    let secure = client.connect_to(TLS_PORT, 40021, 16 * 1024);
+    let name = rustls::pki_types::ServerName::try_from("smol.test").unwrap();
+    let mut tls = rustls::ClientConnection::new(client_tls, name).unwrap();
+    // Two requests on the TLS connection (keep-alive), one on the plain one.
+    std::io::Write::write_all(&mut tls.writer(), b"GET /s1 HTTP/1.1\r\nhost: smol.test\r\n\r\n").unwrap();
+    std::io::Write::write_all(&mut tls.writer(), b"GET /s2 HTTP/1.1\r\nhost: smol.test\r\n\r\n").unwrap();
+    let plain_request = b"GET /p HTTP/1.1\r\nhost: smol.test\r\n\r\n".to_vec();
+    let (mut plain_sent, mut plain_got) = (0, Vec::new());
+    let (mut records_out, mut secure_got) = (Vec::<u8>::new(), Vec::new());
+    let mut requests: Vec<IncomingRequest> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = |secure_got: &[u8], plain_got: &[u8]| {
+        String::from_utf8_lossy(secure_got).matches("HTTP/1.1 200").count() == 2 && plain_got.ends_with(b"/p plain")
+    };
+    while !done(&secure_got, &plain_got) {
+        assert!(
+            Instant::now() < deadline,
+            "no responses; tls {:?}, plain {:?}",
+            String::from_utf8_lossy(&secure_got),
+            String::from_utf8_lossy(&plain_got)
+        );
+        let mut completions = Vec::new();
+        ring.wait(Some(Duration::from_millis(1)), &mut completions).unwrap();
+        let now = Instant::now();
+        for completion in completions {
+            http.on_completion(&mut ring, completion, now, &mut requests);
+        }
+        http.poll(&mut ring, now, &mut requests);
+        for incoming in requests.drain(..) {
+            let kind = if incoming.tls { "tls" } else { "plain" };
+            let body = format!("{} {kind}", incoming.request.target());
+            let response = Response::new(200).with_body(body.into_bytes());
+            http.respond(&mut ring, incoming.conn, incoming.request.id(), response, now, &mut Vec::new());
+        }
+        client_transfer(client.tcp(plain), &plain_request, &mut plain_sent, &mut plain_got);
+        // The TLS client over the smoltcp socket: records out, records in, plaintext out.
+        let socket = client.tcp(secure);
+        while tls.wants_write() {
+            tls.write_tls(&mut records_out).unwrap();
+        }
+        if !records_out.is_empty() && socket.can_send() {
+            let sent = socket.send_slice(&records_out).unwrap();
+            records_out.drain(..sent);
+        }
+        while socket.can_recv() {
+            socket
+                .recv(|bytes| {
+                    let mut reader: &[u8] = bytes;
+                    let read = tls.read_tls(&mut reader).unwrap();
+                    (read, ())
+                })
+                .unwrap();
+            tls.process_new_packets().unwrap();
+        }
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut tls.reader(), &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            secure_got.extend_from_slice(&chunk[..n]);
+        }
+        client.pump();
+    }
+    let text = String::from_utf8_lossy(&secure_got);
+    assert!(text.contains("/s1 tls") && text.ends_with("/s2 tls"), "{text}");
+    assert_eq!(tls.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let stats = http.stats();
+    assert_eq!((stats.requests, stats.tls_handshakes, stats.tls_errors), (3, 1, 0));
 }

@@ -91,7 +91,7 @@ fn serve(mut ring: Ring, config: AdminConfig, control: Arc<Control>) -> Result<(
             }
         }
         http.poll(&mut ring, now, &mut requests);
-        while let Some(IncomingRequest { conn, peer, request }) = requests.pop() {
+        while let Some(IncomingRequest { conn, peer, request, .. }) = requests.pop() {
             let answer = admin.handle(
                 &*control,
                 &AdminRequest {

@@ -11,7 +11,7 @@ use kernel_shim::EventFd;
 use kernel_shim::ring::RingConfig;
 use kernel_shim::seccomp::{Role, Sandbox};
 use netstack::http1;
-use netstack::{Forwarder, LinkKind, NetLimits, SmolConfig, Steering};
+use netstack::{Forwarder, LinkKind, NetLimits, ServerTls, SmolConfig, Steering, TlsServerConfig};
 
 use crate::cache::IsolateBudget;
 use crate::scheduler::{Command, Core, CoreConfig, CoreError, CoreNet};
@@ -21,8 +21,9 @@ use crate::watchdog::Watchdog;
 
 /// The network the cores serve on, as the main thread opened it.
 pub enum ServerNet {
-    /// One listener per core, all bound to the same address with SO_REUSEPORT.
-    Kernel { listeners: Vec<OwnedFd> },
+    /// One listener per core, all bound to the same address with SO_REUSEPORT; and as many
+    /// HTTPS listeners (on the port of `ServerConfig::tls`), or none.
+    Kernel { listeners: Vec<OwnedFd>, tls_listeners: Vec<OwnedFd> },
     /// One TAP queue or AF_PACKET socket per core, with the stack's settings (the steering is
     /// filled in per core).
     Smol { fds: Vec<OwnedFd>, kind: LinkKind, config: Box<SmolConfig> },
@@ -31,7 +32,9 @@ pub enum ServerNet {
 impl std::fmt::Debug for ServerNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ServerNet::Kernel { listeners } => write!(f, "ServerNet::Kernel({} listeners)", listeners.len()),
+            ServerNet::Kernel { listeners, tls_listeners } => {
+                write!(f, "ServerNet::Kernel({} + {} listeners)", listeners.len(), tls_listeners.len())
+            }
             ServerNet::Smol { fds, kind, .. } => write!(f, "ServerNet::Smol({kind:?}, {} fds)", fds.len()),
         }
     }
@@ -57,6 +60,9 @@ pub struct ServerConfig {
     pub sandbox: Option<Arc<Sandbox>>,
     /// The per-client and total connection caps every core applies when it accepts.
     pub admission: Option<Arc<netstack::ConnAdmission>>,
+    /// TLS termination on the HTTPS port: its listeners are in `net` (kernel sockets) or its
+    /// port in the stack's `extra_listen_ports` (userspace stack).
+    pub tls: Option<ServerTls>,
     /// Subrequests (each core gets a copy).
     pub outbound: crate::outbound::OutboundConfig,
 }
@@ -95,6 +101,8 @@ pub struct Control {
     cores: Vec<CoreHandle>,
     deployment: Mutex<Arc<Deployment>>,
     watchdog: Watchdog,
+    /// Whether the cores serve HTTPS (set at start: the listeners cannot be added later).
+    serves_tls: bool,
 }
 
 /// Why a deployment did not happen.
@@ -104,6 +112,10 @@ pub enum ControlError {
     Deploy(#[from] DeployError),
     #[error("core {0} did not acknowledge the deployment within {CORE_REPLY_TIMEOUT:?}")]
     NoAck(usize),
+    #[error("HTTPS is not served: isobar started without [server.tls]; restart it to open the HTTPS listener")]
+    NoTls,
+    #[error("core {0} did not acknowledge the new certificates within {CORE_REPLY_TIMEOUT:?}")]
+    NoTlsAck(usize),
 }
 
 impl Control {
@@ -137,6 +149,35 @@ impl Control {
             }
         }
         Ok(())
+    }
+
+    /// Serves HTTPS with `config` (new certificates, from a reload) and `handshake_timeout` from
+    /// now on; returns once every core has it, so a connection made after this returns gets
+    /// the new certificates. Connections open keep theirs.
+    pub fn set_tls(&self, config: Arc<TlsServerConfig>, handshake_timeout: Duration) -> Result<(), ControlError> {
+        if !self.serves_tls {
+            return Err(ControlError::NoTls);
+        }
+        let (ack_tx, ack_rx) = bounded::<usize>(self.cores.len());
+        for core in &self.cores {
+            let command = Command::Tls { config: config.clone(), handshake_timeout, ack: ack_tx.clone() };
+            let _ = core.mailbox.send_timeout(command, CORE_REPLY_TIMEOUT);
+            let _ = core.wake.notify();
+        }
+        let deadline = Instant::now() + CORE_REPLY_TIMEOUT;
+        let mut acked = vec![false; self.cores.len()];
+        for _ in 0..self.cores.len() {
+            match ack_rx.recv_deadline(deadline) {
+                Ok(index) => acked[index] = true,
+                Err(_) => return Err(ControlError::NoTlsAck(acked.iter().position(|a| !a).unwrap_or(0))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the cores serve HTTPS.
+    pub fn serves_tls(&self) -> bool {
+        self.serves_tls
     }
 
     /// Adds or replaces one tenant (serialised with other changes by the deployment lock).
@@ -229,12 +270,25 @@ impl Server {
             handles.push(CoreHandle { mailbox: tx, wake: wake.clone() });
             mailboxes.push((rx, wake));
         }
-        let control = Arc::new(Control { cores: handles, deployment: Mutex::new(deployment.clone()), watchdog });
+        let control = Arc::new(Control {
+            cores: handles,
+            deployment: Mutex::new(deployment.clone()),
+            watchdog,
+            serves_tls: config.tls.is_some(),
+        });
         let mut threads = Vec::new();
         let nets: Vec<CoreNet> = match config.net {
-            ServerNet::Kernel { listeners } => {
+            ServerNet::Kernel { listeners, tls_listeners } => {
                 assert_eq!(listeners.len(), cores, "one listener per core");
-                listeners.into_iter().map(|listener| CoreNet::Kernel { listener }).collect()
+                assert!(
+                    tls_listeners.is_empty() || tls_listeners.len() == cores,
+                    "one HTTPS listener per core, or none"
+                );
+                let mut tls_listeners = tls_listeners.into_iter();
+                listeners
+                    .into_iter()
+                    .map(|listener| CoreNet::Kernel { listener, tls_listener: tls_listeners.next() })
+                    .collect()
             }
             ServerNet::Smol { fds, kind, config: smol } => {
                 assert_eq!(fds.len(), cores, "one link fd per core");
@@ -268,6 +322,7 @@ impl Server {
                 net_limits: config.net_limits,
                 ring: config.ring,
                 admission: config.admission.clone(),
+                tls: config.tls.clone(),
                 outbound: config.outbound.clone(),
             };
             let events_tx = events_tx.clone();

@@ -6,3 +6,4 @@ mod netstack;
 mod qemu;
 mod skeleton;
 mod tenants;
+mod tls;

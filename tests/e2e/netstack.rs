@@ -13,7 +13,7 @@ use isobar_e2e::{Client, Isobar, run_expecting_failure};
 use kernel_shim::link;
 
 /// Runs `test` on a new thread inside a fresh network namespace with `lo` up.
-fn in_namespace(test: impl FnOnce() + Send + 'static) {
+pub(crate) fn in_namespace(test: impl FnOnce() + Send + 'static) {
     std::thread::spawn(move || {
         link::unshare_network_namespace().expect("a fresh network namespace (run the tests as root)");
         test();
@@ -24,7 +24,7 @@ fn in_namespace(test: impl FnOnce() + Send + 'static) {
 
 /// A persistent multi-queue TAP with virtio-net headers (the flags isobar opens it with), its
 /// kernel side at 10.0.0.1/24 and up.
-fn kernel_side_tap(name: &str) {
+pub(crate) fn kernel_side_tap(name: &str) {
     let fds = link::open_tap(name, 1, true).expect("create the TAP");
     link::set_persistent(std::os::fd::AsFd::as_fd(&fds[0]), true).expect("persistent TAP");
     drop(fds);

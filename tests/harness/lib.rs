@@ -53,6 +53,9 @@ pub struct Isobar {
     /// The admin listener, when the process printed `isobar admin on http://ADDR` before it was
     /// ready (the harness waits for that line whenever the command line has `--admin`).
     pub admin: Option<SocketAddr>,
+    /// The HTTPS listener, when the process printed `isobar listening on https://ADDR` (it does
+    /// so before its HTTP line).
+    pub tls: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<Vec<String>>>,
 }
@@ -103,18 +106,21 @@ impl Isobar {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut addr = None;
         let mut admin = None;
+        let mut tls = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         addr = Some(parse_addr(rest, &line)?);
+                    } else if let Some(rest) = line.split("listening on https://").nth(1) {
+                        tls = Some(parse_addr(rest, &line)?);
                     } else if let Some(rest) = line.split("admin on http://").nth(1) {
                         admin = Some(parse_addr(rest, &line)?);
                     }
                     if let Some(addr) = addr
                         && (admin.is_some() || !wants_admin)
                     {
-                        return Ok(Isobar { child, addr, admin, stderr, stdout });
+                        return Ok(Isobar { child, addr, admin, tls, stderr, stdout });
                     }
                 }
                 Err(_) => {

@@ -119,6 +119,8 @@ const READ_RETRY: Duration = Duration::from_millis(100);
 const ADDRESSES_MAX: usize = 2;
 /// The most reads in flight on a TAP queue.
 const READS_IN_FLIGHT_MAX: usize = 1024;
+/// The most ports beside `listen_port` (each takes a listener per socket set that sees SYNs).
+pub const EXTRA_LISTEN_PORTS_MAX: usize = 7;
 
 /// One core's link and TCP settings. [`SmolConfig::new`] fills in the numbers of the module
 /// documentation.
@@ -136,6 +138,9 @@ pub struct SmolConfig {
     pub vnet_hdr: bool,
     /// The port to accept connections on; 0 for none (outbound only).
     pub listen_port: u16,
+    /// More ports to accept connections on (HTTPS beside HTTP); each accepted connection is
+    /// reported with its port. At most [`EXTRA_LISTEN_PORTS_MAX`], none 0.
+    pub extra_listen_ports: Vec<u16>,
     /// Closed sockets kept for reuse, and listeners kept after a reset handshake (a SYN gets a
     /// listener made for it; see the module documentation).
     pub backlog: usize,
@@ -169,6 +174,7 @@ impl SmolConfig {
             mtu: 1500,
             vnet_hdr: false,
             listen_port,
+            extra_listen_ports: Vec::new(),
             backlog: 32,
             conns_max: 2048,
             rx_buffer_bytes: 128 * 1024,
@@ -233,13 +239,28 @@ impl SmolConfig {
             return Err(SmolConfigError::Timeouts { idle: self.idle_timeout, close: self.close_timeout });
         }
         self.steering.check()?;
+        if self.extra_listen_ports.len() > EXTRA_LISTEN_PORTS_MAX || self.extra_listen_ports.contains(&0) {
+            return Err(SmolConfigError::ExtraListenPorts { count: self.extra_listen_ports.len() });
+        }
         let s = self.steering;
-        if self.listen_port != 0 && s.port_owner(self.listen_port).is_some() {
-            let first = s.port_base;
-            let last = u32::from(s.port_base) + s.cores as u32 * u32::from(s.ports_per_core) - 1;
-            return Err(SmolConfigError::ListenPortInRange { port: self.listen_port, first, last });
+        for port in self.listen_ports() {
+            if s.port_owner(port).is_some() {
+                let first = s.port_base;
+                let last = u32::from(s.port_base) + s.cores as u32 * u32::from(s.ports_per_core) - 1;
+                return Err(SmolConfigError::ListenPortInRange { port, first, last });
+            }
         }
         Ok(())
+    }
+
+    /// Every port connections are accepted on.
+    pub fn listen_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        (self.listen_port != 0).then_some(self.listen_port).into_iter().chain(self.extra_listen_ports.iter().copied())
+    }
+
+    /// Whether connections to `port` are accepted.
+    pub fn listens_on(&self, port: u16) -> bool {
+        port != 0 && (port == self.listen_port || self.extra_listen_ports.contains(&port))
     }
 }
 
@@ -272,6 +293,8 @@ pub enum SmolConfigError {
     Timeouts { idle: Duration, close: Duration },
     /// {0}
     Steering(#[from] SteeringError),
+    /// extra_listen_ports holds {count} ports: at most 7, none of them 0
+    ExtraListenPorts { count: usize },
     /// listen port {port} lies in the outbound port ranges {first}..={last}: replies to it would be forwarded away; choose a port outside them
     ListenPortInRange { port: u16, first: u16, last: u32 },
     /// the forwarder is core {forwarder_core} of {forwarder_cores} but the steering says core {core} of {cores}; build both from the same numbers
@@ -315,4 +338,34 @@ pub struct SmolStats {
     pub listening: usize,
     pub handshaking: usize,
     pub lingering: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SmolConfig {
+        SmolConfig::new([0x02, 0, 0, 0, 0, 1], vec![IpCidr::new(IpAddress::v4(10, 0, 0, 1), 24)], 8080)
+    }
+
+    #[test]
+    fn extra_listen_ports_are_checked_like_the_listen_port() {
+        let mut config = config();
+        config.extra_listen_ports = vec![8443];
+        assert_eq!(config.check(), Ok(()));
+        assert_eq!(config.listen_ports().collect::<Vec<_>>(), [8080, 8443]);
+        assert!(config.listens_on(8443) && config.listens_on(8080) && !config.listens_on(0) && !config.listens_on(80));
+
+        let in_range = config.steering.port_base;
+        config.extra_listen_ports = vec![in_range];
+        assert!(matches!(config.check(), Err(SmolConfigError::ListenPortInRange { port, .. }) if port == in_range));
+        config.extra_listen_ports = vec![0];
+        assert_eq!(config.check(), Err(SmolConfigError::ExtraListenPorts { count: 1 }));
+        config.extra_listen_ports = (1..=8).collect();
+        assert_eq!(config.check(), Err(SmolConfigError::ExtraListenPorts { count: 8 }));
+
+        let mut outbound_only = SmolConfig { listen_port: 0, ..config };
+        outbound_only.extra_listen_ports = vec![];
+        assert_eq!(outbound_only.listen_ports().count(), 0);
+    }
 }

@@ -554,19 +554,17 @@ impl SmolStack {
             let (bucket, syn) = match steer::tcp_source(front.bytes()) {
                 Some((peer, peer_port, port, flags)) => (
                     bucket_of(peer, peer_port, port, sets),
-                    self.config.listen_port != 0
-                        && port == self.config.listen_port
-                        && flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+                    (self.config.listens_on(port) && flags & (TCP_SYN | TCP_ACK) == TCP_SYN).then_some(port),
                 ),
                 // ARP, ICMP, UDP: the interface answers them itself, whatever the set.
-                None => (0, false),
+                None => (0, None),
             };
-            if syn {
-                self.ensure_listener(bucket);
+            if let Some(port) = syn {
+                self.ensure_listener(bucket, port);
             }
             self.touch(bucket);
             self.iface.poll_ingress_single(t, &mut self.device, &mut self.sets[bucket]);
-            if syn {
+            if syn.is_some() {
                 self.refresh_listeners();
             }
         }
@@ -677,11 +675,13 @@ impl SmolStack {
         }
     }
 
-    /// A listener in `bucket`'s set, for a SYN about to be handed to it. Listeners are made as
-    /// SYNs arrive, in the set of their flow, because smoltcp only offers a segment to the
-    /// sockets of the set it is given.
-    fn ensure_listener(&mut self, bucket: usize) {
-        if self.stopping || self.config.listen_port == 0 || self.listening.iter().any(|l| l.bucket == bucket) {
+    /// A listener on `port` in `bucket`'s set, for a SYN about to be handed to it. Listeners
+    /// are made as SYNs arrive, in the set of their flow, because smoltcp only offers a segment
+    /// to the sockets of the set it is given.
+    fn ensure_listener(&mut self, bucket: usize, port: u16) {
+        let listening_here =
+            |stack: &SmolStack, l: &Sock| l.bucket == bucket && stack.socket(*l).listen_endpoint().port == port;
+        if self.stopping || !self.config.listens_on(port) || self.listening.iter().any(|l| listening_here(self, l)) {
             return;
         }
         let Some(mut socket) = self.take_socket() else {
@@ -691,7 +691,7 @@ impl SmolStack {
             return;
         };
         tune(&mut socket, HANDSHAKE_TIMEOUT, None);
-        if let Err(error) = socket.listen(self.config.listen_port) {
+        if let Err(error) = socket.listen(port) {
             // Cannot happen: a closed socket, a non-zero port.
             tracing::error!(%error, "a spare socket refused to listen");
             return;
@@ -741,6 +741,7 @@ impl SmolStack {
                     tune(socket, idle, keep_alive);
                     let peer =
                         socket.remote_endpoint().map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), SocketAddr::from);
+                    let local_port = socket.local_endpoint().map_or(0, |local| local.port);
                     self.handshaking.swap_remove(index);
                     let admitted = match self.admission.as_ref().map(|a| a.admit(peer.ip())) {
                         None => None,
@@ -757,7 +758,7 @@ impl SmolStack {
                     };
                     let conn = self.insert_conn(sock, Phase::Open, None, admitted);
                     self.stats.conns_accepted += 1;
-                    events(ConnEvent::Accepted { conn, peer });
+                    events(ConnEvent::Accepted { conn, peer, local_port });
                 }
                 // A reset during the handshake put it back to listening.
                 State::Listen if !self.stopping && self.listening.len() < self.config.backlog => {
@@ -1067,7 +1068,7 @@ impl SmolStack {
 
     /// Whether listeners are open.
     pub fn is_listening(&self) -> bool {
-        !self.stopping && self.config.listen_port != 0
+        !self.stopping && self.config.listen_ports().next().is_some()
     }
 
     /// Connections in the table (not TIME-WAIT sockets, which no connection owns).

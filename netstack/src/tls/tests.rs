@@ -47,7 +47,12 @@ impl Pki {
 fn serving(leaves: &[&Leaf]) -> Arc<ServerConfig> {
     let pems: Vec<CertKeyPem<'_>> = leaves
         .iter()
-        .map(|leaf| CertKeyPem { source_name: "test leaf", cert_chain: leaf.cert.as_bytes(), key: leaf.key.as_bytes() })
+        .map(|leaf| CertKeyPem {
+            source_name: "test leaf",
+            key_source_name: "test key",
+            cert_chain: leaf.cert.as_bytes(),
+            key: leaf.key.as_bytes(),
+        })
         .collect();
     server_config(&pems).unwrap()
 }
@@ -295,10 +300,17 @@ fn configuration_errors_name_the_cause() {
     let a = pki.leaf(&["a.test"]);
     let b = pki.leaf(&["b.test"]);
     let pem = |cert: &str, key: &str| {
-        server_config(&[CertKeyPem { source_name: "x.pem", cert_chain: cert.as_bytes(), key: key.as_bytes() }])
+        server_config(&[CertKeyPem {
+            source_name: "x.pem",
+            key_source_name: "x.key",
+            cert_chain: cert.as_bytes(),
+            key: key.as_bytes(),
+        }])
     };
     assert!(matches!(pem("", &a.key), Err(TlsConfigError::NoCertificate { .. })));
-    assert!(matches!(pem(&a.cert, ""), Err(TlsConfigError::NoPrivateKey { .. })));
+    let no_key = pem(&a.cert, "").unwrap_err();
+    assert!(matches!(no_key, TlsConfigError::NoPrivateKey { .. }));
+    assert_eq!(no_key.source_name().as_deref(), Some("x.key"), "a key error names the key");
     assert!(matches!(pem(&a.cert, &a.cert), Err(TlsConfigError::NoPrivateKey { .. })));
     let mismatch = pem(&a.cert, &b.key).unwrap_err();
     assert!(matches!(mismatch, TlsConfigError::Rustls { error: rustls::Error::InconsistentKeys(_), .. }), "{mismatch}");

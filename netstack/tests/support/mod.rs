@@ -23,7 +23,7 @@ pub enum Event {
 impl From<ConnEvent<'_>> for Event {
     fn from(event: ConnEvent<'_>) -> Event {
         match event {
-            ConnEvent::Accepted { conn, peer } => Event::Accepted(conn, peer),
+            ConnEvent::Accepted { conn, peer, .. } => Event::Accepted(conn, peer),
             ConnEvent::Connected { conn } => Event::Connected(conn),
             ConnEvent::ConnectFailed { conn, error } => Event::ConnectFailed(conn, error),
             ConnEvent::Received { conn, bytes } => Event::Received(conn, bytes.to_vec()),

@@ -19,7 +19,8 @@ use kernel_shim::ring::{Completion, CompletionData, Op, Ring, RingConfig, key_ta
 use netstack::http1::{self, RequestId};
 use netstack::transport::ConnId;
 use netstack::{
-    Forwarder, HttpServer, IncomingRequest, KernelNet, Link, LinkKind, NetLimits, SmolConfig, SmolNet, TAG_NET,
+    Forwarder, HttpServer, IncomingRequest, KernelNet, Link, LinkKind, NetLimits, ServerTls, SmolConfig, SmolNet,
+    TAG_NET, TlsServerConfig,
 };
 
 use crate::cache::{IsolateBudget, IsolateCache};
@@ -44,12 +45,15 @@ pub enum Command {
     Deploy { deployment: Arc<Deployment>, ack: Sender<usize> },
     /// Report counters and gauges.
     Stats { reply: Sender<CoreStats> },
+    /// New certificates (and handshake timeout) for HTTPS connections accepted from now on;
+    /// acknowledge with the core's index. A core serving no HTTPS ignores it (and acknowledges).
+    Tls { config: Arc<TlsServerConfig>, handshake_timeout: Duration, ack: Sender<usize> },
 }
 
 /// The network a core serves on.
 pub enum CoreNet {
-    /// Kernel sockets: this core's SO_REUSEPORT listener.
-    Kernel { listener: OwnedFd },
+    /// Kernel sockets: this core's SO_REUSEPORT listener, and its HTTPS one if TLS is served.
+    Kernel { listener: OwnedFd, tls_listener: Option<OwnedFd> },
     /// isobar's userspace stack on this core's TAP queue or AF_PACKET socket.
     Smol { fd: OwnedFd, kind: LinkKind, config: Box<SmolConfig>, forwarder: Forwarder },
 }
@@ -78,6 +82,8 @@ pub struct CoreConfig {
     pub ring: RingConfig,
     /// The per-client and total connection caps, shared by every core.
     pub admission: Option<Arc<netstack::ConnAdmission>>,
+    /// TLS on the HTTPS port (whose listener is in `net`), if served.
+    pub tls: Option<ServerTls>,
     /// Subrequests: DNS, TLS, egress policy, limits.
     pub outbound: crate::outbound::OutboundConfig,
 }
@@ -217,9 +223,12 @@ impl Core {
         watchdog.watch(&watch);
         let mut ring = Ring::new(config.ring).map_err(|error| CoreError::Ring { index, error })?;
         let link = match config.net {
-            CoreNet::Kernel { listener } => {
+            CoreNet::Kernel { listener, tls_listener } => {
                 let mut net = KernelNet::new(config.net_limits);
                 net.listen(&mut ring, listener);
+                if let Some(tls_listener) = tls_listener {
+                    net.listen(&mut ring, tls_listener);
+                }
                 Link::Kernel(net)
             }
             CoreNet::Smol { fd, kind, config: smol, forwarder } => {
@@ -233,7 +242,8 @@ impl Core {
         if let Some(admission) = config.admission {
             link.set_admission(admission);
         }
-        let http = HttpServer::new(link, config.http);
+        let mut http = HttpServer::new(link, config.http);
+        http.set_tls(config.tls);
         let cache = IsolateCache::new(config.budget, Some(watch.clone()), &format!("core-{index}"));
         let mut core = Core {
             index,
@@ -394,6 +404,13 @@ impl Core {
                 Command::Stats { reply } => {
                     let _ = reply.send(self.stats());
                 }
+                Command::Tls { config, handshake_timeout, ack } => {
+                    if let Some(current) = self.http.tls() {
+                        let tls = ServerTls { config, handshake_timeout, ..current.clone() };
+                        self.http.set_tls(Some(tls));
+                    }
+                    let _ = ack.send(self.index);
+                }
             }
         }
         self.arm_mailbox(buf);
@@ -420,9 +437,10 @@ impl Core {
 
     fn dispatch(&mut self, incoming: IncomingRequest, now: Instant) {
         let started = Instant::now();
-        let IncomingRequest { conn, request, .. } = incoming;
+        let IncomingRequest { conn, request, tls, .. } = incoming;
         let host = request.header("host").map(|h| String::from_utf8_lossy(h).into_owned());
-        let Some(url) = request_url(host.as_deref(), request.target()) else {
+        let scheme = if tls { "https" } else { "http" };
+        let Some(url) = request_url(scheme, host.as_deref(), request.target()) else {
             let response = plain_response(400, "bad request: the URL cannot be parsed\n");
             self.http.respond(&mut self.ring, conn, request.id(), response, now, &mut self.incoming);
             return;
@@ -939,6 +957,14 @@ impl Core {
                     total: refused.total,
                 }
             },
+            tls: {
+                let http = self.http.stats();
+                crate::stats::TlsCounters {
+                    handshakes: http.tls_handshakes,
+                    errors: http.tls_errors,
+                    handshake_timeouts: http.tls_handshake_timeouts,
+                }
+            },
         }
     }
 }
@@ -969,12 +995,13 @@ fn path_of(target: &str) -> &str {
     "/"
 }
 
-/// `http://host/target` for an origin-form target, the target itself for an absolute-form one.
-fn request_url(host: Option<&str>, target: &str) -> Option<String> {
+/// `SCHEME://host/target` for an origin-form target (`https` on the HTTPS listener), the
+/// target itself for an absolute-form one.
+fn request_url(scheme: &str, host: Option<&str>, target: &str) -> Option<String> {
     let text = if target.starts_with('/') {
-        format!("http://{}{}", host.unwrap_or("localhost"), target)
+        format!("{scheme}://{}{}", host.unwrap_or("localhost"), target)
     } else if target == "*" {
-        format!("http://{}/", host.unwrap_or("localhost"))
+        format!("{scheme}://{}/", host.unwrap_or("localhost"))
     } else {
         target.to_string()
     };
@@ -991,11 +1018,13 @@ mod tests {
 
     #[test]
     fn request_urls() {
-        assert_eq!(request_url(Some("example.com"), "/a?b").as_deref(), Some("http://example.com/a?b"));
-        assert_eq!(request_url(None, "/").as_deref(), Some("http://localhost/"));
-        assert_eq!(request_url(Some("h:8080"), "*").as_deref(), Some("http://h:8080/"));
-        assert_eq!(request_url(Some("x"), "https://other/p").as_deref(), Some("https://other/p"));
-        assert_eq!(request_url(Some("bad host"), "/"), None);
+        assert_eq!(request_url("http", Some("example.com"), "/a?b").as_deref(), Some("http://example.com/a?b"));
+        assert_eq!(request_url("https", Some("example.com"), "/a").as_deref(), Some("https://example.com/a"));
+        assert_eq!(request_url("http", None, "/").as_deref(), Some("http://localhost/"));
+        assert_eq!(request_url("http", Some("h:8080"), "*").as_deref(), Some("http://h:8080/"));
+        assert_eq!(request_url("https", Some("h:8443"), "*").as_deref(), Some("https://h:8443/"));
+        assert_eq!(request_url("http", Some("x"), "https://other/p").as_deref(), Some("https://other/p"));
+        assert_eq!(request_url("http", Some("bad host"), "/"), None);
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The configuration file of `isobar serve --config isobar.toml`: the server's listeners, the
-//! isolate budgets per core, default limits, and the tenants with their scripts and routes.
+//! The configuration file of `isobar serve --config isobar.toml`: the server's listeners (HTTP,
+//! and HTTPS with its certificates), the isolate budgets per core, default limits, and the
+//! tenants with their scripts and routes.
 //!
 //! Parsing turns the file into plain data ([`Config`]) and checks everything that can be checked
 //! without touching the file system or the machine: types, ranges, names, routes and their
 //! uniqueness across tenants, and that an admin listener off loopback has a token. It does not
-//! read the file or the scripts (boot does, and reports a script it cannot read at the tenant's
-//! [`TenantConfig::script_at`] with [`ConfigError::script`]) and does not check `cores` against
-//! the CPUs this process may use.
+//! read the file, the scripts or the certificates (boot does, and reports a script it cannot
+//! read at the tenant's [`TenantConfig::script_at`] with [`ConfigError::script`], a PEM file at
+//! its key with [`ConfigError::certificate_file`] and [`ConfigError::certificate`]) and does
+//! not check `cores` against the CPUs this process may use.
 //!
 //! Every error names the file, the 1-based line and column, and the key, e.g.
 //!
@@ -94,6 +96,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     pub body_limit_bytes: usize,
     pub drain_timeout_s: u64,
+    /// `[server.tls]`: HTTPS beside HTTP, if configured.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -105,8 +109,48 @@ impl Default for ServerConfig {
             admin_token: None,
             body_limit_bytes: 1024 * 1024,
             drain_timeout_s: 30,
+            tls: None,
         }
     }
+}
+
+/// `[server.tls]`: the HTTPS listener and the certificates it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The HTTPS listener (a port other than `server.listen`'s and `server.admin`'s).
+    pub listen: SocketAddr,
+    /// In file order, at least one. Each is picked by the SNI name a client asks for among the
+    /// DNS names of its certificate (a certificate whose names cover a route's host is how
+    /// that route gets it); the first also answers clients that send no name.
+    pub certificates: Vec<CertificateConfig>,
+    /// A client that has not finished its handshake this long after connecting is closed.
+    pub handshake_timeout_ms: u64,
+}
+
+impl TlsConfig {
+    /// The default HTTPS listener, beside `server.listen`'s default of 127.0.0.1:8080.
+    pub const LISTEN_DEFAULT: SocketAddr =
+        SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8443));
+    pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+}
+
+/// One of `server.tls.certificates`: a certificate chain and its key, PEM files (not read here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateConfig {
+    /// The chain, leaf first, resolved against the configuration file's directory.
+    pub cert: PathBuf,
+    /// Where the `cert` value is, for errors about the file.
+    pub cert_at: Position,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), resolved like `cert`.
+    pub key: PathBuf,
+    pub key_at: Position,
+}
+
+/// Which file of a [`CertificateConfig`] an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateFile {
+    Cert,
+    Key,
 }
 
 /// Shows that a token is set, never the token.
@@ -119,6 +163,7 @@ impl fmt::Debug for ServerConfig {
             .field("admin_token", &self.admin_token.as_ref().map(|_| Redacted))
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("drain_timeout_s", &self.drain_timeout_s)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -229,6 +274,38 @@ impl ConfigError {
         }
     }
 
+    /// The error for a certificate or key file that cannot be read, pointing at its value:
+    /// `isobar.toml:7:18: server.tls.certificates.key: cannot read certs/shop.key: No such file or directory`.
+    pub fn certificate_file(
+        config: &Config,
+        certificate: &CertificateConfig,
+        file: CertificateFile,
+        error: &io::Error,
+    ) -> ConfigError {
+        let (key, path, at) = match file {
+            CertificateFile::Cert => ("server.tls.certificates.cert", &certificate.cert, certificate.cert_at),
+            CertificateFile::Key => ("server.tls.certificates.key", &certificate.key, certificate.key_at),
+        };
+        let message = format!("cannot read {}: {}", path.display(), io_message(error));
+        ConfigError::Invalid { file: config.path.clone(), at, problem: Box::new(Problem::Certificate { key, message }) }
+    }
+
+    /// The error for a certificate or key whose contents cannot be used (not PEM, no key, a
+    /// key that does not match the certificate, no DNS name), pointing at the file's value;
+    /// `message` says what is wrong and names the file.
+    pub fn certificate(
+        config: &Config,
+        certificate: &CertificateConfig,
+        file: CertificateFile,
+        message: String,
+    ) -> ConfigError {
+        let (key, at) = match file {
+            CertificateFile::Cert => ("server.tls.certificates.cert", certificate.cert_at),
+            CertificateFile::Key => ("server.tls.certificates.key", certificate.key_at),
+        };
+        ConfigError::Invalid { file: config.path.clone(), at, problem: Box::new(Problem::Certificate { key, message }) }
+    }
+
     /// What is wrong, without the file and position.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
@@ -266,6 +343,14 @@ pub enum Problem {
     AdminTokenEmpty,
     #[error("server.admin ({admin}) must use another port than server.listen ({listen})")]
     AdminIsListen { admin: SocketAddr, listen: SocketAddr },
+    #[error("server.tls.listen ({tls}) must use another port than {other_key} ({other})")]
+    TlsListenTaken { tls: SocketAddr, other_key: &'static str, other: SocketAddr },
+    #[error("server.tls.certificates must list at least one {{ cert = \"cert.pem\", key = \"key.pem\" }}")]
+    NoCertificates,
+    #[error("{key} must not be empty")]
+    EmptyPath { key: &'static str },
+    #[error("{key}: {message}")]
+    Certificate { key: &'static str, message: String },
     #[error("isolates.pool ({pool}) must not be more than isolates.per_core_max ({per_core_max})")]
     PoolOverMax { pool: u32, per_core_max: u32 },
     #[error(
@@ -359,6 +444,22 @@ struct ServerTable {
     admin_token: Option<Spanned<String>>,
     body_limit_bytes: Option<Spanned<i128>>,
     drain_timeout_s: Option<Spanned<i128>>,
+    tls: Option<Spanned<TlsTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsTable {
+    listen: Option<Spanned<String>>,
+    certificates: Option<Spanned<Vec<Spanned<CertificateTable>>>>,
+    handshake_timeout_ms: Option<Spanned<i128>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateTable {
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +499,7 @@ type Bindings = BTreeMap<Spanned<String>, String>;
 const ARRAYS: &[(&str, &str)] = &[
     ("tenant", "an array of tables, written [[tenant]]"),
     ("tenant.routes", "an array of strings"),
+    ("server.tls.certificates", "an array of tables, such as [{ cert = \"cert.pem\", key = \"key.pem\" }]"),
     ("egress.allow", "an array of networks such as \"10.0.0.0/8\""),
     ("egress.deny", "an array of networks such as \"203.0.113.0/24\""),
     ("egress.ca_files", "an array of file paths"),
@@ -410,6 +512,17 @@ const EGRESS_ENTRIES_MAX: usize = 1000;
 const CORES_MAX: u64 = 4096;
 const BODY_LIMIT_BYTES_MAX: u64 = 1 << 30;
 const DRAIN_TIMEOUT_S_MAX: u64 = 3600;
+/// A handshake takes a few round trips; below this a slow mobile client fails, above it a
+/// client that never finishes holds a connection for no reason.
+const HANDSHAKE_TIMEOUT_MS_MIN: u64 = 100;
+const HANDSHAKE_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// Whether two listeners would take the same port: the same port (not 0, which the kernel
+/// picks) on the same address or with either on every address.
+pub fn same_listener(a: SocketAddr, b: SocketAddr) -> bool {
+    let same_ip = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+    same_ip && a.port() == b.port() && a.port() != 0
+}
 
 /// The way from the top of the document to a place in it: its keys, and `None` for each step
 /// into an element of an array.
@@ -657,12 +770,55 @@ impl Document<'_> {
             // `::ffff:127.0.0.1` is loopback too.
             let token_needed = !admin.ip().to_canonical().is_loopback() && server.admin_token.is_none();
             self.ensure(!token_needed, &span, || Problem::AdminTokenRequired { admin })?;
-            let same_ip = admin.ip() == listen.ip() || admin.ip().is_unspecified() || listen.ip().is_unspecified();
-            let same_port = admin.port() == listen.port() && admin.port() != 0;
-            self.ensure(!(same_ip && same_port), &span, || Problem::AdminIsListen { admin, listen })?;
+            self.ensure(!same_listener(admin, listen), &span, || Problem::AdminIsListen { admin, listen })?;
             server.admin = Some(admin);
         }
+        if let Some(table) = table.tls {
+            server.tls = Some(self.tls(table, &server)?);
+        }
         Ok(server)
+    }
+
+    /// `[server.tls]`, given the rest of `[server]` (its listeners must not share a port).
+    fn tls(&self, table: Spanned<TlsTable>, server: &ServerConfig) -> Result<TlsConfig, ConfigError> {
+        let (span, table) = (table.span(), table.into_inner());
+        let (listen, listen_span) = match &table.listen {
+            Some(text) => (self.address(text)?, text.span()),
+            None => (TlsConfig::LISTEN_DEFAULT, span.clone()),
+        };
+        for (other_key, other) in [("server.listen", Some(server.listen)), ("server.admin", server.admin)] {
+            let Some(other) = other else { continue };
+            self.ensure(!same_listener(listen, other), &listen_span, || Problem::TlsListenTaken {
+                tls: listen,
+                other_key,
+                other,
+            })?;
+        }
+        let handshake_timeout_ms =
+            table.handshake_timeout_ms.as_ref().map_or(Ok(TlsConfig::HANDSHAKE_TIMEOUT_MS_DEFAULT), |value| {
+                self.integer(value, HANDSHAKE_TIMEOUT_MS_MIN, HANDSHAKE_TIMEOUT_MS_MAX)
+            })?;
+        let hint = ": list the certificates to serve, such as [{ cert = \"cert.pem\", key = \"key.pem\" }]";
+        let tables = table
+            .certificates
+            .ok_or_else(|| self.fail(&span, Problem::Missing { key: "server.tls.certificates", hint }))?;
+        self.ensure(!tables.get_ref().is_empty(), &tables.span(), || Problem::NoCertificates)?;
+        let directory = self.path.parent().unwrap_or(Path::new(""));
+        let mut certificates = Vec::with_capacity(tables.get_ref().len());
+        for entry in tables.into_inner() {
+            let (span, entry) = (entry.span(), entry.into_inner());
+            let path =
+                |value: Option<Spanned<String>>, key: &'static str| -> Result<(PathBuf, Position), ConfigError> {
+                    let hint = ": the path of a PEM file, relative to this file";
+                    let value = value.ok_or_else(|| self.fail(&span, Problem::Missing { key, hint }))?;
+                    self.ensure(!value.get_ref().is_empty(), &value.span(), || Problem::EmptyPath { key })?;
+                    Ok((directory.join(value.get_ref()), self.position(value.span().start)))
+                };
+            let (cert, cert_at) = path(entry.cert, "server.tls.certificates.cert")?;
+            let (key, key_at) = path(entry.key, "server.tls.certificates.key")?;
+            certificates.push(CertificateConfig { cert, cert_at, key, key_at });
+        }
+        Ok(TlsConfig { listen, certificates, handshake_timeout_ms })
     }
 
     fn isolates(&self, table: &IsolatesTable) -> Result<IsolatesConfig, ConfigError> {
@@ -860,6 +1016,7 @@ subrequests = 0
                 admin_token: Some("s3cret-token".into()),
                 body_limit_bytes: 2 * 1024 * 1024,
                 drain_timeout_s: 10,
+                tls: None,
             }
         );
         assert_eq!(config.isolates, IsolatesConfig { per_core_max: 500, per_core_heap_mb: 4096, pool: 8 });
@@ -966,7 +1123,7 @@ subrequests = 0
         assert_eq!(
             message,
             "isobar.toml:3:3: unknown key `ü` in [server]; expected one of listen, cores, admin, admin_token, \
-             body_limit_bytes, drain_timeout_s"
+             body_limit_bytes, drain_timeout_s, tls"
         );
     }
 
@@ -986,7 +1143,7 @@ subrequests = 0
         assert_eq!(
             parse_err(&with_tenant("[server]\nlisten = \"127.0.0.1:1\"\nport = 3")),
             "isobar.toml:3:1: unknown key `port` in [server]; expected one of listen, cores, admin, admin_token, \
-             body_limit_bytes, drain_timeout_s"
+             body_limit_bytes, drain_timeout_s, tls"
         );
         assert_eq!(
             parse_err(&with_tenant("[isolates]\npoool = 3")),
@@ -1403,6 +1560,130 @@ routes = ["blog.test", "Example.COM/shop/"]
             parse_err(&with_tenant("[egressx]\nallow = []")),
             "isobar.toml:1:2: unknown key `egressx` at the top level; expected one of server, isolates, defaults, tenant, egress"
         );
+    }
+
+    const TLS: &str = r#"[server]
+listen = "0.0.0.0:80"
+
+[server.tls]
+listen = "0.0.0.0:443"
+handshake_timeout_ms = 5000
+certificates = [
+  { cert = "certs/shop.pem", key = "certs/shop.key" },
+  { cert = "/etc/certs/blog.pem", key = "/etc/certs/blog.key" },
+]
+"#;
+
+    #[test]
+    fn tls_lists_certificates_with_their_places() {
+        let config = parse(&with_tenant(TLS), Path::new("/etc/isobar/isobar.toml")).unwrap();
+        let tls = config.server.tls.unwrap();
+        assert_eq!(tls.listen, "0.0.0.0:443".parse().unwrap());
+        assert_eq!(tls.handshake_timeout_ms, 5000);
+        assert_eq!(
+            tls.certificates,
+            [
+                CertificateConfig {
+                    cert: PathBuf::from("/etc/isobar/certs/shop.pem"),
+                    cert_at: Position { line: 8, column: 12 },
+                    key: PathBuf::from("/etc/isobar/certs/shop.key"),
+                    key_at: Position { line: 8, column: 36 },
+                },
+                CertificateConfig {
+                    cert: PathBuf::from("/etc/certs/blog.pem"),
+                    cert_at: Position { line: 9, column: 12 },
+                    key: PathBuf::from("/etc/certs/blog.key"),
+                    key_at: Position { line: 9, column: 41 },
+                },
+            ]
+        );
+        // The array-of-tables form, with the defaults.
+        let text = "[[server.tls.certificates]]\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+        let tls = parse_ok(&with_tenant(text)).server.tls.unwrap();
+        assert_eq!(tls.listen, TlsConfig::LISTEN_DEFAULT);
+        assert_eq!(tls.handshake_timeout_ms, 10_000);
+        assert_eq!(tls.certificates[0].key, Path::new("a.key"));
+        assert_eq!(parse_ok(TENANT).server.tls, None);
+    }
+
+    #[test]
+    fn tls_mistakes_name_the_key() {
+        let cases = [
+            (
+                "[server.tls]\nlisten = \"0.0.0.0:443\"",
+                "isobar.toml:1:1: server.tls.certificates is required: list the certificates to serve, such as [{ cert = \"cert.pem\", key = \"key.pem\" }]",
+            ),
+            (
+                "[server.tls]\ncertificates = []",
+                "isobar.toml:2:16: server.tls.certificates must list at least one { cert = \"cert.pem\", key = \"key.pem\" }",
+            ),
+            (
+                "[server.tls]\ncertificates = \"a.pem\"",
+                "isobar.toml:2:16: server.tls.certificates must be an array of tables, such as [{ cert = \"cert.pem\", key = \"key.pem\" }] (got a string)",
+            ),
+            (
+                "[server.tls]\ncertificates = [{ cert = \"a.pem\" }]",
+                "isobar.toml:2:17: server.tls.certificates.key is required: the path of a PEM file, relative to this file",
+            ),
+            (
+                "[server.tls]\ncertificates = [{ cert = \"\", key = \"k\" }]",
+                "isobar.toml:2:26: server.tls.certificates.cert must not be empty",
+            ),
+            (
+                "[server.tls]\ncertificates = [{ cert = \"c\", key = \"k\", chain = 1 }]",
+                "isobar.toml:2:42: unknown key `chain` in [[server.tls.certificates]]; expected one of cert, key",
+            ),
+            (
+                "[server.tls]\ncert = \"c\"",
+                "isobar.toml:2:1: unknown key `cert` in [server.tls]; expected one of listen, certificates, handshake_timeout_ms",
+            ),
+            (
+                "[server.tls]\ncertificates = [{ cert = \"c\", key = \"k\" }]\nhandshake_timeout_ms = 0",
+                "isobar.toml:3:24: server.tls.handshake_timeout_ms must be between 100 and 60000 (got 0)",
+            ),
+            (
+                "[server.tls]\nlisten = \"443\"\ncertificates = [{ cert = \"c\", key = \"k\" }]",
+                "isobar.toml:2:10: server.tls.listen must be an IP address and a port, such as 127.0.0.1:8080 (got \"443\")",
+            ),
+            (
+                "[server]\nlisten = \"0.0.0.0:443\"\n[server.tls]\nlisten = \"127.0.0.1:443\"\ncertificates = [{ cert = \"c\", key = \"k\" }]",
+                "isobar.toml:4:10: server.tls.listen (127.0.0.1:443) must use another port than server.listen (0.0.0.0:443)",
+            ),
+            (
+                "[server]\nadmin = \"127.0.0.1:8443\"\n[server.tls]\ncertificates = [{ cert = \"c\", key = \"k\" }]",
+                "isobar.toml:3:1: server.tls.listen (127.0.0.1:8443) must use another port than server.admin (127.0.0.1:8443)",
+            ),
+        ];
+        for (text, message) in cases {
+            assert_eq!(parse_err(&with_tenant(text)), message, "{text}");
+        }
+        parse_ok(&with_tenant(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [{ cert = \"c\", key = \"k\" }]",
+        ));
+    }
+
+    #[test]
+    fn certificate_errors_point_at_the_file_value() {
+        let config = parse_ok(&with_tenant(TLS));
+        let second = &config.server.tls.as_ref().unwrap().certificates[1];
+        let error = io::Error::from_raw_os_error(2);
+        assert_eq!(
+            ConfigError::certificate_file(&config, second, CertificateFile::Key, &error).to_string(),
+            "isobar.toml:9:41: server.tls.certificates.key: cannot read /etc/certs/blog.key: No such file or directory"
+        );
+        assert_eq!(
+            ConfigError::certificate(
+                &config,
+                second,
+                CertificateFile::Cert,
+                "/etc/certs/blog.pem holds no certificate".into()
+            )
+            .to_string(),
+            "isobar.toml:9:12: server.tls.certificates.cert: /etc/certs/blog.pem holds no certificate"
+        );
+        assert!(same_listener("0.0.0.0:443".parse().unwrap(), "10.0.0.1:443".parse().unwrap()));
+        assert!(!same_listener("10.0.0.2:443".parse().unwrap(), "10.0.0.1:443".parse().unwrap()));
+        assert!(!same_listener("[::]:0".parse().unwrap(), "[::]:0".parse().unwrap()));
     }
 
     #[test]

@@ -198,6 +198,24 @@ impl Collector for Reports {
             "Connections closed or reset at accept: the core's table full, the client at its cap, the process at its cap.",
             refused(),
         )?;
+        counter(
+            &mut encoder,
+            "isobar_tls_handshakes",
+            "TLS handshakes completed on the HTTPS listener.",
+            per_core().map(|(l, c)| (l, c.tls.handshakes as f64)),
+        )?;
+        let tls_failures = || {
+            cores.iter().flat_map(|c| {
+                [("error", c.tls.errors), ("handshake_timeout", c.tls.handshake_timeouts)]
+                    .map(|(reason, n)| (vec![("core", c.core.to_string()), ("reason", reason.to_string())], n as f64))
+            })
+        };
+        counter(
+            &mut encoder,
+            "isobar_tls_failures",
+            "TLS connections closed by the server: their session failed (a bad ClientHello, no certificate for the name, a broken record) or their handshake did not finish in time.",
+            tls_failures(),
+        )?;
         Ok(())
     }
 }
@@ -225,6 +243,7 @@ mod tests {
             unrouted: 9,
             open_conns: 1,
             conns_refused: crate::stats::RefusedConns { table_full: 0, per_client: 6, total: 2 },
+            tls: crate::stats::TlsCounters { handshakes: 11, errors: 3, handshake_timeouts: 1 },
         }];
         let text = render(stats);
         assert!(text.contains("isobar_tenant_cpu_seconds_total{tenant=\"shop\",core=\"1\"} 1.5"), "{text}");
@@ -239,6 +258,9 @@ mod tests {
         assert!(text.contains("isobar_unrouted_requests_total{core=\"1\"} 9"), "{text}");
         assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"per_client\"} 6"), "{text}");
         assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"total\"} 2"), "{text}");
+        assert!(text.contains("isobar_tls_handshakes_total{core=\"1\"} 11"), "{text}");
+        assert!(text.contains("isobar_tls_failures_total{core=\"1\",reason=\"error\"} 3"), "{text}");
+        assert!(text.contains("isobar_tls_failures_total{core=\"1\",reason=\"handshake_timeout\"} 1"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

@@ -107,6 +107,20 @@ pub struct CoreStats {
     /// Connections closed (or reset) at accept: a full table, a client at its cap, the
     /// process at its cap.
     pub conns_refused: RefusedConns,
+    /// TLS on the HTTPS listener.
+    pub tls: TlsCounters,
+}
+
+/// What a core's HTTPS listener saw (netstack's server counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsCounters {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Connections closed because their session failed (a bad ClientHello, no certificate for
+    /// the name, no common protocol, a broken record).
+    pub errors: u64,
+    /// Connections closed because their handshake did not finish in time.
+    pub handshake_timeouts: u64,
 }
 
 /// Connections a core's transport closed at accept, by reason (netstack's admission counters).
