@@ -635,6 +635,9 @@ struct EventSink<'a> {
 }
 
 impl<'a> EventSink<'a> {
+    // Each argument is a distinct borrow of the server's fields (split so the transport can be
+    // borrowed mutably beside them); a struct for them would only rename this list.
+    #[expect(clippy::too_many_arguments)]
     fn new(
         limits: http1::Limits,
         tls: Option<&'a ServerTls>,

@@ -138,7 +138,12 @@ const CORE: &[Allowed] = &[
 const THREAD_START: &[Allowed] = &[always(libc::SYS_clone3), always(libc::SYS_rseq), always(libc::SYS_set_robust_list)];
 
 /// The admin API: its ring and accepted connections, and compiling uploaded scripts.
-const ADMIN: &[Allowed] = &[always(libc::SYS_io_uring_enter), always(libc::SYS_getpeername)];
+const ADMIN: &[Allowed] = &[
+    always(libc::SYS_io_uring_enter),
+    always(libc::SYS_getpeername),
+    // `KernelNet::listen` reads its listener's port (which decides whether a port is TLS).
+    always(libc::SYS_getsockname),
+];
 
 /// The main thread: waits on channels, re-reads the configuration and the scripts on SIGHUP
 /// (read-only opens), prints, drains and exits.
