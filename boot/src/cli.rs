@@ -102,7 +102,16 @@ pub struct HardeningArgs {
     /// Connections the whole process holds open at once; more are closed or reset at once.
     #[arg(long, default_value_t = netstack::ConnCaps::default().total_max)]
     pub conns_max: u32,
+
+    /// CPU time a tenant's script may use while it loads (top level and imports), apart from
+    /// its per-request limit; past it the tenant gets 503 and a backoff. Workers allow 400 ms;
+    /// under emulation (QEMU without KVM) allow more.
+    #[arg(long, default_value_t = STARTUP_CPU_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub startup_cpu_ms: u64,
 }
+
+/// Workers' start-up CPU limit, in milliseconds.
+pub const STARTUP_CPU_MS_DEFAULT: u64 = 400;
 
 impl Default for HardeningArgs {
     /// What the command line gives when no flag is set (the guest's `serve` uses it).
@@ -113,6 +122,7 @@ impl Default for HardeningArgs {
             user: None,
             conns_per_client: caps.per_client_max,
             conns_max: caps.total_max,
+            startup_cpu_ms: STARTUP_CPU_MS_DEFAULT,
         }
     }
 }
@@ -189,6 +199,16 @@ pub struct RunArgs {
     /// Extra V8 flags, for diagnosis (e.g. "--trace-gc"). Not for production use.
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
+
+    /// A Cron Trigger (`"*/5 * * * *"`, Workers' syntax, UTC) firing the Worker's
+    /// `scheduled()` handler (repeatable).
+    #[arg(long = "cron", value_name = "EXPR")]
+    pub crons: Vec<String>,
+
+    /// Serve `/__scheduled?cron=EXPR`, which runs the Worker's `scheduled()` handler once and
+    /// answers when it is done (as `wrangler dev --test-scheduled`).
+    #[arg(long)]
+    pub test_scheduled: bool,
 
     #[command(flatten)]
     pub network: NetArgs,

@@ -76,6 +76,7 @@ pub fn isolate_budget(config: &Config) -> runtime::cache::IsolateBudget {
         memory_bytes_max: (config.isolates.per_core_heap_mb as usize) << 20,
         pool: config.isolates.pool as usize,
         pool_heap_bytes: runtime::TenantLimits::from(config.default_limits).heap_bytes,
+        ..runtime::cache::IsolateBudget::default()
     }
 }
 

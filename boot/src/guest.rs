@@ -82,7 +82,15 @@ fn run() -> anyhow::Result<()> {
             dns: settings.get("dns").cloned(),
             ca_files: Vec::new(),
         },
-        hardening: crate::cli::HardeningArgs::default(),
+        hardening: crate::cli::HardeningArgs {
+            // `isobar.startup_cpu_ms=`: QEMU without KVM runs isobar many times slower, and the
+            // guest's CPU clock counts that.
+            startup_cpu_ms: match settings.get("startup_cpu_ms") {
+                Some(ms) => ms.parse().map_err(|e| anyhow::anyhow!("isobar.startup_cpu_ms={ms}: {e}"))?,
+                None => crate::cli::STARTUP_CPU_MS_DEFAULT,
+            },
+            ..crate::cli::HardeningArgs::default()
+        },
     };
     let code = crate::serve(args)?;
     if code != std::process::ExitCode::SUCCESS {

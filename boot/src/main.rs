@@ -178,6 +178,8 @@ struct Serving {
     tls: Option<TlsServing>,
     /// The system-call filter, the user to become, the connection caps.
     hardening: HardeningArgs,
+    /// `run --test-scheduled`: `/__scheduled` fires the scheduled handler.
+    test_scheduled: bool,
     /// Where subrequests may go, and how names and certificates are resolved.
     egress: Egress,
 }
@@ -264,6 +266,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         secrets: BTreeMap::new(),
         limits,
         read_disk: true,
+        crons: checked_crons(&args.crons)?,
     };
     runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
     let tenant = Tenant::build(settings)?;
@@ -282,6 +285,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         net: Net::parse(&args.network)?,
         tls: None,
         hardening: args.hardening,
+        test_scheduled: args.test_scheduled,
         egress: Egress {
             local_allowed: true,
             ca_files: args.network.ca_files.clone(),
@@ -289,8 +293,21 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Egress::default()
         },
     };
-    let serving = with_tls_args(serving, &args.tls)?;
+    let mut serving = with_tls_args(serving, &args.tls)?;
+    serving.budget.startup_cpu = Duration::from_millis(serving.hardening.startup_cpu_ms);
     start(serving, deployment, &format!("worker {name} from {}", path.display()))
+}
+
+/// `run --cron`: each a valid expression (the error says which and why), duplicates dropped.
+fn checked_crons(crons: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for cron in crons {
+        isobar_tenancy::cron::CronSchedule::parse(cron).with_context(|| format!("--cron {cron:?}"))?;
+        if !out.contains(cron) {
+            out.push(cron.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// `run`'s `--tls-cert`/`--tls-key`/`--tls-listen`: the certificates read and checked now, and
@@ -350,7 +367,10 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin: args.admin.or(config.server.admin),
         admin_token: config.server.admin_token.clone(),
         defaults,
-        budget: config::isolate_budget(&config),
+        budget: runtime::cache::IsolateBudget {
+            startup_cpu: Duration::from_millis(args.hardening.startup_cpu_ms),
+            ..config::isolate_budget(&config)
+        },
         body_limit: config.server.body_limit_bytes,
         drain_timeout: Duration::from_secs(config.server.drain_timeout_s),
         reload: Some(Reload::Config {
@@ -367,6 +387,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         },
         hardening: args.hardening,
+        test_scheduled: false,
         egress: Egress {
             local_allowed: false,
             allow: config.egress.allow.clone(),
@@ -605,6 +626,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
             ..netstack::ServerTls::new(tls_addr.port(), tls.config.clone())
         }),
         outbound,
+        test_scheduled: serving.test_scheduled,
     };
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;
@@ -899,12 +921,25 @@ fn wait_and_drain(
     let mut draining_since: Option<Instant> = None;
     let mut exited = 0;
     let mut failed = false;
+    // Cron Triggers fire from here: one table for the process, each firing sent to one core.
+    let mut next_cron = server.control().poll_crons(unix_now_ms());
     loop {
         let timeout = match draining_since {
             Some(since) => after(drain_timeout.saturating_sub(since.elapsed())),
             None => never(),
         };
+        // Woken at least once a second: a deploy (SIGHUP, the admin API) may have added a
+        // schedule due sooner, and the wall clock may jump.
+        let cron_due = match draining_since {
+            None => {
+                after(Duration::from_millis(next_cron.map_or(1000, |at| at.saturating_sub(unix_now_ms()).min(1000))))
+            }
+            Some(_) => never(),
+        };
         select! {
+            recv(cron_due) -> _ => {
+                next_cron = server.control().poll_crons(unix_now_ms());
+            },
             recv(signals) -> sig => match sig {
                 Ok(Signal::Hangup) => match reloads {
                     Some(what) if draining_since.is_none() => reload(server, what),
@@ -948,6 +983,11 @@ fn wait_and_drain(
             },
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (cron schedules are UTC wall-clock times).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn script_format(format: Format) -> runtime::ScriptFormat {

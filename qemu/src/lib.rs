@@ -477,8 +477,12 @@ impl Vm {
     pub fn boot(options: &BootOptions) -> anyhow::Result<Vm> {
         let image = &options.image;
         let base_cmdline = std::fs::read_to_string(image.join("cmdline")).unwrap_or_default();
+        let accel = if kvm_works() { "kvm" } else { "tcg" };
+        // Under TCG every instruction is emulated (~10-30x slower here) and the guest's CPU clock
+        // counts it, so a script's start-up gets ten times Workers' 400 ms.
+        let startup = if accel == "tcg" { "isobar.startup_cpu_ms=4000" } else { "" };
         let cmdline = format!(
-            "console=ttyS0 panic=-1 loglevel=6 isobar.ip=10.0.2.15/24 isobar.gateway=10.0.2.2 {} {}",
+            "console=ttyS0 panic=-1 loglevel=6 isobar.ip=10.0.2.15/24 isobar.gateway=10.0.2.2 {startup} {} {}",
             base_cmdline.trim(),
             options.cmdline
         );
@@ -489,7 +493,6 @@ impl Vm {
         if let Some(dir) = options.serial_log.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let accel = if kvm_works() { "kvm" } else { "tcg" };
         let mut command = Command::new("qemu-system-x86_64");
         command
             .args(["-M", "pc", "-display", "none", "-no-reboot", "-no-user-config", "-nodefaults"])

@@ -128,6 +128,7 @@ fn deployed(tenant: &Tenant) -> DeployedTenant {
         vars,
         secrets,
         limits: tenant.limits,
+        crons: tenant.crons.clone(),
     }
 }
 
@@ -164,5 +165,9 @@ impl ControlPlane for Control {
 
     fn remove(&self, name: &str) -> Result<bool, ChangeError> {
         self.remove_tenant(name).map_err(|error| ChangeError::Failed(error.to_string()))
+    }
+
+    fn fire_scheduled(&self, name: &str, cron: &str) -> Result<bool, ChangeError> {
+        Ok(Control::fire_scheduled(self, name, cron))
     }
 }

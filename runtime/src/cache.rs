@@ -29,11 +29,20 @@ pub struct IsolateBudget {
     pub pool: usize,
     /// Heap limit of pooled isolates: tenants with another heap limit get a fresh isolate.
     pub pool_heap_bytes: usize,
+    /// CPU a tenant's script may use while it loads (its top level, imports, Wasm compilation),
+    /// apart from the per-request limit: Workers' 400 ms, more under emulation.
+    pub startup_cpu: std::time::Duration,
 }
 
 impl Default for IsolateBudget {
     fn default() -> IsolateBudget {
-        IsolateBudget { count_max: 1000, memory_bytes_max: 2048 << 20, pool: 4, pool_heap_bytes: 128 << 20 }
+        IsolateBudget {
+            count_max: 1000,
+            memory_bytes_max: 2048 << 20,
+            pool: 4,
+            pool_heap_bytes: 128 << 20,
+            startup_cpu: crate::worker::STARTUP_CPU_DEFAULT,
+        }
     }
 }
 
@@ -125,7 +134,7 @@ impl IsolateCache {
                 isolate.set_watch(watch.clone());
             }
             let cpu_before = kernel_shim::cpu::thread_cpu_time();
-            let loaded = Worker::load(isolate, &tenant.spec, crate::worker::STARTUP_CPU_DEFAULT);
+            let loaded = Worker::load(isolate, &tenant.spec, self.budget.startup_cpu);
             self.last_load_cpu = kernel_shim::cpu::thread_cpu_time().saturating_sub(cpu_before);
             let mut worker = match loaded {
                 Ok(worker) => {

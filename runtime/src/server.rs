@@ -13,6 +13,8 @@ use kernel_shim::seccomp::{Role, Sandbox};
 use netstack::http1;
 use netstack::{Forwarder, LinkKind, NetLimits, ServerTls, SmolConfig, Steering, TlsServerConfig};
 
+use isobar_tenancy::cron::CronTable;
+
 use crate::cache::IsolateBudget;
 use crate::scheduler::{Command, Core, CoreConfig, CoreError, CoreNet};
 use crate::stats::CoreStats;
@@ -40,6 +42,11 @@ impl std::fmt::Debug for ServerNet {
     }
 }
 
+/// Milliseconds since the Unix epoch (cron schedules are in UTC wall-clock time).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Frames one core may hold for another before they are dropped (counted).
 const FORWARD_INBOX_FRAMES: usize = 1024;
 
@@ -65,6 +72,8 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// Subrequests (each core gets a copy).
     pub outbound: crate::outbound::OutboundConfig,
+    /// `/__scheduled?cron=...` fires the scheduled handler (`isobar run --test-scheduled`).
+    pub test_scheduled: bool,
 }
 
 /// A core's life as the main thread sees it.
@@ -103,6 +112,10 @@ pub struct Control {
     watchdog: Watchdog,
     /// Whether the cores serve HTTPS (set at start: the listeners cannot be added later).
     serves_tls: bool,
+    /// Every tenant's Cron Triggers: one table per process, so each firing runs once, on one
+    /// core (the next in turn). Kept in step with the deployment by [`Control::deploy`].
+    crons: Mutex<CronTable>,
+    next_cron_core: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a deployment did not happen.
@@ -140,6 +153,7 @@ impl Control {
             );
             let _ = core.wake.notify();
         }
+        self.sync_crons(&deployment);
         let deadline = Instant::now() + CORE_REPLY_TIMEOUT;
         let mut acked = vec![false; self.cores.len()];
         for _ in 0..self.cores.len() {
@@ -149,6 +163,68 @@ impl Control {
             }
         }
         Ok(())
+    }
+
+    /// The cron table follows `deployment`: a tenant's unchanged schedules keep their next
+    /// firing, new ones start from now, removed tenants' go.
+    fn sync_crons(&self, deployment: &Deployment) {
+        let now = unix_now_ms();
+        let mut table = self.crons.lock().unwrap_or_else(|e| e.into_inner());
+        for name in table.tenants() {
+            if !deployment.tenants.contains_key(name.as_str()) {
+                table.remove_tenant(&name);
+            }
+        }
+        for tenant in deployment.tenants.values() {
+            let crons: Vec<&str> = tenant.crons.iter().map(String::as_str).collect();
+            if let Err(error) = table.set_tenant(&tenant.name, &crons, now) {
+                // Expressions were checked when the tenant was configured; only the table's
+                // overall bound can refuse here.
+                tracing::error!("[{}] its cron triggers are not scheduled: {error}", tenant.name);
+            }
+        }
+    }
+
+    /// Fires the Cron Triggers due at `now_unix_ms` (each on one core); returns when the next
+    /// one is due, if any. The main thread calls this from its loop.
+    pub fn poll_crons(&self, now_unix_ms: u64) -> Option<u64> {
+        let (due, next) = {
+            let mut table = self.crons.lock().unwrap_or_else(|e| e.into_inner());
+            let due = table.poll(now_unix_ms);
+            (due, table.poll_at())
+        };
+        for firing in due {
+            tracing::debug!(tenant = %firing.tenant, cron = %firing.cron, "cron trigger");
+            self.send_scheduled(firing.tenant, firing.cron, firing.scheduled_time_ms);
+        }
+        next
+    }
+
+    /// Runs tenant `name`'s scheduled handler once now with `cron`; false if there is no such
+    /// tenant.
+    pub fn fire_scheduled(&self, name: &str, cron: &str) -> bool {
+        if !self.deployment().tenants.contains_key(name) {
+            return false;
+        }
+        self.send_scheduled(name.to_string(), cron.to_string(), unix_now_ms());
+        true
+    }
+
+    fn send_scheduled(&self, tenant: String, cron: String, scheduled_time_ms: u64) {
+        if self.cores.is_empty() {
+            return;
+        }
+        let turn = self.next_cron_core.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let core = &self.cores[turn % self.cores.len()];
+        let command = Command::Scheduled { tenant: tenant.clone(), cron, scheduled_time_ms };
+        if core.mailbox.send_timeout(command, Duration::from_millis(100)).is_err() {
+            tracing::warn!(
+                "[{tenant}] a cron firing was dropped: core {} is not taking commands",
+                turn % self.cores.len()
+            );
+            return;
+        }
+        let _ = core.wake.notify();
     }
 
     /// Serves HTTPS with `config` (new certificates, from a reload) and `handshake_timeout` from
@@ -275,7 +351,10 @@ impl Server {
             deployment: Mutex::new(deployment.clone()),
             watchdog,
             serves_tls: config.tls.is_some(),
+            crons: Mutex::new(CronTable::new()),
+            next_cron_core: std::sync::atomic::AtomicUsize::new(0),
         });
+        control.sync_crons(&deployment);
         let mut threads = Vec::new();
         let nets: Vec<CoreNet> = match config.net {
             ServerNet::Kernel { listeners, tls_listeners } => {
@@ -324,6 +403,7 @@ impl Server {
                 admission: config.admission.clone(),
                 tls: config.tls.clone(),
                 outbound: config.outbound.clone(),
+                test_scheduled: config.test_scheduled,
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();

@@ -139,6 +139,8 @@ pub struct IsolateState {
     /// Reads in progress on those readers: id -> the promise of the read.
     pub body_reads: Vec<(u32, v8::Global<v8::Promise>)>,
     pub last_body_reader: u32,
+    /// Scheduled firings that ended since the scheduler last looked: (id, whether they failed).
+    pub scheduled_ended: Vec<(u64, bool)>,
 }
 
 impl IsolateState {
@@ -161,6 +163,7 @@ impl IsolateState {
             body_readers: std::collections::HashMap::new(),
             body_reads: Vec::new(),
             last_body_reader: 0,
+            scheduled_ended: Vec::new(),
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Tenant {
     pub routes: Vec<Route>,
     /// Names of the `env` bindings that are secrets (never shown by the admin API).
     pub secret_names: Vec<String>,
+    /// Cron Triggers (valid expressions), fired by the control plane.
+    pub crons: Vec<String>,
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
@@ -59,6 +61,7 @@ impl Tenant {
             limits: settings.limits,
             routes: settings.routes,
             secret_names,
+            crons: settings.crons,
         })
     }
 
@@ -70,6 +73,7 @@ impl Tenant {
             && self.spec.env == other.spec.env
             && self.limits == other.limits
             && self.routes == other.routes
+            && self.crons == other.crons
     }
 }
 

@@ -244,6 +244,56 @@ impl Worker {
         }
     }
 
+    /// Starts one Cron Trigger firing as request `id`: the module's `scheduled(controller, env,
+    /// ctx)` (or a service worker's "scheduled" event). It has no response: it is done when what
+    /// the handler returned and its `waitUntil()` work settle, reported by
+    /// [`Worker::take_scheduled_ended`]. A handler that is missing or throws at once ends it now
+    /// as failed (the error is logged).
+    pub fn dispatch_scheduled(
+        &mut self,
+        id: u64,
+        cron: &str,
+        scheduled_time_ms: u64,
+        now: Instant,
+        budget: Duration,
+        subrequests_max: u32,
+    ) {
+        self.advance_clock(now);
+        let state = self.isolate.state.clone();
+        let mut context = RequestContext::new(id, subrequests_max);
+        context.scheduled = true;
+        context.responded = Some(now);
+        state.borrow_mut().requests.insert(context);
+        let started = in_context!(&mut self.isolate, budget, |scope, handles| {
+            context::enter(scope, Some(id));
+            let started = run_scheduled(scope, handles, id, cron, scheduled_time_ms);
+            context::enter(scope, None);
+            started
+        });
+        let failure = match started {
+            Some(Ok(())) => None,
+            Some(Err(message)) => Some(message),
+            None => Some("the worker has no context".to_string()),
+        };
+        let mut state = state.borrow_mut();
+        if let Some(message) = failure {
+            state.log(crate::state::LogLevel::Error, &format!("scheduled ({cron}): {message}"));
+            if let Some(request) = state.requests.get_mut(id) {
+                request.failed = true;
+            }
+        }
+        let done = state.requests.get(id).is_some_and(|r| r.wait_until == 0);
+        drop(state);
+        if done {
+            self.end_request(id);
+        }
+    }
+
+    /// Scheduled firings that ended since the last call: (id, whether they failed).
+    pub fn take_scheduled_ended(&mut self, out: &mut Vec<(u64, bool)>) {
+        out.append(&mut self.isolate.state.borrow_mut().scheduled_ended);
+    }
+
     /// Runs queued microtasks and the platform's foreground tasks (this is where awaited
     /// promises resume), then collects what they settled: handlers' responses, `waitUntil()`
     /// promises, and rejections nobody handled.
@@ -373,8 +423,9 @@ impl Worker {
     /// longer awaited, and its context goes (the scheduler cuts work past its limits this way).
     pub fn end_request(&mut self, id: u64) {
         let mut state = self.isolate.state.borrow_mut();
-        if state.requests.remove(id).is_none() {
-            return;
+        let Some(request) = state.requests.remove(id) else { return };
+        if request.scheduled {
+            state.scheduled_ended.push((id, request.failed));
         }
         state.timers.cancel_request(id);
         state.awaiting.retain(|(request, _)| *request != id);
@@ -623,6 +674,9 @@ fn settle_wait_until(
                 forget_rejection(&mut state.borrow_mut(), local);
                 let reason = local.result(scope);
                 api::events::report_error(scope, reason);
+                if let Some(request) = state.borrow_mut().requests.get_mut(id) {
+                    request.failed = true;
+                }
                 settled.push(id);
             }
         }
@@ -639,11 +693,52 @@ fn settle_wait_until(
             None => false,
         };
         if done {
-            state.requests.remove(id);
+            if let Some(request) = state.requests.remove(id)
+                && request.scheduled
+            {
+                state.scheduled_ended.push((id, request.failed));
+            }
             state.timers.cancel_request(id);
             finished.push(id);
         }
     }
+}
+
+/// Calls the script's scheduled handler for firing `id`; a promise it returns is awaited like
+/// `waitUntil()` work.
+fn run_scheduled(
+    scope: &mut v8::PinScope,
+    handles: &crate::isolate::Handles,
+    id: u64,
+    cron: &str,
+    scheduled_time_ms: u64,
+) -> Result<(), String> {
+    let state = crate::bridge::state(scope);
+    v8::tc_scope!(let tc, scope);
+    let run = hooks::get(tc, hooks::Hook::RunScheduled).ok_or("isobar: runScheduled is missing")?;
+    let ctx = api::worker::new_context(tc, id).map_err(|e| format!("isobar could not make the context: {e:?}"))?;
+    let handler: v8::Local<v8::Value> = match &handles.handler {
+        Some((object, _)) => v8::Local::new(tc, object).into(),
+        None => v8::undefined(tc).into(),
+    };
+    let env = match &handles.env {
+        Some(env) => v8::Local::new(tc, env),
+        None => v8::undefined(tc).into(),
+    };
+    let cron = crate::bridge::new_string_lossy(tc, cron);
+    let time = v8::Number::new(tc, scheduled_time_ms as f64);
+    let undefined = v8::undefined(tc).into();
+    let Some(returned) = run.call(tc, undefined, &[handler, env, cron.into(), time.into(), ctx.into()]) else {
+        return Err(exception_text(tc));
+    };
+    if let Ok(promise) = v8::Local::<v8::Promise>::try_from(returned) {
+        let mut state = state.borrow_mut();
+        state.wait_until.push((id, v8::Global::new(tc, promise)));
+        if let Some(request) = state.requests.get_mut(id) {
+            request.wait_until += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Rejections still unhandled after the checkpoint: an `unhandledrejection` event, then the log.

@@ -66,13 +66,15 @@ export default {
         return say(await r.text());
       }
       case "/stream": {
-        // A body the script produces over time: three pieces 100 ms apart.
+        // A body the script produces over time: piece 1 only after the gate (a request to the
+        // test's origin that it answers once it has read piece 0) opens.
         const encoder = new TextEncoder();
+        const gate = url.searchParams.get("gate");
         let i = 0;
         const body = new ReadableStream({
           async pull(controller) {
             if (i === 3) return controller.close();
-            if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+            if (i === 1) await (await fetch(gate)).text();
             controller.enqueue(encoder.encode(`piece ${i++}\n`));
           },
         });

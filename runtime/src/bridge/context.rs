@@ -29,6 +29,10 @@ pub struct RequestContext {
     pub cpu: Duration,
     /// `ctx.passThroughOnException()` was called.
     pub pass_through: bool,
+    /// A Cron Trigger's firing (`scheduled()`), not an HTTP request.
+    pub scheduled: bool,
+    /// Some of its work failed (a scheduled handler that threw or rejected).
+    pub failed: bool,
 }
 
 impl RequestContext {
@@ -41,6 +45,8 @@ impl RequestContext {
             wait_until: 0,
             cpu: Duration::ZERO,
             pass_through: false,
+            scheduled: false,
+            failed: false,
         }
     }
 }

@@ -51,6 +51,7 @@ hooks! {
     DispatchFetch => "dispatchFetch",
     CheckServiceWorker => "checkServiceWorker",
     SetGlobalBindings => "setGlobalBindings",
+    RunScheduled => "runScheduled",
 }
 
 /// Index of the first hook among the snapshot context's data (0 is the `internals` object).

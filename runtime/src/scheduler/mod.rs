@@ -48,6 +48,9 @@ pub enum Command {
     /// New certificates (and handshake timeout) for HTTPS connections accepted from now on;
     /// acknowledge with the core's index. A core serving no HTTPS ignores it (and acknowledges).
     Tls { config: Arc<TlsServerConfig>, handshake_timeout: Duration, ack: Sender<usize> },
+    /// Run tenant `tenant`'s scheduled handler for a Cron Trigger firing (the control plane
+    /// sends each firing to one core, so it runs once per process).
+    Scheduled { tenant: String, cron: String, scheduled_time_ms: u64 },
 }
 
 /// The network a core serves on.
@@ -86,6 +89,8 @@ pub struct CoreConfig {
     pub tls: Option<ServerTls>,
     /// Subrequests: DNS, TLS, egress policy, limits.
     pub outbound: crate::outbound::OutboundConfig,
+    /// `/__scheduled?cron=...` runs the scheduled handler (`isobar run --test-scheduled`).
+    pub test_scheduled: bool,
 }
 
 /// Why a core could not start.
@@ -195,6 +200,10 @@ pub struct Core {
     /// Isolates that ran JS this turn, by version.
     touched: BTreeSet<u64>,
     last_release: Instant,
+    /// Cron firings running, by id: the `/__scheduled` request waiting for it, if any.
+    scheduled_runs: HashMap<u64, Option<(ConnId, RequestId)>>,
+    /// `isobar run --test-scheduled`: `/__scheduled?cron=...` fires the scheduled handler.
+    test_scheduled: bool,
     /// Subrequests and streamed bodies (see `io`).
     io: io::CoreIo,
 }
@@ -273,6 +282,8 @@ impl Core {
             completions: Vec::new(),
             touched: BTreeSet::new(),
             last_release: Instant::now(),
+            scheduled_runs: HashMap::new(),
+            test_scheduled: config.test_scheduled,
             io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
         };
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
@@ -404,6 +415,14 @@ impl Core {
                 Command::Stats { reply } => {
                     let _ = reply.send(self.stats());
                 }
+                Command::Scheduled { tenant, cron, scheduled_time_ms } => {
+                    match self.deployment.tenants.get(tenant.as_str()).cloned() {
+                        Some(tenant) => self.run_scheduled(tenant, &cron, scheduled_time_ms, None, now),
+                        None => {
+                            tracing::warn!(core = self.index, "a cron firing for {tenant:?}, which is not deployed")
+                        }
+                    }
+                }
                 Command::Tls { config, handshake_timeout, ack } => {
                     if let Some(current) = self.http.tls() {
                         let tls = ServerTls { config, handshake_timeout, ..current.clone() };
@@ -452,6 +471,12 @@ impl Core {
             self.http.respond(&mut self.ring, conn, request.id(), plain_response(404, &text), now, &mut self.incoming);
             return;
         };
+        if self.test_scheduled && path.split('?').next() == Some("/__scheduled") {
+            let cron = scheduled_cron_param(request.target());
+            let now_ms = unix_now_ms();
+            self.run_scheduled(tenant, &cron, now_ms, Some((conn, request.id())), now);
+            return;
+        }
         let counters = self.counters.entry(tenant.name.clone()).or_default();
         counters.bytes_in += request.body().len() as u64;
         let in_flight = self.in_flight.entry(tenant.name.clone()).or_default();
@@ -558,6 +583,13 @@ impl Core {
             let cpu = slot.worker.last_entry_cpu();
             slot.worker.take_outcomes(&mut self.outcomes);
             slot.worker.take_outbox(&mut self.io.work);
+            let mut ended = Vec::new();
+            slot.worker.take_scheduled_ended(&mut ended);
+            let tenant_name = slot.tenant.name.clone();
+            for (id, failed) in ended {
+                self.scheduled_done(&tenant_name, id, failed, now);
+            }
+            let Some(slot) = self.cache.slot(version) else { continue };
             let condemned = slot.worker.condemned();
             let ids = self.work_ids(version);
             self.charge(version, &ids, cpu);
@@ -675,8 +707,72 @@ impl Core {
         }
     }
 
+    /// Runs one Cron Trigger firing of `tenant` on this core: its scheduled handler as background
+    /// work of its own (the tenant's CPU limit, its wall limit), answered to `waiter` (a
+    /// `/__scheduled` request) when it ends.
+    fn run_scheduled(
+        &mut self,
+        tenant: Arc<Tenant>,
+        cron: &str,
+        scheduled_time_ms: u64,
+        waiter: Option<(ConnId, RequestId)>,
+        now: Instant,
+    ) {
+        let counters = self.counters.entry(tenant.name.clone()).or_default();
+        counters.scheduled += 1;
+        let loaded = self.cache.get_or_load(&tenant).map(|_| ());
+        let load_cpu = self.cache.last_load_cpu;
+        self.counters.entry(tenant.name.clone()).or_default().cpu += load_cpu;
+        if let Err(error) = &loaded
+            && !matches!(error, LoadError::Backoff { .. })
+        {
+            tracing::error!(target: "worker", "[{}] scheduled ({cron}): cannot start the worker: {error}", tenant.name);
+        }
+        let Some(slot) = loaded.ok().and_then(|()| self.cache.slot(tenant.version)) else {
+            self.counters.entry(tenant.name.clone()).or_default().scheduled_failed += 1;
+            if let Some((conn, request)) = waiter {
+                let response = plain_response(500, "the worker failed to start\n");
+                self.http.respond(&mut self.ring, conn, request, response, now, &mut self.incoming);
+            }
+            return;
+        };
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        slot.in_flight += 1;
+        slot.worker.dispatch_scheduled(id, cron, scheduled_time_ms, now, tenant.limits.cpu, tenant.limits.subrequests);
+        let cpu = slot.worker.last_entry_cpu();
+        let version = tenant.version;
+        self.counters.entry(tenant.name.clone()).or_default().cpu += cpu;
+        let wall_deadline = now + tenant.limits.wall;
+        self.wall_deadlines.insert((wall_deadline, id));
+        self.background.insert(id, Background { tenant, wall_deadline, cpu });
+        self.background_of.entry(version).or_default().insert(id);
+        self.scheduled_runs.insert(id, waiter);
+        self.touched.insert(version);
+    }
+
+    /// Firing `id` of `tenant` ended: counted, and answered to its `/__scheduled` request.
+    fn scheduled_done(&mut self, tenant: &Arc<str>, id: u64, failed: bool, now: Instant) {
+        let Some(waiter) = self.scheduled_runs.remove(&id) else { return };
+        if failed {
+            self.counters.entry(tenant.clone()).or_default().scheduled_failed += 1;
+        }
+        if let Some((conn, request)) = waiter {
+            let response = if failed {
+                plain_response(500, "the scheduled handler failed (see the log)\n")
+            } else {
+                plain_response(200, "Ran scheduled event\n")
+            };
+            self.http.respond(&mut self.ring, conn, request, response, now, &mut self.incoming);
+        }
+    }
+
     fn end_background(&mut self, version: u64, id: u64) {
         let Some(background) = self.background.remove(&id) else { return };
+        // A firing still unreported here was cut (a limit, its isolate condemned): it failed.
+        if self.scheduled_runs.contains_key(&id) {
+            self.scheduled_done(&background.tenant.name, id, true, Instant::now());
+        }
         self.request_ended(version, id);
         self.wall_deadlines.remove(&(background.wall_deadline, id));
         if let Some(ids) = self.background_of.get_mut(&version) {
@@ -1006,6 +1102,39 @@ fn request_url(scheme: &str, host: Option<&str>, target: &str) -> Option<String>
         target.to_string()
     };
     url::Url::parse(&text).ok().map(String::from)
+}
+
+/// The `cron` query parameter of a `/__scheduled` request (percent-decoded, `+` a space), or
+/// `* * * * *` (as wrangler's default).
+fn scheduled_cron_param(target: &str) -> String {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("cron=")) else {
+        return "* * * * *".to_string();
+    };
+    let plus_decoded = value.replace('+', " ");
+    url_decode(&plus_decoded).unwrap_or(plus_decoded)
+}
+
+fn url_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Milliseconds since the Unix epoch (a cron firing's `scheduledTime` when fired by hand).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn plain_response(status: u16, body: &str) -> http1::Response {

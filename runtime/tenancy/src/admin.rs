@@ -13,6 +13,9 @@
 //!   script alone (settings kept). 201 for a new tenant, 200 for a new version; the response
 //!   comes once every core serves the new version.
 //! - `DELETE /tenants/NAME`.
+//! - `POST /tenants/NAME/scheduled?cron=EXPR`: run the tenant's `scheduled()` handler once now
+//!   (as wrangler's `/__scheduled` does), with `controller.cron` = EXPR (default: the tenant's
+//!   first cron, or `* * * * *`). 202: it was started; its outcome is logged and counted.
 //!
 //! Access: loopback peers only, unless a token is configured, in which case every request must
 //! carry `Authorization: Bearer TOKEN` (and the listener may be on any address). The token is
@@ -48,6 +51,9 @@ pub trait ControlPlane {
     fn deploy(&self, settings: TenantSettings) -> Result<Deployed, ChangeError>;
     /// Stops serving the tenant `name`; `false` if there was none.
     fn remove(&self, name: &str) -> Result<bool, ChangeError>;
+    /// Runs tenant `name`'s `scheduled()` handler once now, as cron `cron` would (on one core,
+    /// in the background); `false` if there is no such tenant.
+    fn fire_scheduled(&self, name: &str, cron: &str) -> Result<bool, ChangeError>;
 }
 
 /// One tenant version as it is served.
@@ -62,6 +68,7 @@ pub struct DeployedTenant {
     /// Kept for a PUT that does not change them; never shown (`Debug` shows the names only).
     pub secrets: BTreeMap<String, String>,
     pub limits: TenantLimits,
+    pub crons: Vec<String>,
 }
 
 impl fmt::Debug for DeployedTenant {
@@ -74,6 +81,7 @@ impl fmt::Debug for DeployedTenant {
             .field("vars", &self.vars)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("limits", &self.limits)
+            .field("crons", &self.crons)
             .finish()
     }
 }
@@ -207,6 +215,10 @@ impl Admin {
             (_, "/metrics" | "/tenants") => {
                 AdminResponse::text(405, "method not allowed").with_header("allow", "GET, HEAD")
             }
+            ("POST", path) if path.starts_with("/tenants/") && path.ends_with("/scheduled") => {
+                let name = &path["/tenants/".len()..path.len() - "/scheduled".len()];
+                Admin::scheduled(control, name, request.target)
+            }
             (_, path) => match (method, path.strip_prefix("/tenants/")) {
                 (_, None) => AdminResponse::text(404, "not found; try /metrics, /tenants or /tenants/NAME"),
                 ("GET" | "HEAD", Some(name)) => Admin::show(control, name),
@@ -265,6 +277,7 @@ impl Admin {
             },
             "vars": tenant.vars,
             "secrets": tenant.secrets.keys().collect::<Vec<_>>(),
+            "crons": tenant.crons,
             "stats": {
                 "cpu_seconds": counters.cpu.as_secs_f64(),
                 "wall_seconds": counters.wall.as_secs_f64(),
@@ -292,6 +305,29 @@ impl Admin {
         match control.tenant(name) {
             Some(tenant) => AdminResponse::json(200, &Admin::describe(&tenant, Admin::totals(control).get(name))),
             None => AdminResponse::text(404, format!("no tenant named {name:?}")),
+        }
+    }
+
+    fn scheduled(control: &impl ControlPlane, name: &str, target: &str) -> AdminResponse {
+        let Some(tenant) = control.tenant(name) else {
+            return AdminResponse::text(404, format!("no tenant named {name:?}"));
+        };
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let given = query.split('&').find_map(|pair| pair.strip_prefix("cron="));
+        let cron = match given {
+            Some(encoded) => match percent_decode(encoded) {
+                Some(cron) => cron,
+                None => return AdminResponse::text(400, "the cron parameter is not valid percent-encoded UTF-8"),
+            },
+            None => tenant.crons.first().cloned().unwrap_or_else(|| "* * * * *".to_string()),
+        };
+        if let Err(error) = crate::cron::CronSchedule::parse(&cron) {
+            return AdminResponse::text(400, error.to_string());
+        }
+        match control.fire_scheduled(name, &cron) {
+            Ok(true) => AdminResponse::json(202, &json!({ "name": name, "cron": cron, "started": true })),
+            Ok(false) => AdminResponse::text(404, format!("no tenant named {name:?}")),
+            Err(error) => AdminResponse::text(500, error.to_string()),
         }
     }
 
@@ -357,6 +393,22 @@ impl Admin {
         if let Some(both) = vars.keys().find(|k| secrets.contains_key(*k)) {
             return Err(format!("{both:?} is both a var and a secret"));
         }
+        let crons = match upload.crons {
+            Some(crons) => {
+                if crons.len() > crate::cron::SCHEDULES_PER_TENANT_MAX {
+                    return Err(format!("at most {} crons", crate::cron::SCHEDULES_PER_TENANT_MAX));
+                }
+                let mut unique: Vec<String> = Vec::with_capacity(crons.len());
+                for cron in crons {
+                    crate::cron::CronSchedule::parse(&cron).map_err(|e| format!("crons: {e}"))?;
+                    if !unique.contains(&cron) {
+                        unique.push(cron);
+                    }
+                }
+                unique
+            }
+            None => existing.map(|t| t.crons.clone()).unwrap_or_default(),
+        };
         Ok(TenantSettings {
             name: name.to_string(),
             path: PathBuf::from(format!("admin/{name}.js")),
@@ -367,6 +419,7 @@ impl Admin {
             secrets,
             limits,
             read_disk: false,
+            crons,
         })
     }
 }
@@ -378,6 +431,7 @@ struct Upload {
     script: String,
     format: Option<String>,
     routes: Option<Vec<String>>,
+    crons: Option<Vec<String>>,
     vars: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
     limits: Option<LimitsPatch<i64>>,
@@ -385,3 +439,28 @@ struct Upload {
 
 #[cfg(test)]
 mod tests;
+
+/// `%XX` escapes and `+` (a space, as in forms) decoded; `None` for a bad escape or non-UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}

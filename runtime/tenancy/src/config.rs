@@ -203,6 +203,8 @@ pub struct TenantConfig {
     pub secrets: BTreeMap<String, String>,
     /// `[defaults.limits]` with this tenant's `limits` on top.
     pub limits: Limits,
+    /// Cron Triggers (`crons = ["*/5 * * * *"]`), each a valid expression, without duplicates.
+    pub crons: Vec<String>,
 }
 
 impl TenantConfig {
@@ -218,6 +220,7 @@ impl TenantConfig {
             vars: self.vars.clone(),
             secrets: self.secrets.clone(),
             limits: self.limits.into(),
+            crons: self.crons.clone(),
             read_disk: true,
         }
     }
@@ -489,6 +492,7 @@ struct TenantTable {
     vars: Option<Bindings>,
     secrets: Option<Bindings>,
     limits: Option<LimitsTable>,
+    crons: Option<Vec<Spanned<String>>>,
 }
 
 /// `tenant.vars` and `tenant.secrets`: names (with their places) to strings.
@@ -499,6 +503,7 @@ type Bindings = BTreeMap<Spanned<String>, String>;
 const ARRAYS: &[(&str, &str)] = &[
     ("tenant", "an array of tables, written [[tenant]]"),
     ("tenant.routes", "an array of strings"),
+    ("tenant.crons", "an array of cron expressions such as \"*/5 * * * *\""),
     ("server.tls.certificates", "an array of tables, such as [{ cert = \"cert.pem\", key = \"key.pem\" }]"),
     ("egress.allow", "an array of networks such as \"10.0.0.0/8\""),
     ("egress.deny", "an array of networks such as \"203.0.113.0/24\""),
@@ -905,6 +910,28 @@ impl Document<'_> {
             self.ensure(heap_mb <= per_core_heap_mb, &span, problem)?;
         }
 
+        let mut crons: Vec<String> = Vec::new();
+        for (i, text) in table.crons.unwrap_or_default().into_iter().enumerate() {
+            let span = text.span();
+            self.ensure(i < crate::cron::SCHEDULES_PER_TENANT_MAX, &span, || Problem::Invalid {
+                key: "tenant.crons".to_string(),
+                message: format!("has more than {} entries", crate::cron::SCHEDULES_PER_TENANT_MAX),
+            })?;
+            if let Err(error) = crate::cron::CronSchedule::parse(text.get_ref()) {
+                return Err(self.fail(
+                    &span,
+                    Problem::Invalid {
+                        key: "tenant.crons".to_string(),
+                        message: format!("has an invalid entry: {error}"),
+                    },
+                ));
+            }
+            let expression = text.into_inner();
+            if !crons.contains(&expression) {
+                crons.push(expression);
+            }
+        }
+
         let directory = self.path.parent().unwrap_or(Path::new(""));
         Ok(TenantConfig {
             name,
@@ -916,6 +943,7 @@ impl Document<'_> {
             vars,
             secrets,
             limits,
+            crons,
         })
     }
 
@@ -965,6 +993,21 @@ mod tests {
 
     fn with_tenant(text: &str) -> String {
         format!("{text}\n{TENANT}")
+    }
+
+    #[test]
+    fn crons_are_checked_where_they_are_written() {
+        let config = parse_ok(&format!("{TENANT}crons = [\"*/5 * * * *\", \"0 12 * * MON-FRI\", \"*/5 * * * *\"]\n"));
+        assert_eq!(config.tenants[0].crons, ["*/5 * * * *", "0 12 * * MON-FRI"]);
+        assert_eq!(config.tenants[0].settings(String::new()).crons.len(), 2);
+        assert_eq!(
+            parse_err(&format!("{TENANT}crons = [\"* * * * *\", \"61 * * * *\"]\n")),
+            format!(
+                "{FILE}:5:23: tenant.crons has an invalid entry: {}",
+                crate::cron::CronSchedule::parse("61 * * * *").unwrap_err()
+            )
+        );
+        assert!(parse_err(&format!("{TENANT}crons = [\"@daily\"]\n")).contains("nicknames"));
     }
 
     const FULL: &str = r#"# isobar.toml
@@ -1161,7 +1204,7 @@ subrequests = 0
         assert_eq!(
             parse_err(&format!("{TENANT}scripts = \"x\"\nzz = 1\n")),
             "isobar.toml:5:1: unknown key `scripts` in [[tenant]]; expected one of name, script, format, routes, \
-             vars, secrets, limits"
+             vars, secrets, limits, crons"
         );
         assert_eq!(
             parse_err(&format!("{TENANT}limits = {{ cpu_ms = 5, wal_ms = 1 }}\n")),

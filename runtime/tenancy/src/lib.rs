@@ -1,8 +1,9 @@
 //! The V8-free model of isobar's tenants and their control plane: what a tenant is made from
 //! (name, script format, routes, bindings, limits and the values each limit may take), the
 //! configuration file that lists them, the router that picks a tenant for a request, the
-//! counters cores keep and the metrics page made from them, and the admin API's request
-//! handling behind the [`admin::ControlPlane`] trait the runtime implements.
+//! counters cores keep and the metrics page made from them, the tenants' cron schedules and the
+//! sans-IO table of their firings ([`cron`]), and the admin API's request handling behind the
+//! [`admin::ControlPlane`] trait the runtime implements.
 //!
 //! It must not link V8, do I/O (the runtime owns the admin listener; boot reads the
 //! configuration file) or know about cores and isolates: everything here is plain data and
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod cron;
 pub mod egress;
 pub mod limits;
 pub mod metrics;

@@ -120,6 +120,18 @@ impl Collector for Reports {
         )?;
         counter(
             &mut encoder,
+            "isobar_tenant_scheduled",
+            "Cron Trigger firings run (scheduled handler).",
+            per_tenant().map(|(l, t)| (l, t.counters.scheduled as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_scheduled_failed",
+            "Cron Trigger firings that threw, rejected or hit a limit.",
+            per_tenant().map(|(l, t)| (l, t.counters.scheduled_failed as f64)),
+        )?;
+        counter(
+            &mut encoder,
             "isobar_tenant_limit_exceeded",
             "Requests stopped by a limit (cpu, heap, wall, concurrency).",
             per_tenant().flat_map(|(l, t)| {

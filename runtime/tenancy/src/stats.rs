@@ -49,6 +49,10 @@ pub struct TenantCounters {
     pub subrequests: u64,
     pub subrequest_bytes_out: u64,
     pub subrequest_bytes_in: u64,
+    /// Cron Trigger firings run (`scheduled()`), and those that failed (threw, rejected, or hit
+    /// a limit).
+    pub scheduled: u64,
+    pub scheduled_failed: u64,
 }
 
 impl TenantCounters {
@@ -77,6 +81,8 @@ impl TenantCounters {
         self.subrequests += other.subrequests;
         self.subrequest_bytes_out += other.subrequest_bytes_out;
         self.subrequest_bytes_in += other.subrequest_bytes_in;
+        self.scheduled += other.scheduled;
+        self.scheduled_failed += other.scheduled_failed;
     }
 }
 

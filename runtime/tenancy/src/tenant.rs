@@ -75,6 +75,8 @@ pub struct TenantSettings {
     pub limits: TenantLimits,
     /// Whether imports may be read from disk while bundling (config tenants: yes; uploads: no).
     pub read_disk: bool,
+    /// Cron Triggers: valid expressions (see [`crate::cron`]), firing the module's `scheduled()`.
+    pub crons: Vec<String>,
 }
 
 impl fmt::Debug for TenantSettings {
@@ -89,6 +91,7 @@ impl fmt::Debug for TenantSettings {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("limits", &self.limits)
             .field("read_disk", &self.read_disk)
+            .field("crons", &self.crons)
             .finish()
     }
 }
@@ -128,6 +131,7 @@ mod tests {
             secrets: BTreeMap::from([("KEY".into(), "hunter2".into())]),
             limits: TenantLimits::default(),
             read_disk: false,
+            crons: Vec::new(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("export default"), "{shown}");

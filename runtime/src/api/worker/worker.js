@@ -58,6 +58,59 @@
     return outcome.response;
   };
 
+  // Cron Triggers: `scheduled(controller, env, ctx)` of a module, or a service worker's
+  // "scheduled" event. The controller and the event say which cron fired and when it was due.
+  class ScheduledController {
+    #cron; #scheduledTime; #noRetry = false;
+    constructor(token, cron, scheduledTime) {
+      if (token !== internals.token) throw new TypeError("Illegal constructor");
+      this.#cron = cron;
+      this.#scheduledTime = scheduledTime;
+    }
+    get cron() { return this.#cron; }
+    get scheduledTime() { return this.#scheduledTime; }
+    noRetry() { this.#noRetry = true; }
+  }
+  webClass(ScheduledController, "ScheduledController");
+  defineHidden(global, "ScheduledController", ScheduledController);
+
+  class ScheduledEvent extends Event {
+    #cron; #scheduledTime; #ctx;
+    constructor(type, init) {
+      super(type);
+      if (init === undefined || init === null || init[internals.token] === undefined) {
+        throw new TypeError("Illegal constructor");
+      }
+      this.#cron = init.cron;
+      this.#scheduledTime = init.scheduledTime;
+      this.#ctx = init[internals.token];
+    }
+    get cron() { return this.#cron; }
+    get scheduledTime() { return this.#scheduledTime; }
+    noRetry() {}
+    waitUntil(promise) { this.#ctx.waitUntil(promise); }
+  }
+  webClass(ScheduledEvent, "ScheduledEvent");
+  defineHidden(global, "ScheduledEvent", ScheduledEvent);
+
+  // Runs one firing: what `scheduled()` returned (awaited by the core like waitUntil work), or
+  // undefined for a service worker (whose listeners use event.waitUntil).
+  hooks.runScheduled = function runScheduled(handler, env, cron, scheduledTime, ctx) {
+    if (handler !== undefined) {
+      const scheduled = handler.scheduled;
+      if (typeof scheduled !== "function") {
+        throw new TypeError("the Worker has no scheduled handler: add `async scheduled(controller, env, ctx)` to its default export");
+      }
+      return primordials.FunctionPrototypeCall(scheduled, handler, new ScheduledController(internals.token, cron, scheduledTime), env, ctx);
+    }
+    if (internals.listenersOf(globalTarget, "scheduled").length === 0) {
+      throw new TypeError("the Worker has no scheduled handler: call addEventListener('scheduled', (event) => ...)");
+    }
+    const event = new ScheduledEvent("scheduled", { cron, scheduledTime, [internals.token]: ctx });
+    internals.dispatchEvent(globalTarget, event, true);
+    return undefined;
+  };
+
   // Whether a service-worker script registered a fetch listener.
   hooks.checkServiceWorker = function checkServiceWorker() {
     return internals.listenersOf(globalTarget, "fetch").length > 0;

@@ -19,6 +19,8 @@ struct TestControl {
     deployed: RefCell<Vec<TenantSettings>>,
     refuse: RefCell<Option<ChangeError>>,
     stats: Vec<CoreStats>,
+    /// (tenant, cron) of each `fire_scheduled`.
+    fired: RefCell<Vec<(String, String)>>,
 }
 
 impl ControlPlane for TestControl {
@@ -54,6 +56,7 @@ impl ControlPlane for TestControl {
             vars: settings.vars.clone(),
             secrets: settings.secrets.clone(),
             limits: settings.limits,
+            crons: settings.crons.clone(),
         };
         let replaced = tenants.insert(settings.name.clone(), tenant).is_some();
         self.deployed.borrow_mut().push(settings);
@@ -65,6 +68,14 @@ impl ControlPlane for TestControl {
             return Err(error);
         }
         Ok(self.tenants.borrow_mut().remove(name).is_some())
+    }
+
+    fn fire_scheduled(&self, name: &str, cron: &str) -> Result<bool, ChangeError> {
+        if !self.tenants.borrow().contains_key(name) {
+            return Ok(false);
+        }
+        self.fired.borrow_mut().push((name.to_string(), cron.to_string()));
+        Ok(true)
     }
 }
 
@@ -307,6 +318,37 @@ fn refused_deploys_get_the_status_of_their_cause() {
             admin().handle(&control, &put_json("/tenants/fresh", r#"{"script": "x", "routes": ["f.test"]}"#));
         assert_eq!((response.status, text(&response)), (status, format!("{message}\n").as_str()));
     }
+}
+
+#[test]
+fn crons_are_deployed_checked_and_fired_by_hand() {
+    let admin = Admin::new(None, TenantLimits::default());
+    let control = TestControl::default();
+    let body = r#"{"script": "x", "routes": ["a.test"], "crons": ["*/5 * * * *", "0 0 * * MON", "*/5 * * * *"]}"#;
+    assert_eq!(admin.handle(&control, &put_json("/tenants/a", body)).status, 201);
+    let tenant = control.tenant("a").unwrap();
+    assert_eq!(tenant.crons, ["*/5 * * * *", "0 0 * * MON"], "duplicates are dropped");
+    // A PUT without crons keeps them; a bad one is refused with the reason.
+    assert_eq!(admin.handle(&control, &put_json("/tenants/a", r#"{"script": "y"}"#)).status, 200);
+    assert_eq!(control.tenant("a").unwrap().crons.len(), 2);
+    let bad = admin.handle(&control, &put_json("/tenants/a", r#"{"script": "y", "crons": ["* * *"]}"#));
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("five fields"), "{bad:?}");
+    let shown = admin.handle(&control, &request("GET", "/tenants/a", b""));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.body).unwrap();
+    assert_eq!(shown["crons"], serde_json::json!(["*/5 * * * *", "0 0 * * MON"]), "{shown}");
+
+    // Fired by hand: the given cron (percent-encoded), else the tenant's first.
+    let fired = admin.handle(&control, &request("POST", "/tenants/a/scheduled?cron=0+12+*+*+%2A", b""));
+    assert_eq!(fired.status, 202, "{fired:?}");
+    assert_eq!(admin.handle(&control, &request("POST", "/tenants/a/scheduled", b"")).status, 202);
+    assert_eq!(
+        *control.fired.borrow(),
+        [("a".to_string(), "0 12 * * *".to_string()), ("a".to_string(), "*/5 * * * *".to_string())]
+    );
+    assert_eq!(admin.handle(&control, &request("POST", "/tenants/a/scheduled?cron=nope", b"")).status, 400);
+    assert_eq!(admin.handle(&control, &request("POST", "/tenants/a/scheduled?cron=%zz", b"")).status, 400);
+    assert_eq!(admin.handle(&control, &request("POST", "/tenants/b/scheduled", b"")).status, 404);
 }
 
 #[test]

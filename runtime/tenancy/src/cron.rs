@@ -24,6 +24,8 @@ use croner::parser::{CronParser, Seconds, Year};
 
 /// Longest cron expression accepted (Workers expressions are a few dozen bytes).
 pub const EXPRESSION_BYTES_MAX: usize = 256;
+/// Most schedules one tenant may have (Workers allow a handful; this is a bound, not a plan).
+pub const SCHEDULES_PER_TENANT_MAX: usize = 100;
 /// Most schedules one table holds, across tenants.
 pub const SCHEDULES_MAX: usize = 100_000;
 
@@ -163,6 +165,14 @@ impl CronTable {
         self.entries.retain(|e| e.tenant != tenant);
         self.entries.extend(kept);
         Ok(())
+    }
+
+    /// The tenants that have schedules, each once.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.entries.iter().map(|e| e.tenant.clone()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Removes every schedule of `tenant`.
