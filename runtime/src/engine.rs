@@ -42,8 +42,10 @@ unsafe impl Send for ExternalReferences {}
 ///   operating system at once. By default V8 moves them to a process-wide pool that is released
 ///   by a delayed platform task, which the single-threaded platform would only run while some
 ///   other isolate is pumped: evicted tenants' memory stayed resident (~0.4 MB each).
-const FLAGS: &str =
-    "--single-threaded --enable-sharedarraybuffer-per-context --no-memory-pool-share-memory-on-teardown";
+/// - `--disallow-code-generation-from-strings`: `eval()` and `new Function()` throw an
+///   EvalError, as on Workers: a tenant's code is what was deployed, nothing it assembles later.
+const FLAGS: &str = "--single-threaded --enable-sharedarraybuffer-per-context \
+     --no-memory-pool-share-memory-on-teardown --disallow-code-generation-from-strings";
 
 /// Index of the `internals` object among the snapshot context's data.
 pub(crate) const INTERNALS_DATA_INDEX: usize = 0;

@@ -27,7 +27,7 @@ pub use isobar_tenancy::{TenantLimits, TenantSettings, metrics, routes, stats};
 pub use server::{Control, ControlError, CoreEvent, Server, ServerConfig, StartError};
 pub use state::{Outcome, WireResponse};
 pub use tenant::{Deployment, Tenant};
-pub use worker::{LoadError, RequestParts, ScriptFormat, Worker, WorkerSpec};
+pub use worker::{LoadError, ModuleSource, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
 #[cfg(test)]
 mod testing;

@@ -33,7 +33,7 @@ pub fn load_api_test(path: &str) -> Worker {
     let assert = std::fs::read_to_string(api_dir().join("test_assert.js")).unwrap();
     let mut spec = WorkerSpec::from_source(path, &file, source, ScriptFormat::Auto);
     let mut modules = std::collections::BTreeMap::new();
-    modules.insert(file.parent().unwrap().join("assert.js"), assert);
+    modules.insert(file.parent().unwrap().join("assert.js"), crate::worker::ModuleSource::Js(assert));
     spec.modules = Arc::new(modules);
     Worker::new(&spec).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

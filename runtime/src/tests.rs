@@ -276,3 +276,92 @@ fn math_random_differs_between_isolates_made_from_the_same_snapshot() {
     let mut b = Worker::new(&spec_from_source("rb", source, ScriptFormat::Auto)).unwrap();
     assert_ne!(body_of(request(&mut a, 1, &get("http://h/"))).1, body_of(request(&mut b, 1, &get("http://h/"))).1);
 }
+
+/// A WebAssembly module exporting `add(i32, i32) -> i32`, written out by hand (magic and version,
+/// then the type, function, export and code sections).
+const ADD_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // \0asm, version 1
+    0x01, 0x07, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, // type 0: (i32, i32) -> i32
+    0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+    0x07, 0x07, 0x01, 0x03, b'a', b'd', b'd', 0x00, 0x00, // export "add" = function 0
+    0x0a, 0x09, 0x01, 0x07, 0x00, 0x20, 0x00, 0x20, 0x01, 0x6a, 0x0b, // local.get 0, local.get 1, i32.add
+];
+
+/// A module Worker in a fresh directory with `files` beside it.
+fn worker_dir(label: &str, main: &str, files: &[(&str, &[u8])]) -> (std::path::PathBuf, WorkerSpec) {
+    let dir = std::env::temp_dir().join(format!("isobar-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let path = dir.join("main.js");
+    std::fs::write(&path, main).unwrap();
+    let spec = WorkerSpec::from_source(label, &path, main.to_string(), ScriptFormat::Auto);
+    (dir, spec)
+}
+
+#[test]
+fn wasm_json_text_and_data_modules_are_imported_by_type() {
+    let main = r#"
+        import add from "./add.wasm";
+        import config from "./config.json";
+        import page from "./page.html";
+        import blob from "./blob.bin";
+        export default {
+          async fetch() {
+            const { exports } = await WebAssembly.instantiate(add);
+            const parts = [
+              add instanceof WebAssembly.Module,
+              exports.add(40, 2),
+              config.name, config.list.length,
+              page.trim(),
+              blob instanceof ArrayBuffer, new Uint8Array(blob)[2],
+            ];
+            return new Response(parts.join(" "));
+          },
+        };"#;
+    let files: &[(&str, &[u8])] = &[
+        ("add.wasm", ADD_WASM),
+        ("config.json", br#"{"name": "isobar", "list": [1, 2, 3]}"#),
+        ("page.html", b"<p>hi</p>\n"),
+        ("blob.bin", &[7, 8, 9, 0xff]),
+    ];
+    let (dir, spec) = worker_dir("modtypes", main, files);
+    let (format, modules) = crate::worker::bundle(&spec).unwrap();
+    assert_eq!(modules.len(), 5, "{:?}", modules.keys().collect::<Vec<_>>());
+    assert!(matches!(modules.get(&dir.join("add.wasm")), Some(crate::worker::ModuleSource::Wasm(b)) if b == ADD_WASM));
+    // Loaded from the bundle alone, as a core does.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let spec = WorkerSpec { modules: std::sync::Arc::new(modules), read_disk: false, format, ..spec };
+    let mut worker = Worker::new(&spec).unwrap();
+    assert_eq!(body_of(request(&mut worker, 1, &get("http://h/"))).1, "true 42 isobar 3 <p>hi</p> true 9");
+}
+
+#[test]
+fn bad_wasm_and_json_modules_are_load_errors_naming_the_file() {
+    for (name, bytes, needle) in
+        [("bad.wasm", &b"\0asm\x01\0\0\0\x01"[..], "bad.wasm"), ("bad.json", &b"{ nope"[..], "bad.json")]
+    {
+        let main =
+            format!("import x from './{name}'; export default {{ fetch() {{ return new Response(String(x)); }} }}");
+        let (dir, spec) = worker_dir(&format!("bad-{}", name.replace('.', "-")), &main, &[(name, bytes)]);
+        let error = crate::worker::bundle(&spec).unwrap_err().to_string();
+        assert!(error.contains(needle), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn code_generation_from_strings_is_off() {
+    let source = r#"export default { fetch() {
+        const out = [];
+        for (const attempt of [() => eval("1 + 1"), () => new Function("return 1")(), () => setTimeout("1", 0)]) {
+          try { attempt(); out.push("allowed"); } catch (e) { out.push(e.name); }
+        }
+        return new Response(out.join(" "));
+    } }"#;
+    let mut worker = Worker::new(&spec_from_source("noeval", source, ScriptFormat::Auto)).unwrap();
+    let body = body_of(request(&mut worker, 1, &get("http://h/"))).1;
+    assert!(body.starts_with("EvalError EvalError "), "{body}");
+}

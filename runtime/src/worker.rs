@@ -25,6 +25,46 @@ pub const DEFAULT_HEAP_MAX_BYTES: usize = 128 << 20;
 
 pub use isobar_tenancy::ScriptFormat;
 
+/// One module of a Worker, typed by its file's extension (as Wrangler's default module rules
+/// and workerd's module types): `import x from "./f.wasm"` gives a `WebAssembly.Module`,
+/// `.json` the parsed value, `.txt`/`.html`/`.sql`/`.md`/`.csv` the text, `.bin` an
+/// `ArrayBuffer`; anything else is an ES module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModuleSource {
+    Js(String),
+    Wasm(Vec<u8>),
+    Json(String),
+    Text(String),
+    Data(Vec<u8>),
+}
+
+impl ModuleSource {
+    /// The module at `path`, whose file holds `bytes`; text types must be UTF-8.
+    pub fn from_file(path: &Path, bytes: Vec<u8>) -> Result<ModuleSource, String> {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", path.display()));
+        Ok(match extension.as_str() {
+            "wasm" => ModuleSource::Wasm(bytes),
+            "bin" => ModuleSource::Data(bytes),
+            "json" => ModuleSource::Json(text(bytes)?),
+            "txt" | "html" | "sql" | "md" | "csv" => ModuleSource::Text(text(bytes)?),
+            _ => ModuleSource::Js(text(bytes)?),
+        })
+    }
+
+    /// Bytes it holds (for bounds).
+    pub fn len(&self) -> usize {
+        match self {
+            ModuleSource::Js(s) | ModuleSource::Json(s) | ModuleSource::Text(s) => s.len(),
+            ModuleSource::Wasm(b) | ModuleSource::Data(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What a core needs to create a Worker.
 #[derive(Clone, Debug)]
 pub struct WorkerSpec {
@@ -35,7 +75,7 @@ pub struct WorkerSpec {
     pub format: ScriptFormat,
     /// Sources of imported modules, by canonical path, known in advance: a core loading a
     /// tenant compiles from these and never reads the disk.
-    pub modules: Arc<BTreeMap<PathBuf, String>>,
+    pub modules: Arc<BTreeMap<PathBuf, ModuleSource>>,
     /// Whether imports missing from `modules` may be read from disk (start-up and control
     /// threads only).
     pub read_disk: bool,
@@ -101,7 +141,7 @@ pub struct Worker {
     isolate: Isolate,
     name: Rc<str>,
     /// Every module compiled for this worker (main script included), by path.
-    modules: BTreeMap<PathBuf, String>,
+    modules: BTreeMap<PathBuf, ModuleSource>,
     /// Requests whose work ended since the scheduler last looked (response sent and every
     /// `waitUntil()` settled): their timers are cancelled and their contexts gone.
     finished: Vec<u64>,
@@ -211,7 +251,7 @@ impl Worker {
 
     /// The sources of every module this worker compiled, by path: a bundle other cores can
     /// load without reading the disk.
-    pub fn modules(&self) -> &BTreeMap<PathBuf, String> {
+    pub fn modules(&self) -> &BTreeMap<PathBuf, ModuleSource> {
         &self.modules
     }
 
@@ -758,7 +798,7 @@ fn report_unhandled_rejections(scope: &mut v8::PinScope, state: &Rc<std::cell::R
     }
 }
 
-fn take_module_sources(isolate: &mut Isolate) -> BTreeMap<PathBuf, String> {
+fn take_module_sources(isolate: &mut Isolate) -> BTreeMap<PathBuf, ModuleSource> {
     let mut entered = isolate.enter(Duration::MAX);
     entered.remove_slot::<ModuleMap>().map(|m| m.sources).unwrap_or_default()
 }
@@ -882,7 +922,7 @@ fn resolve_format(scope: &mut v8::PinScope, spec: &WorkerSpec) -> ScriptFormat {
         f => f,
     };
     if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
-        map.sources.insert(spec.path.clone(), spec.source.clone());
+        map.sources.insert(spec.path.clone(), ModuleSource::Js(spec.source.clone()));
     }
     format
 }
@@ -918,11 +958,14 @@ struct ModuleMap {
     /// Imports must stay below this directory (the main script's).
     root: PathBuf,
     /// Module sources known in advance (a tenant's bundle).
-    preloaded: Arc<BTreeMap<PathBuf, String>>,
+    preloaded: Arc<BTreeMap<PathBuf, ModuleSource>>,
     /// Whether imports missing from `preloaded` may be read from disk.
     read_disk: bool,
     /// Every source compiled, by path: becomes [`Worker::modules`].
-    sources: BTreeMap<PathBuf, String>,
+    sources: BTreeMap<PathBuf, ModuleSource>,
+    /// The default export of each synthetic module (Wasm, JSON, text, data), by the module's
+    /// identity hash, until V8 evaluates it.
+    synthetic: std::collections::HashMap<i32, v8::Global<v8::Value>>,
     /// The first resolution failure, reported as a LoadError.
     error: Option<LoadError>,
 }
@@ -930,7 +973,7 @@ struct ModuleMap {
 impl ModuleMap {
     /// The path and source of the module `specifier` imported by `referrer`: from the preloaded
     /// bundle, or from disk when allowed. Errors are the reason, for a LoadError::Import.
-    fn find_source(&self, referrer: &Path, specifier: &str) -> Result<(PathBuf, String), String> {
+    fn find_source(&self, referrer: &Path, specifier: &str) -> Result<(PathBuf, ModuleSource), String> {
         let path = import_path(referrer, specifier, &self.root)?;
         if let Some(source) = self.preloaded.get(&path) {
             return Ok((path, source.clone()));
@@ -938,8 +981,11 @@ impl ModuleMap {
         if !self.read_disk {
             return Err("the module is not part of the deployed worker".into());
         }
-        match std::fs::read_to_string(&path) {
-            Ok(source) => Ok((path, source)),
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let source = ModuleSource::from_file(&path, bytes)?;
+                Ok((path, source))
+            }
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }
@@ -997,6 +1043,83 @@ fn compile_module_at<'s>(
         }
         None => Err(compile_error(tc, &file)),
     }
+}
+
+/// Compiles an imported module of any type: an ES module, or a synthetic module whose default
+/// export is the Wasm module, the JSON value, the text or the bytes.
+fn compile_any<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    path: &Path,
+    source: &ModuleSource,
+) -> Result<v8::Local<'s, v8::Module>, LoadError> {
+    let file = path.display().to_string();
+    let value: v8::Local<v8::Value> = match source {
+        ModuleSource::Js(code) => return compile_module_at(scope, path, code),
+        ModuleSource::Wasm(bytes) => {
+            let compiled = {
+                v8::tc_scope!(let tc, scope);
+                match v8::WasmModuleObject::compile(tc, bytes) {
+                    Some(module) => Ok(v8::Global::new(tc, v8::Local::<v8::Value>::from(module))),
+                    None if tc.has_caught() => Err(exception_text(tc)),
+                    None => Err("not a valid WebAssembly module".to_string()),
+                }
+            };
+            match compiled {
+                Ok(module) => v8::Local::new(scope, module),
+                Err(message) => return Err(LoadError::Evaluate { file, message }),
+            }
+        }
+        ModuleSource::Json(text) => {
+            let string = v8::String::new(scope, text).ok_or_else(|| LoadError::Evaluate {
+                file: file.clone(),
+                message: "the JSON module is too large".into(),
+            })?;
+            let parsed = {
+                v8::tc_scope!(let tc, scope);
+                match v8::json::parse(tc, string) {
+                    Some(value) => Ok(v8::Global::new(tc, value)),
+                    None => Err(exception_text(tc)),
+                }
+            };
+            match parsed {
+                Ok(value) => v8::Local::new(scope, value),
+                Err(message) => return Err(LoadError::Evaluate { file, message }),
+            }
+        }
+        ModuleSource::Text(text) => v8::String::new(scope, text)
+            .ok_or_else(|| LoadError::Evaluate { file: file.clone(), message: "the text module is too large".into() })?
+            .into(),
+        ModuleSource::Data(bytes) => crate::bridge::args::new_array_buffer(scope, bytes.clone()).into(),
+    };
+    let name = crate::bridge::new_string_lossy(scope, &file);
+    let default = v8::String::new(scope, "default").ok_or_else(|| bootstrap_error("module", "name"))?;
+    let module = v8::Module::create_synthetic_module(scope, name, &[default], synthetic_module_steps);
+    let global_value = v8::Global::new(scope, value);
+    let global_module = v8::Global::new(scope, module);
+    let map =
+        scope.get_slot_mut::<ModuleMap>().ok_or_else(|| bootstrap_error("modules", "the module map is missing"))?;
+    let hash = module.get_identity_hash().get();
+    map.synthetic.insert(hash, global_value);
+    map.path_of.insert(hash, path.to_path_buf());
+    map.by_path.insert(path.to_path_buf(), global_module);
+    Ok(module)
+}
+
+/// V8 evaluates a synthetic module: its default export is the value kept for it.
+fn synthetic_module_steps<'s>(
+    context: v8::Local<'s, v8::Context>,
+    module: v8::Local<v8::Module>,
+) -> Option<v8::Local<'s, v8::Value>> {
+    v8::callback_scope!(unsafe scope, context);
+    let hash = module.get_identity_hash().get();
+    let value = scope.get_slot_mut::<ModuleMap>().and_then(|m| m.synthetic.remove(&hash))?;
+    let value = v8::Local::new(scope, value);
+    let default = v8::String::new(scope, "default")?;
+    module.set_synthetic_module_export(scope, default, value)?;
+    let resolver = v8::PromiseResolver::new(scope)?;
+    let undefined = v8::undefined(scope).into();
+    resolver.resolve(scope, undefined);
+    Some(resolver.get_promise(scope).into())
 }
 
 fn load_module(
@@ -1100,7 +1223,7 @@ fn resolve_module<'s>(
     if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
         map.sources.insert(path.clone(), source.clone());
     }
-    match compile_module_at(scope, &path, &source) {
+    match compile_any(scope, &path, &source) {
         Ok(module) => Some(module),
         Err(error) => {
             if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
@@ -1120,7 +1243,7 @@ thread_local! {
 /// its format (resolved if `Auto`) and the sources of all its modules, by path: the bundle a core
 /// loads a tenant from. Syntax errors and unresolvable imports are reported here, with
 /// file:line:column. Runs on the calling thread in one long-lived isolate.
-pub fn bundle(spec: &WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, String>), LoadError> {
+pub fn bundle(spec: &WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, ModuleSource>), LoadError> {
     engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
     COMPILER.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -1186,8 +1309,10 @@ fn bundle_in(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<ScriptFormat
             if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
                 map.sources.insert(path.clone(), source.clone());
             }
-            let module = compile_module_at(scope, &path, &source)?;
-            queue.push((path, module.get_module_requests()));
+            let module = compile_any(scope, &path, &source)?;
+            if matches!(source, ModuleSource::Js(_)) {
+                queue.push((path, module.get_module_requests()));
+            }
         }
     }
     Ok(format)

@@ -3,6 +3,7 @@
 mod cron;
 mod fetch;
 mod hardening;
+mod modules;
 mod netstack;
 mod qemu;
 mod skeleton;
