@@ -2,6 +2,7 @@
 
 mod fetch;
 mod hardening;
+mod hostile;
 mod netstack;
 mod qemu;
 mod skeleton;
