@@ -40,6 +40,14 @@ const HANDLED_SIGNALS: &[Signal] = &[Signal::Interrupt, Signal::Terminate, Signa
 const TEST_VIOLATION_ENV: &str = "ISOBAR_TEST_SECCOMP_VIOLATION";
 
 fn main() -> ExitCode {
+    // Scripts see UTC, as on Workers. Set before any thread exists and before V8 starts: with
+    // TZ unset, the first `Date.prototype.toString()` or `Intl.DateTimeFormat` without a
+    // `timeZone` makes ICU look for the host's zone with readlink("/etc/localtime") on a core
+    // thread, which the system-call filter forbids, so one tenant's `String(new Date())`
+    // stopped the whole process. With TZ set, ICU takes the zone from it and touches no file.
+    // SAFETY: no other thread exists yet (nothing has been spawned, and no library isobar
+    // links starts threads before main), so nothing can read the environment concurrently.
+    unsafe { std::env::set_var("TZ", "UTC") };
     // Before any thread exists, so every thread inherits both: no execve can gain privileges
     // (isobar never runs another program), and a forbidden system call, once the filter is on,
     // is reported by name and stops the process.
@@ -861,22 +869,24 @@ fn reload_config(server: &runtime::Server, path: &Path, tls_listen: Option<Socke
     let result = config::load(path).map_err(anyhow::Error::from).and_then(|config| {
         // Read first, so that a broken certificate stops the reload before anything changed.
         let tls_config = config::tls_server_config(&config)?;
-        let current = control.deployment();
-        let next = build_deployment(&config, Some(&current))?;
-        for tenant in next.tenants.values() {
-            let unchanged = current.tenants.get(&tenant.name).is_some_and(|old| old.version == tenant.version);
-            if !unchanged {
-                runtime::Worker::validate(&tenant.spec, Duration::from_secs(2))?;
+        // Built, checked and deployed under the control plane's change lock, so an admin PUT
+        // racing this reload is applied wholly before or wholly after it, never in between.
+        let (kept, total) = control.change(|current| {
+            let next = build_deployment(&config, Some(current.as_ref()))?;
+            for tenant in next.tenants.values() {
+                let unchanged = current.tenants.get(&tenant.name).is_some_and(|old| old.version == tenant.version);
+                if !unchanged {
+                    runtime::Worker::validate(&tenant.spec, Duration::from_secs(2))?;
+                }
             }
-        }
-        let (kept, total) = (
-            next.tenants
+            let kept = next
+                .tenants
                 .values()
                 .filter(|t| current.tenants.get(&t.name).is_some_and(|o| o.version == t.version))
-                .count(),
-            next.tenants.len(),
-        );
-        control.deploy(next)?;
+                .count();
+            let total = next.tenants.len();
+            Ok::<_, anyhow::Error>((Some(next), (kept, total)))
+        })?;
         let tls = match (&config.server.tls, tls_config) {
             (Some(tls), Some(tls_config)) if control.serves_tls() => {
                 control.set_tls(tls_config, Duration::from_millis(tls.handshake_timeout_ms))?;

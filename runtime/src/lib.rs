@@ -30,6 +30,8 @@ pub use tenant::{Deployment, Tenant};
 pub use worker::{LoadError, ModuleSource, RequestParts, ScriptFormat, Worker, WorkerSpec};
 
 #[cfg(test)]
+mod op_fuzz;
+#[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;

@@ -109,6 +109,11 @@ const CORE_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Control {
     cores: Vec<CoreHandle>,
     deployment: Mutex<Arc<Deployment>>,
+    /// Held by each change from reading the current deployment until every core has the next
+    /// one, so changes (a SIGHUP reload, admin PUTs and DELETEs) apply one at a time in one
+    /// order: without it two changes interleave their messages to the cores, and cores end up
+    /// on different deployments, or a change built from a stale deployment undoes another.
+    changing: Mutex<()>,
     watchdog: Watchdog,
     /// Whether the cores serve HTTPS (set at start: the listeners cannot be added later).
     serves_tls: bool,
@@ -140,6 +145,27 @@ impl Control {
     /// Serves `deployment` from now on; returns once every core has swapped it in, so a request
     /// made after this returns is served by the new versions.
     pub fn deploy(&self, deployment: Deployment) -> Result<(), ControlError> {
+        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        self.deploy_locked(deployment)
+    }
+
+    /// Builds the next deployment from the current one and serves it, with no other change in
+    /// between: `next` sees the deployment the cores serve, and nothing is deployed until this
+    /// returns. `next` returning `Ok(None)` changes nothing. Whichever change takes the lock
+    /// last is the one served, and its acknowledgement is the last one given.
+    pub fn change<T, E: From<ControlError>>(
+        &self,
+        next: impl FnOnce(&Arc<Deployment>) -> Result<(Option<Deployment>, T), E>,
+    ) -> Result<T, E> {
+        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let (deployment, value) = next(&self.deployment())?;
+        if let Some(deployment) = deployment {
+            self.deploy_locked(deployment)?;
+        }
+        Ok(value)
+    }
+
+    fn deploy_locked(&self, deployment: Deployment) -> Result<(), ControlError> {
         let deployment = Arc::new(deployment);
         if let Some(smallest) = deployment.smallest_cpu_limit() {
             self.watchdog.set_smallest_limit(smallest);
@@ -256,23 +282,22 @@ impl Control {
         self.serves_tls
     }
 
-    /// Adds or replaces one tenant (serialised with other changes by the deployment lock).
+    /// Adds or replaces one tenant (serialised with other changes by the change lock).
     pub fn put_tenant(&self, tenant: Tenant) -> Result<bool, ControlError> {
-        let current = self.deployment();
-        let replaced = current.tenants.contains_key(&tenant.name);
-        let next = current.with(Arc::new(tenant))?;
-        self.deploy(next)?;
-        Ok(replaced)
+        self.change(|current| {
+            let replaced = current.tenants.contains_key(&tenant.name);
+            Ok::<_, ControlError>((Some(current.with(Arc::new(tenant))?), replaced))
+        })
     }
 
     /// Removes a tenant; false if there was none by that name.
     pub fn remove_tenant(&self, name: &str) -> Result<bool, ControlError> {
-        let current = self.deployment();
-        if !current.tenants.contains_key(name) {
-            return Ok(false);
-        }
-        self.deploy(current.without(name))?;
-        Ok(true)
+        self.change(|current| {
+            if !current.tenants.contains_key(name) {
+                return Ok::<_, ControlError>((None, false));
+            }
+            Ok((Some(current.without(name)), true))
+        })
     }
 
     /// Every core's counters (cores that do not answer within the timeout are left out).
@@ -349,6 +374,7 @@ impl Server {
         let control = Arc::new(Control {
             cores: handles,
             deployment: Mutex::new(deployment.clone()),
+            changing: Mutex::new(()),
             watchdog,
             serves_tls: config.tls.is_some(),
             crons: Mutex::new(CronTable::new()),

@@ -3,6 +3,7 @@
 mod cron;
 mod fetch;
 mod hardening;
+mod hostile;
 mod modules;
 mod netstack;
 mod qemu;

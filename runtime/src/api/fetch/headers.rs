@@ -23,6 +23,11 @@ pub const GUARD_IMMUTABLE: i32 = 1;
 
 /// Entries one Headers may hold; a script appending without end gets a RangeError.
 pub const ENTRIES_MAX: u32 = 10_000;
+/// The longest header name.
+pub const NAME_BYTES_MAX: usize = 8192;
+/// The longest header value: no longer one could be sent (every value is copied out of V8 to
+/// be checked, so without this a script's 256 MiB string was copied whole, once per call).
+pub const VALUE_BYTES_MAX: usize = super::response::WIRE_HEADER_BYTES_MAX;
 
 pub fn class() -> ClassDecl {
     use v8::MapFnTo;
@@ -92,8 +97,11 @@ pub fn normalize_name<'s>(
     value: v8::Local<'s, v8::Value>,
 ) -> Result<v8::Local<'s, v8::String>, JsError> {
     let s = args::to_js_string(scope, value)?;
-    let bytes =
-        args::byte_string(scope, s).filter(|b| !b.is_empty() && b.len() <= 8192 && b.iter().all(|&b| is_token_byte(b)));
+    // Checked before the copy: a name of hundreds of MiB is refused without copying it out.
+    let bytes = (s.length() <= NAME_BYTES_MAX)
+        .then(|| args::byte_string(scope, s))
+        .flatten()
+        .filter(|b| !b.is_empty() && b.len() <= NAME_BYTES_MAX && b.iter().all(|&b| is_token_byte(b)));
     let Some(mut bytes) = bytes else {
         let shown = args::to_rust_string(scope, s, 256, "Headers").unwrap_or_default();
         return Err(JsError::type_error(format!("Invalid header name: {shown:?}")));
@@ -113,6 +121,12 @@ pub fn normalize_value<'s>(
     value: v8::Local<'s, v8::Value>,
 ) -> Result<v8::Local<'s, v8::String>, JsError> {
     let s = args::to_js_string(scope, value)?;
+    if s.length() > VALUE_BYTES_MAX {
+        return Err(JsError::range_error(format!(
+            "Header value: {} characters; at most {VALUE_BYTES_MAX} (a response's headers are at most that many bytes)",
+            s.length()
+        )));
+    }
     let Some(bytes) = args::byte_string(scope, s) else {
         return Err(JsError::type_error("Header value: a character has a value above 255 (not a ByteString)"));
     };

@@ -149,7 +149,8 @@ fn initialize<'s>(
     set_int(scope, this, STATUS, status);
     if !status_text.is_undefined() {
         let text = args::to_js_string(scope, status_text)?;
-        let bytes = args::byte_string(scope, text);
+        // Length first: a huge string is refused without copying it out of V8.
+        let bytes = (text.length() <= 1024).then(|| args::byte_string(scope, text)).flatten();
         let valid = bytes.is_some_and(|b| {
             b.len() <= 1024 && b.iter().all(|&c| c == b'\t' || (0x20..=0x7e).contains(&c) || c >= 0x80)
         });
