@@ -190,6 +190,16 @@ pub struct RunArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
 
+    /// A KV namespace on `env`: `--kv CACHE` (namespace "CACHE") or `--kv CACHE=cache-v1`.
+    /// Repeatable.
+    #[arg(long = "kv", value_name = "NAME[=NAMESPACE]")]
+    pub kv: Vec<String>,
+
+    /// Where the KV namespaces are kept (an embedded database in this directory, created if
+    /// missing); it persists across runs.
+    #[arg(long, value_name = "DIR", default_value = ".isobar/kv")]
+    pub kv_path: PathBuf,
+
     #[command(flatten)]
     pub network: NetArgs,
 

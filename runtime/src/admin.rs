@@ -128,6 +128,7 @@ fn deployed(tenant: &Tenant) -> DeployedTenant {
         vars,
         secrets,
         limits: tenant.limits,
+        kv: tenant.spec.kv.to_vec(),
     }
 }
 

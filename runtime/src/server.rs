@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub admission: Option<Arc<netstack::ConnAdmission>>,
     /// Subrequests (each core gets a copy).
     pub outbound: crate::outbound::OutboundConfig,
+    /// The host's KV store, shared by the cores (each makes its own client of it).
+    pub kv: Option<Arc<isobar_state::kv::embedded::EmbeddedKv>>,
 }
 
 /// A core's life as the main thread sees it.
@@ -269,6 +271,7 @@ impl Server {
                 ring: config.ring,
                 admission: config.admission.clone(),
                 outbound: config.outbound.clone(),
+                kv: config.kv.clone(),
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();

@@ -2,6 +2,7 @@
 
 mod fetch;
 mod hardening;
+mod kv;
 mod netstack;
 mod qemu;
 mod skeleton;

@@ -62,6 +62,8 @@ pub struct DeployedTenant {
     /// Kept for a PUT that does not change them; never shown (`Debug` shows the names only).
     pub secrets: BTreeMap<String, String>,
     pub limits: TenantLimits,
+    /// KV bindings; the admin API keeps them on a PUT (they come from the configuration).
+    pub kv: Vec<crate::tenant::KvBinding>,
 }
 
 impl fmt::Debug for DeployedTenant {
@@ -366,6 +368,7 @@ impl Admin {
             vars,
             secrets,
             limits,
+            kv: existing.map(|t| t.kv.clone()).unwrap_or_default(),
             read_disk: false,
         })
     }

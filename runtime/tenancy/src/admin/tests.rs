@@ -54,6 +54,7 @@ impl ControlPlane for TestControl {
             vars: settings.vars.clone(),
             secrets: settings.secrets.clone(),
             limits: settings.limits,
+            kv: settings.kv.clone(),
         };
         let replaced = tenants.insert(settings.name.clone(), tenant).is_some();
         self.deployed.borrow_mut().push(settings);
