@@ -195,3 +195,24 @@ fn kv_acknowledged_puts_survive_kill_9() {
         &missing[..missing.len().min(10)]
     );
 }
+
+#[test]
+fn kv_bindings_from_the_configuration_are_per_tenant() {
+    let dir = TempDir::new("kv-serve");
+    let script = dir.write("kv.js", SCRIPT).display().to_string();
+    let config = format!(
+        "[kv]\npath = \"store\"\n\
+         [[tenant]]\nname = \"a\"\nscript = {script:?}\nroutes = [\"a.test\"]\n[[tenant.kv]]\nbinding = \"KV\"\nnamespace = \"shared\"\n\
+         [[tenant]]\nname = \"b\"\nscript = {script:?}\nroutes = [\"b.test\"]\n[[tenant.kv]]\nbinding = \"KV\"\nnamespace = \"shared\"\n"
+    );
+    let config = dir.write("isobar.toml", &config);
+    let isobar = Isobar::serve(&config, &["--cores", "1"]);
+    let mut client = isobar.connect();
+    let put = client.request_with_host("GET", "a.test", "/put?key=k&value=from-a", &[], b"");
+    assert_eq!((put.status, put.text()), (200, "stored".into()));
+    let read = |client: &mut Client, host: &str| client.request_with_host("GET", host, "/get?key=k", &[], b"").text();
+    assert_eq!(read(&mut client, "a.test"), "from-a");
+    // Same namespace name, another tenant: another key space.
+    assert_eq!(read(&mut client, "b.test"), "<null>");
+    assert!(dir.path().join("store/kv.redb").exists(), "the store is beside the configuration");
+}
