@@ -209,6 +209,15 @@ pub struct RunArgs {
     /// answers when it is done (as `wrangler dev --test-scheduled`).
     #[arg(long)]
     pub test_scheduled: bool,
+    /// A KV namespace on `env`: `--kv CACHE` (namespace "CACHE") or `--kv CACHE=cache-v1`.
+    /// Repeatable.
+    #[arg(long = "kv", value_name = "NAME[=NAMESPACE]")]
+    pub kv: Vec<String>,
+
+    /// Where the KV namespaces are kept (an embedded database in this directory, created if
+    /// missing); it persists across runs.
+    #[arg(long, value_name = "DIR", default_value = ".isobar/kv")]
+    pub kv_path: PathBuf,
 
     #[command(flatten)]
     pub network: NetArgs,

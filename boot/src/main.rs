@@ -190,6 +190,8 @@ struct Serving {
     test_scheduled: bool,
     /// Where subrequests may go, and how names and certificates are resolved.
     egress: Egress,
+    /// The directory of the embedded KV store, when some tenant has a KV binding.
+    kv: Option<std::path::PathBuf>,
 }
 
 /// Subrequest settings from the command line and the configuration.
@@ -273,9 +275,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         vars: BTreeMap::new(),
         secrets: BTreeMap::new(),
         limits,
+        kv: kv_bindings(&args.kv)?,
         read_disk: true,
         crons: checked_crons(&args.crons)?,
     };
+    let kv_directory = (!settings.kv.is_empty()).then(|| args.kv_path.clone());
     runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
     let tenant = Tenant::build(settings)?;
     runtime::Worker::validate(&tenant.spec, Duration::from_secs(10))?;
@@ -300,6 +304,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             dns: args.network.dns.clone(),
             ..Egress::default()
         },
+        kv: kv_directory,
     };
     let mut serving = with_tls_args(serving, &args.tls)?;
     serving.budget.startup_cpu = Duration::from_millis(serving.hardening.startup_cpu_ms);
@@ -403,6 +408,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ca_files: config.egress.ca_files.iter().cloned().chain(args.network.ca_files.iter().cloned()).collect(),
             dns: args.network.dns.clone(),
         },
+        kv: kv_directory(&config)?,
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()
@@ -412,6 +418,68 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let what = format!("{} tenant(s) from {}", deployment.tenants.len(), args.config.display());
     start(serving, deployment, &what)
+}
+
+/// `isobar run --kv NAME[=NAMESPACE]`: the bindings, checked as the configuration file's are.
+fn kv_bindings(flags: &[String]) -> anyhow::Result<Vec<isobar_tenancy::KvBinding>> {
+    let mut bindings: Vec<isobar_tenancy::KvBinding> = Vec::new();
+    for flag in flags {
+        let (binding, namespace) = flag.split_once('=').unwrap_or((flag, flag));
+        if !isobar_tenancy::tenant::is_binding_name(binding) {
+            bail!("--kv {flag}: the binding {binding:?} must be {}", isobar_tenancy::tenant::BINDING_NAME_RULE);
+        }
+        if !isobar_tenancy::tenant::is_namespace_name(namespace) {
+            bail!("--kv {flag}: the namespace {namespace:?} must be {}", isobar_tenancy::tenant::NAMESPACE_NAME_RULE);
+        }
+        if bindings.iter().any(|b| b.binding == binding) {
+            bail!("--kv {flag}: {binding} is given twice");
+        }
+        bindings.push(isobar_tenancy::KvBinding { binding: binding.to_string(), namespace: namespace.to_string() });
+    }
+    Ok(bindings)
+}
+
+/// The embedded KV store's directory, if any tenant has a KV binding (`[kv]` of the file).
+fn kv_directory(config: &config::Config) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if config.tenants.iter().all(|t| t.kv.is_empty()) {
+        return Ok(None);
+    }
+    match &config.kv {
+        isobar_tenancy::config::KvStoreConfig::Embedded { directory } => Ok(Some(directory.clone())),
+        isobar_tenancy::config::KvStoreConfig::Redis { .. } => bail!(
+            "{}: kv.backend = \"redis\" is not available yet (the Redis client is not yet driven by the cores); \
+             use backend = \"embedded\"",
+            config.path.display()
+        ),
+    }
+}
+
+/// Opens the embedded KV store in `directory` (before the seal: its thread never opens a file
+/// later), whose thread confines itself to the storage role once the process is sealed.
+fn open_kv(
+    directory: &std::path::Path,
+    sandbox: Option<Arc<Sandbox>>,
+) -> anyhow::Result<Arc<isobar_state::kv::embedded::EmbeddedKv>> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("cannot create the KV directory {}", directory.display()))?;
+    let file = directory.join("kv.redb");
+    let confine = Box::new(move || {
+        if let Some(sandbox) = sandbox {
+            match sandbox.wait_and_confine(Role::Storage) {
+                Ok(()) | Err(kernel_shim::seccomp::SeccompError::Abandoned) => {}
+                Err(error) => tracing::error!("the KV store's thread could not confine itself: {error}"),
+            }
+        }
+    });
+    let store = isobar_state::kv::embedded::EmbeddedKv::open_with(
+        isobar_state::kv::embedded::EmbeddedConfig::new(&file),
+        Arc::new(isobar_state::clock::SystemClock),
+        isobar_state::kv::NamespaceRegistry::new(),
+        confine,
+    )
+    .with_context(|| format!("cannot open the KV store {} (is another isobar process using it?)", file.display()))?;
+    tracing::info!("KV store: {}", file.display());
+    Ok(Arc::new(store))
 }
 
 /// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
@@ -619,6 +687,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         total_max: serving.hardening.conns_max,
     };
     let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
+    let kv = serving.kv.as_deref().map(|directory| open_kv(directory, sandbox.clone())).transpose()?;
     let config = runtime::ServerConfig {
         deployment,
         net,
@@ -635,6 +704,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         }),
         outbound,
         test_scheduled: serving.test_scheduled,
+        kv,
     };
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;

@@ -129,6 +129,7 @@ fn deployed(tenant: &Tenant) -> DeployedTenant {
         secrets,
         limits: tenant.limits,
         crons: tenant.crons.clone(),
+        kv: tenant.spec.kv.to_vec(),
     }
 }
 

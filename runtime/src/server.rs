@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub outbound: crate::outbound::OutboundConfig,
     /// `/__scheduled?cron=...` fires the scheduled handler (`isobar run --test-scheduled`).
     pub test_scheduled: bool,
+    /// The host's KV store, shared by the cores (each makes its own client of it).
+    pub kv: Option<Arc<isobar_state::kv::embedded::EmbeddedKv>>,
 }
 
 /// A core's life as the main thread sees it.
@@ -430,6 +432,7 @@ impl Server {
                 tls: config.tls.clone(),
                 outbound: config.outbound.clone(),
                 test_scheduled: config.test_scheduled,
+                kv: config.kv.clone(),
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();

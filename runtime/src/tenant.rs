@@ -49,6 +49,7 @@ impl Tenant {
             modules: Arc::default(),
             read_disk: settings.read_disk,
             env: Arc::new(env),
+            kv: Arc::new(settings.kv),
         };
         let (format, modules) = crate::worker::bundle(&spec)?;
         spec.format = format;
@@ -71,6 +72,7 @@ impl Tenant {
             && self.spec.modules == other.spec.modules
             && self.spec.format == other.spec.format
             && self.spec.env == other.spec.env
+            && self.spec.kv == other.spec.kv
             && self.limits == other.limits
             && self.routes == other.routes
             && self.crons == other.crons

@@ -81,6 +81,8 @@ pub struct WorkerSpec {
     pub read_disk: bool,
     /// `env` bindings: (name, value) of vars and secrets.
     pub env: Arc<Vec<(String, String)>>,
+    /// KV namespaces on `env`; a `KVNamespace`'s ops name the binding by its index here.
+    pub kv: Arc<Vec<isobar_tenancy::KvBinding>>,
 }
 
 impl WorkerSpec {
@@ -94,6 +96,7 @@ impl WorkerSpec {
             modules: Arc::default(),
             read_disk: true,
             env: Arc::default(),
+            kv: Arc::default(),
         }
     }
 }
@@ -816,6 +819,18 @@ fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<Loaded, Lo
         let k = v8::String::new(scope, key).ok_or_else(|| bootstrap_error("env", "name too long"))?;
         let v = v8::String::new(scope, value).ok_or_else(|| bootstrap_error("env", "value too long"))?;
         env.create_data_property(scope, k.into(), v.into());
+    }
+    if !spec.kv.is_empty() {
+        let make = crate::bridge::hooks::get(scope, crate::bridge::hooks::Hook::KvNamespace)
+            .ok_or_else(|| bootstrap_error("env", "the KVNamespace hook is missing"))?;
+        let undefined = v8::undefined(scope).into();
+        for (index, binding) in spec.kv.iter().enumerate() {
+            let k = v8::String::new(scope, &binding.binding).ok_or_else(|| bootstrap_error("env", "name too long"))?;
+            let index = v8::Number::new(scope, index as f64);
+            let namespace =
+                make.call(scope, undefined, &[index.into()]).ok_or_else(|| bootstrap_error("env", "KVNamespace"))?;
+            env.create_data_property(scope, k.into(), namespace);
+        }
     }
     let env_global = v8::Global::new(scope, v8::Local::<v8::Value>::from(env));
 

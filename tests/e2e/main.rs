@@ -4,6 +4,7 @@ mod cron;
 mod fetch;
 mod hardening;
 mod hostile;
+mod kv;
 mod modules;
 mod netstack;
 mod qemu;

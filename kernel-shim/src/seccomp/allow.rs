@@ -29,10 +29,14 @@ pub enum Role {
     Signals,
     /// Writes log lines to stderr.
     Log,
+    /// The embedded KV store's thread (`isobar-kv`): reads and writes its one database file,
+    /// opened before the seal, and makes it durable.
+    Storage,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [Role::Main, Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log];
+    pub const ALL: [Role; 7] =
+        [Role::Main, Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log, Role::Storage];
 
     /// The name in messages.
     pub const fn name(self) -> &'static str {
@@ -43,6 +47,7 @@ impl Role {
             Role::Watchdog => "watchdog",
             Role::Signals => "signal",
             Role::Log => "log",
+            Role::Storage => "storage",
         }
     }
 }
@@ -164,6 +169,28 @@ const SIGNALS: &[Allowed] = &[always(libc::SYS_rt_sigtimedwait)];
 /// The log writer: `write(2)` to stderr and its queue's locks, all in COMMON.
 const LOG: &[Allowed] = &[];
 
+/// The KV store's thread (redb on one file opened at start-up): positioned reads and writes,
+/// growing the file, making it durable (`fdatasync` before each acknowledgement), its size,
+/// and unlocking it when the store closes (seen under the end-to-end KV tests). No file is opened after start-up.
+const STORAGE: &[Allowed] = &[
+    always(libc::SYS_pread64),
+    always(libc::SYS_pwrite64),
+    always(libc::SYS_preadv),
+    always(libc::SYS_pwritev),
+    always(libc::SYS_read),
+    always(libc::SYS_lseek),
+    always(libc::SYS_fdatasync),
+    always(libc::SYS_fsync),
+    always(libc::SYS_ftruncate),
+    always(libc::SYS_fallocate),
+    always(libc::SYS_fstat),
+    always(libc::SYS_newfstatat),
+    always(libc::SYS_statx),
+    always(libc::SYS_flock),
+    // redb releases its file lock with fcntl when the store closes at exit.
+    always(libc::SYS_fcntl),
+];
+
 fn list(role: Role) -> &'static [&'static [Allowed]] {
     match role {
         Role::Main => &[MAIN, THREAD_START],
@@ -172,6 +199,7 @@ fn list(role: Role) -> &'static [&'static [Allowed]] {
         Role::Watchdog => &[WATCHDOG],
         Role::Signals => &[SIGNALS],
         Role::Log => &[LOG],
+        Role::Storage => &[STORAGE],
     }
 }
 

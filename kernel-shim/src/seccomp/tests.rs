@@ -95,7 +95,7 @@ fn roles_differ_a_core_may_not_start_a_thread_but_main_may_read_files() {
 #[test]
 fn every_role_but_main_is_refused_files_without_being_stopped() {
     let sandbox = Sandbox::new(Mode::Kill, Host::Process).unwrap();
-    for role in [Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log] {
+    for role in [Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log, Role::Storage] {
         let (code, stderr) = in_child(|| {
             if !sealed_as(&sandbox, role) {
                 return 2;

@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod events;
 pub mod fetch;
 pub mod formdata;
+pub mod kv;
 pub mod streams;
 pub mod time;
 pub mod timers;
@@ -51,6 +52,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     fetch::JS,
     fetch::OUTBOUND_JS,
     clone::JS,
+    kv::JS,
     worker::JS,
 ];
 
@@ -68,6 +70,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(crypto::ops());
     all.extend(time::ops());
     all.extend(fetch::outbound::ops());
+    all.extend(kv::ops());
     all
 }
 

@@ -47,6 +47,8 @@ hooks! {
     StreamReader => "streamReader",
     ReadChunk => "readChunk",
     StreamKnownLength => "streamKnownLength",
+    // api/kv
+    KvNamespace => "kvNamespace",
     // api/worker
     DispatchFetch => "dispatchFetch",
     CheckServiceWorker => "checkServiceWorker",

@@ -20,6 +20,8 @@ pub enum Work {
     UploadFinish { key: u64 },
     /// Abort subrequest `key` (its signal fired).
     Abort { key: u64 },
+    /// A KV operation on the tenant's KV binding number `binding`; settle `op` with its reply.
+    Kv { op: u32, binding: u32, kv: Box<isobar_state::kv::KvOp> },
 }
 
 /// How many pieces of work one isolate may queue between two turns of the core.

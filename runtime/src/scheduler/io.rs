@@ -188,6 +188,7 @@ impl Core {
                     }
                     None => settled.push((op, reject("fetch: the subrequest is over".into()))),
                 },
+                Work::Kv { op, binding, kv } => self.submit_kv(version, op, binding, *kv, &mut settled),
                 Work::UploadFinish { key } => {
                     if let Some(exchange) = self.io.by_key.get(&(version, key)).copied() {
                         let link = self.http.transport_mut();
@@ -213,7 +214,7 @@ impl Core {
     }
 
     /// Settles ops of `version`'s isolate and has its microtasks run this turn.
-    fn settle(&mut self, version: u64, settled: Vec<(u32, Settle)>) {
+    pub(super) fn settle(&mut self, version: u64, settled: Vec<(u32, Settle)>) {
         if settled.is_empty() {
             return;
         }
@@ -321,6 +322,7 @@ impl Core {
 
     /// `version`'s isolate is gone: its subrequests go too (a pass-through keeps streaming).
     pub(super) fn isolate_gone(&mut self, version: u64) {
+        self.kv_isolate_gone(version);
         let gone: Vec<ExchangeId> = self
             .io
             .subrequests

@@ -32,6 +32,7 @@ use crate::watchdog::{CoreWatch, Watchdog};
 use crate::worker::{LoadError, RequestParts};
 
 mod io;
+mod kv;
 
 /// Completion-key tag of the mailbox's eventfd reads.
 const TAG_MAILBOX: u8 = 0x02;
@@ -91,6 +92,8 @@ pub struct CoreConfig {
     pub outbound: crate::outbound::OutboundConfig,
     /// `/__scheduled?cron=...` runs the scheduled handler (`isobar run --test-scheduled`).
     pub test_scheduled: bool,
+    /// The host's KV store (opened once by boot), if tenants have KV bindings.
+    pub kv: Option<Arc<isobar_state::kv::embedded::EmbeddedKv>>,
 }
 
 /// Why a core could not start.
@@ -104,6 +107,8 @@ pub enum CoreError {
     Clock { index: usize, error: std::io::Error },
     #[error("core {index}: the userspace network stack: {error}")]
     Smol { index: usize, error: netstack::SmolConfigError },
+    #[error("core {index}: cannot make the KV store's eventfd: {error}")]
+    Kv { index: usize, error: std::io::Error },
 }
 
 /// A request handed to an isolate and not yet answered.
@@ -206,6 +211,8 @@ pub struct Core {
     test_scheduled: bool,
     /// Subrequests and streamed bodies (see `io`).
     io: io::CoreIo,
+    /// KV operations on the host's store (see `kv`).
+    kv: Option<kv::CoreKv>,
 }
 
 impl std::fmt::Debug for Core {
@@ -251,6 +258,10 @@ impl Core {
         if let Some(admission) = config.admission {
             link.set_admission(admission);
         }
+        let kv = match config.kv {
+            Some(store) => Some(kv::CoreKv::new(store).map_err(|error| CoreError::Kv { index, error })?),
+            None => None,
+        };
         let mut http = HttpServer::new(link, config.http);
         http.set_tls(config.tls);
         let cache = IsolateCache::new(config.budget, Some(watch.clone()), &format!("core-{index}"));
@@ -285,8 +296,10 @@ impl Core {
             scheduled_runs: HashMap::new(),
             test_scheduled: config.test_scheduled,
             io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
+            kv,
         };
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
+        core.arm_kv(Vec::with_capacity(EventFd::READ_BYTES));
         Ok(core)
     }
 
@@ -321,6 +334,7 @@ impl Core {
                         });
                     }
                     TAG_MAILBOX => self.on_mailbox(completion, now),
+                    kv::TAG_KV => self.on_kv_wake(completion),
                     crate::outbound::dns::TAG_DNS => {
                         self.io.outbound.on_dns_completion(self.http.transport_mut(), &mut self.ring, completion, now)
                     }

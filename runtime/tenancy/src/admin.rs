@@ -69,6 +69,8 @@ pub struct DeployedTenant {
     pub secrets: BTreeMap<String, String>,
     pub limits: TenantLimits,
     pub crons: Vec<String>,
+    /// KV bindings; the admin API keeps them on a PUT (they come from the configuration).
+    pub kv: Vec<crate::tenant::KvBinding>,
 }
 
 impl fmt::Debug for DeployedTenant {
@@ -418,6 +420,7 @@ impl Admin {
             vars,
             secrets,
             limits,
+            kv: existing.map(|t| t.kv.clone()).unwrap_or_default(),
             read_disk: false,
             crons,
         })

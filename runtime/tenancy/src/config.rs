@@ -42,7 +42,15 @@ use toml::de::{DeTable, DeValue};
 
 use crate::limits::{Limits, LimitsPatch};
 use crate::routes::{Route, RouteError};
-use crate::tenant::{ScriptFormat, TENANT_NAME_RULE, TenantSettings, is_tenant_name};
+use crate::tenant::{
+    BINDING_NAME_RULE, KvBinding, NAMESPACE_NAME_RULE, ScriptFormat, TENANT_NAME_RULE, TenantSettings, is_binding_name,
+    is_namespace_name, is_tenant_name,
+};
+
+/// The span of an optional value, or the file's start.
+fn span_of<T>(value: &Option<Spanned<T>>) -> Range<usize> {
+    value.as_ref().map_or(0..0, Spanned::span)
+}
 
 /// Where something is in the configuration file: 1-based line and column (columns count
 /// characters, not bytes).
@@ -70,6 +78,25 @@ pub struct Config {
     /// In file order; names and routes are unique.
     pub tenants: Vec<TenantConfig>,
     pub egress: EgressConfig,
+    /// `[kv]`: where tenants' KV namespaces are kept.
+    pub kv: KvStoreConfig,
+}
+
+/// `[kv]`: the store behind every tenant's `[[tenant.kv]]` namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvStoreConfig {
+    /// `backend = "embedded"` (the default): one database on this host, in `directory`
+    /// (`path`, resolved against the configuration file's directory; default `kv` beside it).
+    Embedded { directory: PathBuf },
+    /// `backend = "redis"`: a Valkey or Redis server (`cluster = false`) or cluster, shared by
+    /// every isobar host that names it.
+    Redis { nodes: Vec<SocketAddr>, cluster: bool },
+}
+
+impl Default for KvStoreConfig {
+    fn default() -> Self {
+        KvStoreConfig::Embedded { directory: PathBuf::from("kv") }
+    }
 }
 
 /// `[egress]`: where tenants' subrequests may go, beyond public addresses (always allowed unless
@@ -205,6 +232,8 @@ pub struct TenantConfig {
     pub limits: Limits,
     /// Cron Triggers (`crons = ["*/5 * * * *"]`), each a valid expression, without duplicates.
     pub crons: Vec<String>,
+    /// `[[tenant.kv]]`, in file order.
+    pub kv: Vec<KvBinding>,
 }
 
 impl TenantConfig {
@@ -221,6 +250,7 @@ impl TenantConfig {
             secrets: self.secrets.clone(),
             limits: self.limits.into(),
             crons: self.crons.clone(),
+            kv: self.kv.clone(),
             read_disk: true,
         }
     }
@@ -238,6 +268,7 @@ impl fmt::Debug for TenantConfig {
             .field("vars", &self.vars)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("limits", &self.limits)
+            .field("kv", &self.kv)
             .finish()
     }
 }
@@ -384,6 +415,8 @@ pub enum Problem {
     EmptyBindingName { table: &'static str },
     #[error("tenant.secrets.{name} is also in tenant.vars; a name on env can hold only one value")]
     VarAndSecret { name: String },
+    #[error("{key} {name:?} is also {other}; a name on env can hold only one value")]
+    BindingTaken { key: String, name: String, other: &'static str },
     #[error("tenant {tenant}: cannot read script {}: {error}", script.display())]
     Script { tenant: String, script: PathBuf, error: String },
 }
@@ -428,6 +461,23 @@ struct FileTable {
     defaults: Option<DefaultsTable>,
     tenant: Option<Spanned<Vec<Spanned<TenantTable>>>>,
     egress: Option<EgressTable>,
+    kv: Option<KvTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KvTable {
+    backend: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    nodes: Option<Spanned<Vec<Spanned<String>>>>,
+    cluster: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KvBindingTable {
+    binding: Option<Spanned<String>>,
+    namespace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -493,6 +543,7 @@ struct TenantTable {
     secrets: Option<Bindings>,
     limits: Option<LimitsTable>,
     crons: Option<Vec<Spanned<String>>>,
+    kv: Option<Vec<Spanned<KvBindingTable>>>,
 }
 
 /// `tenant.vars` and `tenant.secrets`: names (with their places) to strings.
@@ -508,6 +559,8 @@ const ARRAYS: &[(&str, &str)] = &[
     ("egress.allow", "an array of networks such as \"10.0.0.0/8\""),
     ("egress.deny", "an array of networks such as \"203.0.113.0/24\""),
     ("egress.ca_files", "an array of file paths"),
+    ("tenant.kv", "an array of tables, written [[tenant.kv]]"),
+    ("kv.nodes", "an array of addresses such as \"127.0.0.1:6379\""),
 ];
 /// Networks per `egress.allow` / `egress.deny`, and extra CA files: a bound on what one typo
 /// could make every subrequest check.
@@ -710,7 +763,54 @@ impl Document<'_> {
             tenants.push(self.tenant(table, default_limits, &isolates, &mut name_lines, &mut route_owners)?);
         }
         let egress = file.egress.map_or_else(|| Ok(EgressConfig::default()), |table| self.egress(table))?;
-        Ok(Config { path: self.path.to_path_buf(), server, isolates, default_limits, tenants, egress })
+        let kv = self.kv_store(file.kv)?;
+        Ok(Config { path: self.path.to_path_buf(), server, isolates, default_limits, tenants, egress, kv })
+    }
+
+    fn kv_store(&self, table: Option<KvTable>) -> Result<KvStoreConfig, ConfigError> {
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let Some(table) = table else {
+            return Ok(KvStoreConfig::Embedded { directory: base.join("kv") });
+        };
+        let backend = table.backend.as_ref().map_or("embedded", |b| b.get_ref().as_str());
+        let invalid = |span: &Range<usize>, message: String| {
+            self.fail(span, Problem::Invalid { key: self.key_at(span), message })
+        };
+        match backend {
+            "embedded" => {
+                if let Some(nodes) = &table.nodes {
+                    return Err(invalid(&nodes.span(), "is for backend = \"redis\" only".into()));
+                }
+                let directory = match &table.path {
+                    Some(path) if path.get_ref().is_empty() => {
+                        return Err(invalid(&path.span(), "must not be empty".into()));
+                    }
+                    Some(path) => base.join(path.get_ref()),
+                    None => base.join("kv"),
+                };
+                Ok(KvStoreConfig::Embedded { directory })
+            }
+            "redis" => {
+                if let Some(path) = &table.path {
+                    return Err(invalid(&path.span(), "is for backend = \"embedded\" only".into()));
+                }
+                let span = table.backend.as_ref().map_or(0..0, Spanned::span);
+                let nodes = table.nodes.ok_or_else(|| {
+                    invalid(&span, "\"redis\" needs kv.nodes = [\"HOST:PORT\", ...], the servers to use".into())
+                })?;
+                self.ensure(!nodes.get_ref().is_empty() && nodes.get_ref().len() <= 64, &nodes.span(), || {
+                    Problem::Invalid { key: "kv.nodes".into(), message: "must list 1 to 64 addresses".into() }
+                })?;
+                let mut addresses = Vec::with_capacity(nodes.get_ref().len());
+                for node in nodes.get_ref() {
+                    addresses.push(self.address(node)?);
+                }
+                Ok(KvStoreConfig::Redis { nodes: addresses, cluster: table.cluster.unwrap_or(false) })
+            }
+            other => {
+                Err(invalid(&span_of(&table.backend), format!("must be \"embedded\" or \"redis\" (got {other:?})")))
+            }
+        }
     }
 
     fn egress(&self, table: EgressTable) -> Result<EgressConfig, ConfigError> {
@@ -902,6 +1002,7 @@ impl Document<'_> {
 
         let vars = self.bindings(table.vars, "tenant.vars", &BTreeMap::new())?;
         let secrets = self.bindings(table.secrets, "tenant.secrets", &vars)?;
+        let kv = self.kv_bindings(table.kv, &vars, &secrets)?;
 
         let (limits, heap_span) = self.limits(table.limits, default_limits)?;
         if let Some(span) = heap_span {
@@ -944,7 +1045,56 @@ impl Document<'_> {
             secrets,
             limits,
             crons,
+            kv,
         })
+    }
+
+    /// `[[tenant.kv]]`: binding names are identifiers not taken by vars, secrets or another
+    /// binding; the namespace defaults to the binding's name.
+    fn kv_bindings(
+        &self,
+        tables: Option<Vec<Spanned<KvBindingTable>>>,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Vec<KvBinding>, ConfigError> {
+        let mut bindings: Vec<KvBinding> = Vec::new();
+        for table in tables.unwrap_or_default() {
+            let (span, table) = (table.span(), table.into_inner());
+            let hint = ": the name of the KVNamespace on env, such as \"CACHE\"";
+            let binding =
+                table.binding.ok_or_else(|| self.fail(&span, Problem::Missing { key: "tenant.kv.binding", hint }))?;
+            let (binding_span, binding) = (binding.span(), binding.into_inner());
+            self.ensure(is_binding_name(&binding), &binding_span, || Problem::Invalid {
+                key: "tenant.kv.binding".into(),
+                message: format!("{binding:?} must be {BINDING_NAME_RULE}"),
+            })?;
+            let other = if vars.contains_key(&binding) {
+                Some("in tenant.vars")
+            } else if secrets.contains_key(&binding) {
+                Some("in tenant.secrets")
+            } else if bindings.iter().any(|b| b.binding == binding) {
+                Some("another [[tenant.kv]] binding")
+            } else {
+                None
+            };
+            if let Some(other) = other {
+                let problem = Problem::BindingTaken { key: "tenant.kv.binding".into(), name: binding, other };
+                return Err(self.fail(&binding_span, problem));
+            }
+            let namespace = match table.namespace {
+                Some(namespace) => {
+                    let (namespace_span, namespace) = (namespace.span(), namespace.into_inner());
+                    self.ensure(is_namespace_name(&namespace), &namespace_span, || Problem::Invalid {
+                        key: "tenant.kv.namespace".into(),
+                        message: format!("{namespace:?} must be {NAMESPACE_NAME_RULE}"),
+                    })?;
+                    namespace
+                }
+                None => binding.clone(),
+            };
+            bindings.push(KvBinding { binding, namespace });
+        }
+        Ok(bindings)
     }
 
     /// `vars` or `secrets`, none of whose names is in `taken`. Messages name the key but never
@@ -1199,12 +1349,12 @@ subrequests = 0
         assert_eq!(
             parse_err(&with_tenant("[servers]\nlisten = 3")),
             "isobar.toml:1:2: unknown key `servers` at the top level; expected one of server, isolates, defaults, \
-             tenant, egress"
+             tenant, egress, kv"
         );
         assert_eq!(
             parse_err(&format!("{TENANT}scripts = \"x\"\nzz = 1\n")),
             "isobar.toml:5:1: unknown key `scripts` in [[tenant]]; expected one of name, script, format, routes, \
-             vars, secrets, limits, crons"
+             vars, secrets, limits, crons, kv"
         );
         assert_eq!(
             parse_err(&format!("{TENANT}limits = {{ cpu_ms = 5, wal_ms = 1 }}\n")),
@@ -1487,6 +1637,63 @@ routes = ["blog.test", "Example.COM/shop/"]
     }
 
     #[test]
+    fn kv_bindings_and_the_store() {
+        let config = parse_ok(&format!(
+            "{TENANT}vars = {{ A = \"1\" }}\n[[tenant.kv]]\nbinding = \"CACHE\"\nnamespace = \"cache-v1\"\n\
+             [[tenant.kv]]\nbinding = \"SESSIONS\"\n"
+        ));
+        assert_eq!(
+            config.tenants[0].kv,
+            vec![
+                KvBinding { binding: "CACHE".into(), namespace: "cache-v1".into() },
+                KvBinding { binding: "SESSIONS".into(), namespace: "SESSIONS".into() },
+            ]
+        );
+        assert_eq!(config.tenants[0].settings(String::new()).kv.len(), 2);
+        assert_eq!(config.kv, KvStoreConfig::Embedded { directory: PathBuf::from("kv") });
+        let config = parse_ok(&format!("[kv]\npath = \"/var/lib/isobar\"\n{TENANT}"));
+        assert_eq!(config.kv, KvStoreConfig::Embedded { directory: PathBuf::from("/var/lib/isobar") });
+        let config =
+            parse_ok(&format!("[kv]\nbackend = \"redis\"\nnodes = [\"127.0.0.1:6379\"]\ncluster = true\n{TENANT}"));
+        assert_eq!(
+            config.kv,
+            KvStoreConfig::Redis { nodes: vec![SocketAddr::from(([127, 0, 0, 1], 6379))], cluster: true }
+        );
+
+        assert_eq!(
+            parse_err(&format!("{TENANT}vars = {{ A = \"1\" }}\n[[tenant.kv]]\nbinding = \"A\"\n")),
+            "isobar.toml:7:11: tenant.kv.binding \"A\" is also in tenant.vars; a name on env can hold only one value"
+        );
+        assert_eq!(
+            parse_err(&format!("{TENANT}[[tenant.kv]]\nbinding = \"B\"\n[[tenant.kv]]\nbinding = \"B\"\n")),
+            "isobar.toml:8:11: tenant.kv.binding \"B\" is also another [[tenant.kv]] binding; a name on env can hold \
+             only one value"
+        );
+        assert!(
+            parse_err(&format!("{TENANT}[[tenant.kv]]\nbinding = \"no-dash\"\n"))
+                .starts_with("isobar.toml:6:11: tenant.kv.binding \"no-dash\" must be a JavaScript identifier")
+        );
+        assert!(
+            parse_err(&format!("{TENANT}[[tenant.kv]]\nbinding = \"K\"\nnamespace = \"a b\"\n"))
+                .starts_with("isobar.toml:7:13: tenant.kv.namespace \"a b\" must be")
+        );
+        assert_eq!(
+            parse_err(&format!("{TENANT}[[tenant.kv]]\nnamespace = \"x\"\n")),
+            "isobar.toml:5:1: tenant.kv.binding is required: the name of the KVNamespace on env, such as \"CACHE\""
+        );
+        assert!(parse_err(&format!("{TENANT}[[tenant.kv]]\nbindng = \"K\"\n")).contains("unknown key `bindng`"));
+        assert_eq!(
+            parse_err(&format!("[kv]\nbackend = \"etcd\"\n{TENANT}")),
+            "isobar.toml:2:11: kv.backend must be \"embedded\" or \"redis\" (got \"etcd\")"
+        );
+        assert!(parse_err(&format!("[kv]\nbackend = \"redis\"\n{TENANT}")).contains("needs kv.nodes"));
+        assert!(
+            parse_err(&format!("[kv]\nbackend = \"redis\"\nnodes = [\"localhost\"]\n{TENANT}"))
+                .starts_with("isobar.toml:3:10: kv.nodes must be an IP address and a port")
+        );
+    }
+
+    #[test]
     fn bindings_are_checked() {
         assert_eq!(
             parse_err(&format!("{TENANT}vars = {{ \"\" = \"x\" }}\n")),
@@ -1601,7 +1808,7 @@ routes = ["blog.test", "Example.COM/shop/"]
         assert_eq!((dotted(&steps), value.map(type_phrase)), ("tenant.crons".to_owned(), Some("an integer")));
         assert_eq!(
             parse_err(&with_tenant("[egressx]\nallow = []")),
-            "isobar.toml:1:2: unknown key `egressx` at the top level; expected one of server, isolates, defaults, tenant, egress"
+            "isobar.toml:1:2: unknown key `egressx` at the top level; expected one of server, isolates, defaults, tenant, egress, kv"
         );
     }
 

@@ -23,4 +23,4 @@ pub mod stats;
 pub mod tenant;
 
 pub use limits::{Limits, TenantLimits};
-pub use tenant::{ScriptFormat, TenantSettings};
+pub use tenant::{KvBinding, ScriptFormat, TenantSettings};

@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::stats::{CoreStats, LimitKind};
+use crate::stats::{CoreStats, KV_VERBS, LimitKind};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -129,6 +129,36 @@ impl Collector for Reports {
             "isobar_tenant_scheduled_failed",
             "Cron Trigger firings that threw, rejected or hit a limit.",
             per_tenant().map(|(l, t)| (l, t.counters.scheduled_failed as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_kv_operations",
+            "KV operations the tenant's scripts made, by verb (get, put, delete, list).",
+            per_tenant().flat_map(|(l, t)| {
+                KV_VERBS.into_iter().zip(t.counters.kv_operations).map(move |(verb, n)| {
+                    let mut labels = l.clone();
+                    labels.push(("verb", verb.to_string()));
+                    (labels, n as f64)
+                })
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_kv_errors",
+            "KV operations that failed (a Workers limit, or the store unavailable).",
+            per_tenant().map(|(l, t)| (l, t.counters.kv_errors as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_kv_bytes_read",
+            "Value and metadata bytes the tenant's KV gets returned.",
+            per_tenant().map(|(l, t)| (l, t.counters.kv_bytes_read as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_kv_bytes_written",
+            "Key, value and metadata bytes the tenant's KV puts stored.",
+            per_tenant().map(|(l, t)| (l, t.counters.kv_bytes_written as f64)),
         )?;
         counter(
             &mut encoder,

@@ -53,12 +53,29 @@ pub struct TenantCounters {
     /// a limit).
     pub scheduled: u64,
     pub scheduled_failed: u64,
+    /// KV operations by verb, in [`KV_VERBS`] order (refused ones included).
+    pub kv_operations: [u64; 4],
+    /// KV operations that ended in an error (a limit, the store down).
+    pub kv_errors: u64,
+    /// Value and metadata bytes KV `get`s returned, and key, value and metadata bytes `put`s stored.
+    pub kv_bytes_read: u64,
+    pub kv_bytes_written: u64,
 }
+
+/// The KV verbs, as the `verb` label of the KV counters shows them.
+pub const KV_VERBS: [&str; 4] = ["get", "put", "delete", "list"];
 
 impl TenantCounters {
     pub fn count_status(&mut self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.requests[class] += 1;
+    }
+
+    /// Counts a KV operation of `verb` (one of [`KV_VERBS`]).
+    pub fn count_kv(&mut self, verb: &str) {
+        if let Some(index) = KV_VERBS.iter().position(|v| *v == verb) {
+            self.kv_operations[index] += 1;
+        }
     }
 
     pub fn count_limit(&mut self, limit: LimitKind) {
@@ -83,6 +100,12 @@ impl TenantCounters {
         self.subrequest_bytes_in += other.subrequest_bytes_in;
         self.scheduled += other.scheduled;
         self.scheduled_failed += other.scheduled_failed;
+        for (a, b) in self.kv_operations.iter_mut().zip(other.kv_operations) {
+            *a += b;
+        }
+        self.kv_errors += other.kv_errors;
+        self.kv_bytes_read += other.kv_bytes_read;
+        self.kv_bytes_written += other.kv_bytes_written;
     }
 }
 

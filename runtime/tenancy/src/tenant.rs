@@ -59,6 +59,35 @@ pub fn is_tenant_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// A KV namespace on `env`: `env.<binding>` is a `KVNamespace` over the tenant's namespace
+/// `namespace` (namespaces are per tenant: two tenants' namespaces of the same name are apart).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvBinding {
+    pub binding: String,
+    pub namespace: String,
+}
+
+/// What a binding name on `env` must be, written to follow "must be".
+pub const BINDING_NAME_RULE: &str =
+    "a JavaScript identifier of 1 to 255 characters of A-Z, a-z, 0-9, `_` and `$`, not starting with a digit";
+
+/// Whether `name` follows [`BINDING_NAME_RULE`].
+pub fn is_binding_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'$');
+    first_ok && name.len() <= 255 && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+}
+
+/// What a KV namespace name must be (it is part of the store's keys and of metrics labels).
+pub const NAMESPACE_NAME_RULE: &str = "1 to 255 characters of A-Z, a-z, 0-9, `_`, `-`, `.` and `:`";
+
+/// Whether `name` follows [`NAMESPACE_NAME_RULE`].
+pub fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
 /// What a tenant is made from (config file or admin API).
 #[derive(Clone)]
 pub struct TenantSettings {
@@ -73,6 +102,8 @@ pub struct TenantSettings {
     /// Never printed: `Debug` shows the names only.
     pub secrets: BTreeMap<String, String>,
     pub limits: TenantLimits,
+    /// KV namespaces on `env`; their binding names are unique among vars, secrets and bindings.
+    pub kv: Vec<KvBinding>,
     /// Whether imports may be read from disk while bundling (config tenants: yes; uploads: no).
     pub read_disk: bool,
     /// Cron Triggers: valid expressions (see [`crate::cron`]), firing the module's `scheduled()`.
@@ -90,6 +121,7 @@ impl fmt::Debug for TenantSettings {
             .field("vars", &self.vars)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("limits", &self.limits)
+            .field("kv", &self.kv)
             .field("read_disk", &self.read_disk)
             .field("crons", &self.crons)
             .finish()
@@ -130,6 +162,7 @@ mod tests {
             vars: BTreeMap::from([("GREETING".into(), "hello".into())]),
             secrets: BTreeMap::from([("KEY".into(), "hunter2".into())]),
             limits: TenantLimits::default(),
+            kv: Vec::new(),
             read_disk: false,
             crons: Vec::new(),
         };

@@ -142,6 +142,18 @@ impl EmbeddedKv {
         clock: Arc<dyn Clock>,
         registry: Arc<NamespaceRegistry>,
     ) -> Result<Self, KvError> {
+        Self::open_with(config, clock, registry, Box::new(|| {}))
+    }
+
+    /// [`EmbeddedKv::open`], with `before_serving` run first on the storage thread: the binary
+    /// passes a closure that waits for the process's system-call filter and confines the thread
+    /// to its role (the file is open by then; the thread never opens another).
+    pub fn open_with(
+        config: EmbeddedConfig,
+        clock: Arc<dyn Clock>,
+        registry: Arc<NamespaceRegistry>,
+        before_serving: Box<dyn FnOnce() + Send>,
+    ) -> Result<Self, KvError> {
         let db = open_database(&config.path, config.cache_bytes)?;
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_max.max(1));
         let stats = Arc::new(EmbeddedStats::default());
@@ -150,7 +162,10 @@ impl EmbeddedKv {
         let in_flight_per_client_max = config.in_flight_per_client_max.max(1);
         let thread = std::thread::Builder::new()
             .name("isobar-kv".into())
-            .spawn(move || StorageThread { db, config, clock: thread_clock, stats: thread_stats }.run(inbox))
+            .spawn(move || {
+                before_serving();
+                StorageThread { db, config, clock: thread_clock, stats: thread_stats }.run(inbox)
+            })
             .map_err(|e| KvError::Storage(format!("cannot start the storage thread: {e}")))?;
         Ok(Self { requests, thread: Some(thread), clock, registry, stats, in_flight_per_client_max })
     }

@@ -57,6 +57,7 @@ impl ControlPlane for TestControl {
             secrets: settings.secrets.clone(),
             limits: settings.limits,
             crons: settings.crons.clone(),
+            kv: settings.kv.clone(),
         };
         let replaced = tenants.insert(settings.name.clone(), tenant).is_some();
         self.deployed.borrow_mut().push(settings);
