@@ -836,6 +836,15 @@ impl Core {
         }
         let background: Vec<u64> = self.background_of.get(&version).into_iter().flatten().copied().collect();
         for id in background {
+            // Work after a response that the watchdog stopped at its budget used its CPU limit:
+            // counted and logged as when the check after an entry cuts it.
+            if why == Condemned::CpuLimit
+                && let Some(b) = self.background.get(&id)
+                && b.cpu >= b.tenant.limits.cpu
+            {
+                tracing::warn!(target: "worker", "[{}] work after the response exceeded the CPU limit; cancelled", b.tenant.name);
+                self.counters.entry(b.tenant.name.clone()).or_default().count_limit(LimitKind::Cpu);
+            }
             self.end_background(version, id);
         }
         if let Some(slot) = self.cache.remove(version) {
