@@ -41,6 +41,21 @@ fn every_thread_runs_filtered_without_new_privileges_by_default() {
     let isobar = Isobar::start(&["run", "examples/hello.js", "--admin", "127.0.0.1:0"]);
     assert_eq!(isobar.get("/").status, 200);
     assert_eq!(isobar.admin_request("GET", "/metrics", &[], b"").status, 200);
+    // The signal thread confines itself the next time it wakes from its short wait after the
+    // seal (it cannot be interrupted to do so): give every thread a moment to be filtered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", isobar.pid())).unwrap();
+        let all_confined = tasks.flatten().all(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let filters = status.lines().find_map(|l| l.strip_prefix("Seccomp_filters:")).map(str::trim);
+            filters.and_then(|f| f.parse::<u32>().ok()).is_some_and(|f| f >= 2)
+        });
+        if all_confined {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let tasks = std::fs::read_dir(format!("/proc/{}/task", isobar.pid())).unwrap();
     let mut names = Vec::new();
     for task in tasks.flatten() {
