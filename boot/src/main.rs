@@ -1002,7 +1002,7 @@ fn wait_and_drain(
     let mut exited = 0;
     let mut failed = false;
     // Cron Triggers fire from here: one table for the process, each firing sent to one core.
-    let mut next_cron = server.control().poll_crons(unix_now_ms());
+    let mut next_cron = server.control().poll_crons(runtime::server::unix_now_ms());
     loop {
         let timeout = match draining_since {
             Some(since) => after(drain_timeout.saturating_sub(since.elapsed())),
@@ -1011,14 +1011,14 @@ fn wait_and_drain(
         // Woken at least once a second: a deploy (SIGHUP, the admin API) may have added a
         // schedule due sooner, and the wall clock may jump.
         let cron_due = match draining_since {
-            None => {
-                after(Duration::from_millis(next_cron.map_or(1000, |at| at.saturating_sub(unix_now_ms()).min(1000))))
-            }
+            None => after(Duration::from_millis(
+                next_cron.map_or(1000, |at| at.saturating_sub(runtime::server::unix_now_ms()).min(1000)),
+            )),
             Some(_) => never(),
         };
         select! {
             recv(cron_due) -> _ => {
-                next_cron = server.control().poll_crons(unix_now_ms());
+                next_cron = server.control().poll_crons(runtime::server::unix_now_ms());
             },
             recv(signals) -> sig => match sig {
                 Ok(Signal::Hangup) => match reloads {
@@ -1063,11 +1063,6 @@ fn wait_and_drain(
             },
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (cron schedules are UTC wall-clock times).
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn script_format(format: Format) -> runtime::ScriptFormat {

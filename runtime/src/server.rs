@@ -43,7 +43,7 @@ impl std::fmt::Debug for ServerNet {
 }
 
 /// Milliseconds since the Unix epoch (cron schedules are in UTC wall-clock time).
-fn unix_now_ms() -> u64 {
+pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

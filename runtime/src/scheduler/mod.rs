@@ -487,7 +487,7 @@ impl Core {
         };
         if self.test_scheduled && path.split('?').next() == Some("/__scheduled") {
             let cron = scheduled_cron_param(request.target());
-            let now_ms = unix_now_ms();
+            let now_ms = crate::server::unix_now_ms();
             self.run_scheduled(tenant, &cron, now_ms, Some((conn, request.id())), now);
             return;
         }
@@ -1134,30 +1134,7 @@ fn scheduled_cron_param(target: &str) -> String {
     let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("cron=")) else {
         return "* * * * *".to_string();
     };
-    let plus_decoded = value.replace('+', " ");
-    url_decode(&plus_decoded).unwrap_or(plus_decoded)
-}
-
-fn url_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Milliseconds since the Unix epoch (a cron firing's `scheduledTime` when fired by hand).
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    isobar_tenancy::admin::percent_decode(value).unwrap_or_else(|| value.replace('+', " "))
 }
 
 fn plain_response(status: u16, body: &str) -> http1::Response {

@@ -444,7 +444,8 @@ struct Upload {
 mod tests;
 
 /// `%XX` escapes and `+` (a space, as in forms) decoded; `None` for a bad escape or non-UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+/// (The cores' `/__scheduled?cron=` uses it too.)
+pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
