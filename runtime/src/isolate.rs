@@ -107,9 +107,15 @@ struct HeapGuard {
     hit: AtomicBool,
 }
 
-/// Extra heap granted when the limit is reached, so the isolate can be terminated cleanly
-/// instead of V8 aborting the whole process on out-of-memory.
-const HEAP_HEADROOM_BYTES: usize = 256 << 20;
+/// Extra heap granted each time the limit is reached, so the isolate can be terminated cleanly
+/// instead of V8 aborting the whole process on out-of-memory. V8 calls the callback from inside
+/// the allocation that failed and aborts if that allocation still does not fit, so the headroom
+/// must hold the largest single object V8 makes: a two-byte string of its maximum length
+/// (2^29 - 24 characters, 1 GiB), or a fixed array of its maximum length (about as much). A
+/// tenant's script built a 256 MiB one-byte string into 512 MiB of two-byte in one flatten,
+/// which the earlier 256 MiB headroom did not hold. Only what the script really allocates is
+/// committed, and the termination requested here lands at its next call or loop iteration.
+const HEAP_HEADROOM_BYTES: usize = (1 << 30) + (256 << 20);
 
 unsafe extern "C" fn near_heap_limit(data: *mut c_void, current_limit: usize, _initial_limit: usize) -> usize {
     // SAFETY: `data` is the HeapGuard boxed in the Isolate, which outlives the V8 isolate.
