@@ -372,7 +372,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("V8 and isobar's snapshot ready in {:?}", started.elapsed());
     let started = Instant::now();
     let deployment = build_deployment(&config, None)?;
-    tracing::info!(tenants = deployment.tenants.len(), "tenants compiled in {:?}", started.elapsed());
+    check_top_levels(&deployment, None)?;
+    tracing::info!(tenants = deployment.tenants.len(), "tenants compiled and checked in {:?}", started.elapsed());
     let defaults = TenantLimits::from(config.default_limits);
     let serving = Serving {
         listen: args.listen.unwrap_or(config.server.listen),
@@ -496,6 +497,37 @@ fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> an
         tenants.push(kept.unwrap_or_else(|| Arc::new(built)));
     }
     Ok(Deployment::new(tenants)?)
+}
+
+/// CPU time a configured tenant's top level may use while it is checked (as an admin `PUT`).
+const CHECK_CPU: Duration = Duration::from_secs(2);
+
+/// Runs the top level of every tenant in `next` that is new or changed against `current` once,
+/// off the cores, as an admin `PUT` does: a script that throws, sets up no handler or spins at
+/// load is refused with its tenant's name before it can reach a core. Tenants whose top level
+/// sees the same thing (an ES module's top level sees no `env`) are checked once.
+fn check_top_levels(next: &Deployment, current: Option<&Deployment>) -> anyhow::Result<()> {
+    let mut checked: Vec<&runtime::WorkerSpec> = Vec::new();
+    let mut tenants: Vec<&Arc<Tenant>> = next.tenants.values().collect();
+    tenants.sort_by(|a, b| a.name.cmp(&b.name));
+    for tenant in tenants {
+        if current.and_then(|c| c.tenants.get(&tenant.name)).is_some_and(|old| old.version == tenant.version) {
+            continue;
+        }
+        let spec = &tenant.spec;
+        let same_top_level = |seen: &&runtime::WorkerSpec| {
+            seen.format == spec.format
+                && seen.source == spec.source
+                && seen.modules == spec.modules
+                && (spec.format == runtime::ScriptFormat::Module || (seen.env == spec.env && seen.kv == spec.kv))
+        };
+        if checked.iter().any(same_top_level) {
+            continue;
+        }
+        runtime::Worker::validate(spec, CHECK_CPU).with_context(|| format!("tenant {}", tenant.name))?;
+        checked.push(spec);
+    }
+    Ok(())
 }
 
 /// Memory mappings one isolate takes, with a margin (measured: about nine).
@@ -943,12 +975,7 @@ fn reload_config(server: &runtime::Server, path: &Path, tls_listen: Option<Socke
         // racing this reload is applied wholly before or wholly after it, never in between.
         let (kept, total) = control.change(|current| {
             let next = build_deployment(&config, Some(current.as_ref()))?;
-            for tenant in next.tenants.values() {
-                let unchanged = current.tenants.get(&tenant.name).is_some_and(|old| old.version == tenant.version);
-                if !unchanged {
-                    runtime::Worker::validate(&tenant.spec, Duration::from_secs(2))?;
-                }
-            }
+            check_top_levels(&next, Some(current.as_ref()))?;
             let kept = next
                 .tenants
                 .values()

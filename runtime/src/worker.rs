@@ -195,7 +195,12 @@ impl Worker {
     /// Loads the tenant's script into a fresh isolate (one from the pool). The script's top level
     /// runs with `startup_cpu` of CPU time, enforced by the watchdog if the isolate has a watch.
     pub fn load(mut isolate: Isolate, spec: &WorkerSpec, startup_cpu: Duration) -> Result<Worker, LoadError> {
-        isolate.state.borrow_mut().name = spec.name.as_str().into();
+        {
+            let mut state = isolate.state.borrow_mut();
+            state.name = spec.name.as_str().into();
+            // The top level sees the time it runs at, not when a pooled isolate was made.
+            state.clock.advance(Instant::now());
+        }
         let file = spec.path.display().to_string();
         let root = spec.path.parent().map(Path::to_path_buf).unwrap_or_default();
         let isolate_ptr: *mut Isolate = &mut isolate;
@@ -236,16 +241,21 @@ impl Worker {
         engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
         let isolate = Isolate::new(&spec.name, DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
         let handle = isolate.thread_safe_handle();
+        let file = spec.path.display().to_string();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let guard = std::thread::spawn(move || {
-            if done_rx.recv_timeout(cpu_max) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            let cut = done_rx.recv_timeout(cpu_max) == Err(std::sync::mpsc::RecvTimeoutError::Timeout);
+            if cut {
                 handle.terminate_execution();
             }
+            cut
         });
         let result = Worker::load(isolate, spec, Duration::MAX).map(drop);
         let _ = done_tx.send(());
-        let _ = guard.join();
-        result
+        match guard.join() {
+            Ok(true) => Err(LoadError::Limit { file, limit: "CPU time" }),
+            _ => result,
+        }
     }
 
     pub fn name(&self) -> Rc<str> {

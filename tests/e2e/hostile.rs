@@ -1,4 +1,5 @@
-//! Hostile tenants against the real binary (issue 12): a module that spins at top level, strings
+//! Hostile tenants against the real binary (issue 12): a module that throws or spins at top level
+//! (refused by `serve` at load, or cut on a core when it spins only later), strings
 //! and buffers larger than isobar's APIs (or V8) can hold, a tenant that replaces
 //! `Promise.prototype.then`, intervals that burn CPU after the response, a SIGHUP reload racing
 //! an admin `PUT`, and every clock a script can read during one request.
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use isobar_e2e::{Client, Isobar, Metrics, Response, TempDir, workspace};
+use isobar_e2e::{Client, Isobar, Metrics, Response, TempDir, run_expecting_failure, workspace};
 use serde_json::{Value, json};
 
 /// The admin flag every test passes (metrics and the tenants API).
@@ -86,20 +87,66 @@ fn assert_alive(isobar: &mut Isobar, pid: u32, what: &str) {
     assert_eq!(isobar.pid(), pid, "{what}: the same process");
 }
 
-/// 1. A module that spins at top level on the only core: its first request is cut by the
-///    start-up CPU limit (503, a log line naming the tenant), its later requests are refused
-///    fast by the backoff (its billed CPU stays near one start-up's worth across ten requests,
-///    not ten), and a healthy tenant on the same core answers every request throughout.
+/// A module whose top level spins once the clock passes `spin_from` (ms since the epoch), so it
+/// passes `serve`'s check at load and spins on a core, as a hostile script can arrange.
+fn spin_later(spin_from: u128) -> String {
+    format!(
+        "// Spins at top level once the clock passes {spin_from}: only the start-up CPU limit can stop it.\n\
+         if (Date.now() >= {spin_from}) {{ while (true) {{}} }}\n\
+         export default {{ fetch() {{ return new Response(\"unreachable\\n\"); }} }};\n"
+    )
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis()
+}
+
+/// 1. `serve` runs every configured tenant's top level once at load: a tenant that spins there
+///    (or throws) stops start-up with an error naming it, within the check's CPU limit.
+#[test]
+fn serve_checks_every_tenant_top_level_at_load() {
+    let dir = TempDir::new("hostile-load");
+    let spinner = dir.write("spinner.js", &spin_later(0));
+    let thrower = dir.write("thrower.js", "throw new TypeError('no config for this host');\n");
+    for (name, script, says) in [
+        ("spinner", &spinner, "exceeded its CPU time limit while loading"),
+        ("thrower", &thrower, "no config for this host"),
+    ] {
+        let host = format!("{name}.test");
+        let config = [named("healthy", &["healthy.test"]), tenant(name, &script.display().to_string(), &[&host], "")];
+        let config = dir.write(&format!("{name}.toml"), &config.concat()).display().to_string();
+        let started = Instant::now();
+        let (code, stderr) =
+            run_expecting_failure(&["serve", "--config", &config, "--listen", "127.0.0.1:0", "--cores", "1"]);
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{name}: serve started with a tenant that fails at load ({code:?}); stderr:\n{stderr}"
+        );
+        assert!(stderr.contains(&format!("tenant {name}")) && stderr.contains(says), "{name}: stderr:\n{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{name}: refused after {:?}", started.elapsed());
+    }
+}
+
+/// 2. A module that spins at top level on the only core (it passed the check at load): its
+///    first request is cut by the start-up CPU limit (503, a log line naming the tenant), its
+///    later requests are refused fast by the backoff (its billed CPU stays near one start-up's
+///    worth across ten requests, not ten), and a healthy tenant on the same core answers every
+///    request throughout.
 #[test]
 fn top_level_spin_is_cut_at_start_up_and_the_core_keeps_serving() {
     let dir = TempDir::new("hostile-spin");
+    // Long enough for `serve` to start and check the tenant on a loaded machine.
+    let spin_from = unix_ms() + 6_000;
+    let spinner = dir.write("spinner.js", &spin_later(spin_from));
     let config =
-        [tenant("spinner", &worker("top-level-spin.js"), &["spinner.test"], ""), named("healthy", &["healthy.test"])]
+        [tenant("spinner", &spinner.display().to_string(), &["spinner.test"], ""), named("healthy", &["healthy.test"])]
             .concat();
     let config = dir.write("isobar.toml", &config);
     let mut isobar = Isobar::serve(&config, &["--cores", "1", ADMIN[0], ADMIN[1]]);
     let pid = isobar.pid();
     let addr = isobar.addr;
+    let wait = spin_from.saturating_sub(unix_ms()) + 100;
+    std::thread::sleep(Duration::from_millis(wait as u64));
 
     // The spinner's requests and the healthy tenant's overlap: the spinning client runs on its
     // own thread while this one sends the healthy requests.
@@ -152,7 +199,7 @@ fn top_level_spin_is_cut_at_start_up_and_the_core_keeps_serving() {
     assert_eq!(get(addr, "healthy.test", "/after").text(), "healthy /after\n");
 }
 
-/// 2. Oversized strings and buffers in URL, URLSearchParams, TextDecoder, atob/btoa, Headers,
+/// 3. Oversized strings and buffers in URL, URLSearchParams, TextDecoder, atob/btoa, Headers,
 ///    a response's headers and console.log: each is an error the script catches (or a 5xx
 ///    from isobar), never a crash; the process (same pid) and a second tenant go on serving,
 ///    and a log line stays bounded.
@@ -250,7 +297,7 @@ fn oversized_strings_are_errors_and_the_process_stays_up() {
     eprintln!("oversize attacks: {seen:#?}");
 }
 
-/// 3. A tenant that replaces `Promise.prototype.then` (so each reaction runs twice, or throws),
+/// 4. A tenant that replaces `Promise.prototype.then` (so each reaction runs twice, or throws),
 ///    `Promise.prototype.constructor`, or `Promise[Symbol.species]`, and one that resolves its
 ///    handler's promise with a thenable that resolves twice: every request gets exactly one
 ///    response with the body the script meant (three pipelined requests get three responses in
@@ -300,7 +347,7 @@ fn overridden_promise_machinery_yields_exactly_one_response_per_request() {
     }
 }
 
-/// 4. An interval that burns CPU after the response and is kept alive by `waitUntil` is stopped
+/// 5. An interval that burns CPU after the response and is kept alive by `waitUntil` is stopped
 ///    once the request's CPU limit is used (the limit is counted on /metrics and logged); a bare
 ///    interval (no `waitUntil`) ends with the request's response. Either way the tenant's billed
 ///    CPU stops growing, and the tenant's other requests and another tenant are served
@@ -372,7 +419,7 @@ fn answers_by_core(addr: SocketAddr) -> BTreeMap<String, BTreeSet<String>> {
     by_core
 }
 
-/// 5. A SIGHUP reload (the file names version A_i) races an admin PUT (version B_i) of the same
+/// 6. A SIGHUP reload (the file names version A_i) races an admin PUT (version B_i) of the same
 ///    tenant, twenty rounds. Deployments are applied one at a time in a single order; whichever
 ///    is applied last is served. So after each round: every core serves the same version, and
 ///    it is the one the control plane reports (`GET /tenants/race`: B_i's version if the PUT was
@@ -442,7 +489,7 @@ fn sighup_reload_racing_an_admin_put_leaves_every_core_on_the_last_deployment() 
     assert_eq!(get(addr, "steady.test", "/").text(), "steady /\n");
 }
 
-/// 6. During one request's synchronous work (a busy loop), no clock moves: `Date.now()`,
+/// 7. During one request's synchronous work (a busy loop), no clock moves: `Date.now()`,
 ///    `new Date()`, `Date()`, `performance.now()`, `Intl.DateTimeFormat().format()` and
 ///    `formatToParts()` (which read the current time when given no date), and `Temporal.Now` if
 ///    this V8 has it. The formatted current time is the frozen `Date.now()`; across two
