@@ -215,7 +215,10 @@ impl Isolate {
         let handle = isolate.thread_safe_handle();
         let heap_guard = Box::new(HeapGuard { handle: handle.clone(), hit: AtomicBool::new(false) });
         isolate.add_near_heap_limit_callback(near_heap_limit, &*heap_guard as *const HeapGuard as *mut c_void);
-        let state = Rc::new(RefCell::new(IsolateState::new(name)));
+        isolate.set_allow_wasm_code_generation_callback(crate::api::wasm::allow_code_generation);
+        let mut state = IsolateState::new(name);
+        state.wasm.max_bytes = heap_max_bytes as u64;
+        let state = Rc::new(RefCell::new(state));
         isolate.set_slot(state.clone());
         // SAFETY: Isolate::new entered the new isolate; this exits it again so it is idle and
         // exited like every other (module docs). Nothing else was entered after it.

@@ -141,6 +141,9 @@ pub struct IsolateState {
     pub last_body_reader: u32,
     /// Scheduled firings that ended since the scheduler last looked: (id, whether they failed).
     pub scheduled_ended: Vec<(u64, bool)>,
+    /// WebAssembly memory: the most every live memory together may reach, and what the live
+    /// instances and memories have reserved of it (`api::wasm`).
+    pub wasm: crate::api::wasm::WasmBudget,
 }
 
 impl IsolateState {
@@ -158,6 +161,7 @@ impl IsolateState {
             wait_until: Vec::new(),
             panicked: false,
             unhandled_rejections: Vec::new(),
+            wasm: Default::default(),
             outbox: Vec::new(),
             last_fetch_key: 0,
             body_readers: std::collections::HashMap::new(),

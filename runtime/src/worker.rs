@@ -824,6 +824,7 @@ struct Loaded {
 
 /// Makes the `env` object and evaluates the tenant's script (module or service worker).
 fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<Loaded, LoadError> {
+    crate::api::wasm::install(scope)?;
     let env = v8::Object::new(scope);
     for (key, value) in spec.env.iter() {
         let k = v8::String::new(scope, key).ok_or_else(|| bootstrap_error("env", "name too long"))?;
@@ -1081,16 +1082,9 @@ fn compile_any<'s>(
     let value: v8::Local<v8::Value> = match source {
         ModuleSource::Js(code) => return compile_module_at(scope, path, code),
         ModuleSource::Wasm(bytes) => {
-            let compiled = {
-                v8::tc_scope!(let tc, scope);
-                match v8::WasmModuleObject::compile(tc, bytes) {
-                    Some(module) => Ok(v8::Global::new(tc, v8::Local::<v8::Value>::from(module))),
-                    None if tc.has_caught() => Err(exception_text(tc)),
-                    None => Err("not a valid WebAssembly module".to_string()),
-                }
-            };
-            match compiled {
-                Ok(module) => v8::Local::new(scope, module),
+            let budget = crate::bridge::state(scope).borrow().wasm.max_bytes;
+            match crate::api::wasm::compile_deployed(scope, bytes, budget) {
+                Ok(module) => module.into(),
                 Err(message) => return Err(LoadError::Evaluate { file, message }),
             }
         }

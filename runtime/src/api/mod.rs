@@ -19,6 +19,7 @@ pub mod time;
 pub mod timers;
 pub mod url;
 pub mod urlpattern;
+pub mod wasm;
 pub mod worker;
 
 use crate::bridge::OpDecl;
@@ -53,6 +54,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     fetch::OUTBOUND_JS,
     clone::JS,
     kv::JS,
+    wasm::JS,
     worker::JS,
 ];
 
@@ -71,6 +73,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(time::ops());
     all.extend(fetch::outbound::ops());
     all.extend(kv::ops());
+    all.extend(wasm::ops());
     all
 }
 

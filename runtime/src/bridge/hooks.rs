@@ -49,6 +49,8 @@ hooks! {
     StreamKnownLength => "streamKnownLength",
     // api/kv
     KvNamespace => "kvNamespace",
+    // api/wasm
+    InstallWasm => "installWasm",
     // api/worker
     DispatchFetch => "dispatchFetch",
     CheckServiceWorker => "checkServiceWorker",
