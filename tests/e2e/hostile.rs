@@ -545,3 +545,90 @@ fn every_clock_is_frozen_during_synchronous_work() {
     assert!(moved >= 1000.0, "the clock moves between requests: {moved} ms");
     assert_ne!(later["before"]["intlFixed"], before["intlFixed"], "and Intl's view of it with it");
 }
+
+/// A module with one memory of 1 page and no maximum, exported as "memory", and
+/// `grow(pages) -> old size in pages, or -1`: V8 alone would let it grow to 4 GiB.
+const GROW_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+    0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f, // type 0: (i32) -> i32
+    0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // memory 0: at least 1 page, no maximum
+    0x07, 0x11, 0x02, 0x04, b'g', b'r', b'o', b'w', 0x00, 0x00, // export "grow" = function 0
+    0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, // export "memory" = memory 0
+    0x0a, 0x08, 0x01, 0x06, 0x00, 0x20, 0x00, 0x40, 0x00, 0x0b, // local.get 0, memory.grow 0
+];
+
+/// 8. WebAssembly memory stays inside the tenant's memory limit (16 MiB here): a memory without a
+///    maximum grows to the limit and no further, live instances and memories together cannot
+///    pass it, and Wasm cannot be compiled at run time. Hundreds of attempts to allocate a
+///    gigabyte each leave the process's memory where it was, and it goes on serving.
+#[test]
+fn wasm_memory_stays_inside_the_tenant_memory_limit() {
+    let dir = TempDir::new("hostile-wasm");
+    std::fs::write(dir.path().join("grow.wasm"), GROW_WASM).expect("write grow.wasm");
+    std::fs::write(dir.path().join("grow.bin"), GROW_WASM).expect("write grow.bin");
+    let script = dir.write(
+        "wasm.js",
+        r#"import grow from "./grow.wasm";
+import bytes from "./grow.bin";
+const attempt = (make) => { try { return String(make()); } catch (e) { return e.name; } };
+export default {
+  async fetch(request) {
+    const { pathname } = new URL(request.url);
+    if (pathname === "/grow") {
+      const { exports } = new WebAssembly.Instance(grow);
+      const grown = [exports.grow(16384), exports.grow(200), exports.grow(100), exports.memory.buffer.byteLength];
+      const more = [attempt(() => new WebAssembly.Instance(grow)), attempt(() => new WebAssembly.Memory({ initial: 1 }))];
+      return new Response([...grown, ...more].join(" "));
+    }
+    if (pathname === "/hoard") {
+      const kept = [];
+      let refused = 0;
+      for (let i = 0; i < 200; i++) {
+        try { kept.push(new WebAssembly.Memory({ initial: 16, maximum: 16384 })); kept[kept.length - 1].grow(16368); }
+        catch { refused++; }
+      }
+      return new Response(`${kept.length} ${refused}`);
+    }
+    if (pathname === "/compile") {
+      return new Response(await WebAssembly.compile(bytes).then(() => "compiled", (e) => e.name + ": " + e.message));
+    }
+    return new Response("?", { status: 404 });
+  },
+};
+"#,
+    );
+    let limits = "limits = { heap_mb = 16, cpu_ms = 5000 }\n";
+    let config =
+        [tenant("wasm", &script.display().to_string(), &["wasm.test"], limits), named("healthy", &["healthy.test"])];
+    let config = dir.write("isobar.toml", &config.concat());
+    let mut isobar = Isobar::serve(&config, &["--cores", "1", ADMIN[0], ADMIN[1]]);
+    let pid = isobar.pid();
+    let rss_before = isobar.rss_bytes();
+
+    // 16 MiB is 256 pages: the first grow (to 16385 pages, 1 GiB) is refused by V8, then 1 -> 201.
+    let grown = get(isobar.addr, "wasm.test", "/grow");
+    assert_eq!(grown.status, 200, "{}", grown.text());
+    assert_eq!(grown.text(), format!("-1 1 -1 {} RangeError RangeError", 201 * 65536));
+
+    // Each memory may reach 16368 + 16 pages (1 GiB) on its own, but the tenant has 16 MiB.
+    for round in 0..3 {
+        let hoard = get(isobar.addr, "wasm.test", "/hoard");
+        assert_eq!(hoard.status, 200, "round {round}: {}", hoard.text());
+        let counts: Vec<u32> = hoard.text().split(' ').map(|n| n.parse().expect("a count")).collect();
+        assert_eq!(counts[0] + counts[1], 200, "round {round}: {}", hoard.text());
+        assert!(counts[0] <= 16, "round {round}: {} memories of at least 1 MiB fit in 16 MiB", counts[0]);
+    }
+    let rss_after = isobar.rss_bytes();
+    eprintln!("RSS before the Wasm attempts {rss_before} bytes, after {rss_after}");
+    assert!(
+        rss_after < rss_before + (256 << 20),
+        "600 attempts at a gigabyte of Wasm memory grew the process from {rss_before} to {rss_after} bytes"
+    );
+
+    let compile = get(isobar.addr, "wasm.test", "/compile");
+    assert!(compile.text().starts_with("CompileError: "), "{}", compile.text());
+    assert!(compile.text().contains("disallowed"), "{}", compile.text());
+    assert_alive(&mut isobar, pid, "after the Wasm attempts");
+    assert_eq!(get(isobar.addr, "healthy.test", "/after").text(), "healthy /after\n");
+}
