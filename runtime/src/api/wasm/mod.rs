@@ -57,7 +57,7 @@ thread_local! {
 }
 
 /// V8's question before it compiles Wasm: only isobar's own compilation of deployed modules.
-pub unsafe extern "C" fn allow_code_generation(
+pub extern "C" fn allow_code_generation(
     _context: v8::Local<v8::Context>,
     _source: v8::Local<v8::String>,
 ) -> bool {
