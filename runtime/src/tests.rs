@@ -330,7 +330,9 @@ fn wasm_json_text_and_data_modules_are_imported_by_type() {
     let (dir, spec) = worker_dir("modtypes", main, files);
     let (format, modules) = crate::worker::bundle(&spec).unwrap();
     assert_eq!(modules.len(), 5, "{:?}", modules.keys().collect::<Vec<_>>());
-    assert!(matches!(modules.get(&dir.join("add.wasm")), Some(crate::worker::ModuleSource::Wasm(b)) if b == ADD_WASM));
+    assert!(
+        matches!(modules.get(&dir.join("add.wasm")), Some(crate::worker::ModuleSource::Wasm(w)) if w.bytes() == ADD_WASM)
+    );
     // Loaded from the bundle alone, as a core does.
     std::fs::remove_dir_all(&dir).unwrap();
     let spec = WorkerSpec { modules: std::sync::Arc::new(modules), read_disk: false, format, ..spec };

@@ -32,7 +32,7 @@ pub use isobar_tenancy::ScriptFormat;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModuleSource {
     Js(String),
-    Wasm(Vec<u8>),
+    Wasm(crate::api::wasm::WasmSource),
     Json(String),
     Text(String),
     Data(Vec<u8>),
@@ -44,7 +44,7 @@ impl ModuleSource {
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", path.display()));
         Ok(match extension.as_str() {
-            "wasm" => ModuleSource::Wasm(bytes),
+            "wasm" => ModuleSource::Wasm(crate::api::wasm::WasmSource::new(bytes)),
             "bin" => ModuleSource::Data(bytes),
             "json" => ModuleSource::Json(text(bytes)?),
             "txt" | "html" | "sql" | "md" | "csv" => ModuleSource::Text(text(bytes)?),
@@ -56,7 +56,8 @@ impl ModuleSource {
     pub fn len(&self) -> usize {
         match self {
             ModuleSource::Js(s) | ModuleSource::Json(s) | ModuleSource::Text(s) => s.len(),
-            ModuleSource::Wasm(b) | ModuleSource::Data(b) => b.len(),
+            ModuleSource::Wasm(w) => w.bytes().len(),
+            ModuleSource::Data(b) => b.len(),
         }
     }
 
@@ -1081,9 +1082,9 @@ fn compile_any<'s>(
     let file = path.display().to_string();
     let value: v8::Local<v8::Value> = match source {
         ModuleSource::Js(code) => return compile_module_at(scope, path, code),
-        ModuleSource::Wasm(bytes) => {
+        ModuleSource::Wasm(wasm) => {
             let budget = crate::bridge::state(scope).borrow().wasm.max_bytes;
-            match crate::api::wasm::compile_deployed(scope, bytes, budget) {
+            match crate::api::wasm::compile_deployed(scope, wasm, budget) {
                 Ok(module) => module.into(),
                 Err(message) => return Err(LoadError::Evaluate { file, message }),
             }

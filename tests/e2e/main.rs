@@ -2,6 +2,7 @@
 
 mod cron;
 mod fetch;
+mod forms;
 mod hardening;
 mod hostile;
 mod kv;

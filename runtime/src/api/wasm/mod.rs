@@ -15,11 +15,16 @@
 //!   maxima of the memories it defines, and `new WebAssembly.Memory()` its own maximum; the
 //!   reservations of live objects never exceed the budget (past it, a RangeError), and a
 //!   reservation is returned when its object is collected (a `FinalizationRegistry`).
+//! - **Compiled once per deploy.** A deployed module's machine code is shared by every isolate
+//!   that loads it, on every core (V8's `CompiledWasmModule`): the first load with a given budget
+//!   (the deploy's own check, usually) compiles, later ones only wrap the shared code in a new
+//!   module object.
 //! - **No run-time compilation.** `WebAssembly.compile`, `new WebAssembly.Module` and
 //!   `WebAssembly.instantiate` of bytes are refused, as Cloudflare Workers refuse them: every
 //!   module is one of the worker's deployed `.wasm` files, compiled (and capped) by isobar.
 
 use std::cell::Cell;
+use std::sync::{Arc, Mutex};
 
 use wasm_encoder::Encode;
 use wasmparser::{BinaryReader, MemorySectionReader};
@@ -45,6 +50,50 @@ pub struct WasmBudget {
     pub reserved_bytes: u64,
 }
 
+/// A deployed `.wasm` module: its bytes, and its code once compiled, shared by every isolate
+/// that loads it (per memory budget, since the capped bytes differ by budget).
+#[derive(Clone)]
+pub struct WasmSource {
+    bytes: Arc<[u8]>,
+    compiled: Arc<Mutex<Vec<Compiled>>>,
+}
+
+/// One compilation of a module: for which budget, what an instance reserves, the shared code.
+struct Compiled {
+    budget_bytes: u64,
+    charge: u64,
+    module: v8::CompiledWasmModule,
+}
+
+impl WasmSource {
+    pub fn new(bytes: Vec<u8>) -> WasmSource {
+        WasmSource { bytes: bytes.into(), compiled: Arc::default() }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// How many times it was compiled (once per memory budget it was loaded with).
+    pub fn compilations(&self) -> usize {
+        self.compiled.lock().map_or(0, |compiled| compiled.len())
+    }
+}
+
+impl PartialEq for WasmSource {
+    fn eq(&self, other: &WasmSource) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for WasmSource {}
+
+impl std::fmt::Debug for WasmSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WasmSource({} bytes)", self.bytes.len())
+    }
+}
+
 /// The private property on a compiled module that says how many bytes an instance of it reserves.
 const CHARGE_KEY: &str = "isobar.wasmCharge";
 
@@ -57,25 +106,47 @@ thread_local! {
 }
 
 /// V8's question before it compiles Wasm: only isobar's own compilation of deployed modules.
-pub extern "C" fn allow_code_generation(
-    _context: v8::Local<v8::Context>,
-    _source: v8::Local<v8::String>,
-) -> bool {
+pub extern "C" fn allow_code_generation(_context: v8::Local<v8::Context>, _source: v8::Local<v8::String>) -> bool {
     COMPILING_DEPLOYED.with(Cell::get)
 }
 
-/// Compiles a deployed module with its memories capped to `budget_bytes`, and marks the module
-/// with what each instance of it reserves.
+/// The module object for a deployed module in this isolate, its memories capped to
+/// `budget_bytes`, marked with what each instance of it reserves. Compiled on the first call
+/// for a budget; later calls (other isolates, other cores) share that code.
 pub fn compile_deployed<'s>(
     scope: &mut v8::PinScope<'s, '_>,
-    bytes: &[u8],
+    source: &WasmSource,
     budget_bytes: u64,
 ) -> Result<v8::Local<'s, v8::WasmModuleObject>, String> {
-    let (capped, charge) = cap_memories(bytes, budget_bytes)?;
+    // A poisoned lock only means another core panicked mid-compile: the list is still whole.
+    let mut compiled = source.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (module, charge) = match compiled.iter().find(|c| c.budget_bytes == budget_bytes) {
+        Some(shared) => {
+            let module = v8::WasmModuleObject::from_compiled_module(scope, &shared.module)
+                .ok_or("the shared WebAssembly module could not be loaded")?;
+            (module, shared.charge)
+        }
+        None => {
+            let (capped, charge) = cap_memories(&source.bytes, budget_bytes)?;
+            let module = compile(scope, &capped)?;
+            compiled.push(Compiled { budget_bytes, charge, module: module.get_compiled_module() });
+            (module, charge)
+        }
+    };
+    drop(compiled);
+    let key = v8::String::new(scope, CHARGE_KEY).ok_or("out of memory")?;
+    let private = v8::Private::for_api(scope, Some(key));
+    let charge = v8::Number::new(scope, charge as f64);
+    module.set_private(scope, private, charge.into());
+    Ok(module)
+}
+
+/// Compiles `bytes`, the one Wasm compilation isobar allows.
+fn compile<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> Result<v8::Local<'s, v8::WasmModuleObject>, String> {
     COMPILING_DEPLOYED.with(|allowed| allowed.set(true));
     let compiled = {
         v8::tc_scope!(let tc, scope);
-        let compiled = v8::WasmModuleObject::compile(tc, &capped).map(|module| v8::Global::new(tc, module));
+        let compiled = v8::WasmModuleObject::compile(tc, bytes).map(|module| v8::Global::new(tc, module));
         let error = match &compiled {
             None if tc.has_caught() => tc.message().map(|m| m.get(tc).to_rust_string_lossy(tc)),
             _ => None,
@@ -83,16 +154,11 @@ pub fn compile_deployed<'s>(
         (compiled, error)
     };
     COMPILING_DEPLOYED.with(|allowed| allowed.set(false));
-    let module = match compiled {
-        (Some(module), _) => v8::Local::new(scope, module),
-        (None, Some(error)) => return Err(error),
-        (None, None) => return Err("not a valid WebAssembly module".into()),
-    };
-    let key = v8::String::new(scope, CHARGE_KEY).ok_or("out of memory")?;
-    let private = v8::Private::for_api(scope, Some(key));
-    let charge = v8::Number::new(scope, charge as f64);
-    module.set_private(scope, private, charge.into());
-    Ok(module)
+    match compiled {
+        (Some(module), _) => Ok(v8::Local::new(scope, module)),
+        (None, Some(error)) => Err(error),
+        (None, None) => Err("not a valid WebAssembly module".into()),
+    }
 }
 
 /// `bytes` with every memory the module defines given a maximum of at most `budget_bytes`, and

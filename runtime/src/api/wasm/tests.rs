@@ -198,3 +198,44 @@ fn wasm_is_not_compiled_at_run_time() {
     assert_eq!(get(&mut worker, 1, "/"), (200, "CompileError CompileError CompileError true true".into()));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_deployed_module_is_compiled_once_and_shared_by_every_isolate() {
+    let main = r#"
+        import grow from "./grow.wasm";
+        export default {
+          fetch() {
+            const { exports } = new WebAssembly.Instance(grow);
+            return new Response(`${exports.grow(3)} ${exports.grow(0)}`);
+          },
+        };"#;
+    let (dir, _) = worker("shared", 16 << 20, main);
+    let path = dir.join("main.js");
+    let spec = WorkerSpec::from_source("shared", &path, main.to_string(), ScriptFormat::Auto);
+    let (format, modules) = crate::worker::bundle(&spec).unwrap();
+    let spec = WorkerSpec { modules: std::sync::Arc::new(modules), read_disk: false, format, ..spec };
+    let wasm = match spec.modules.get(&dir.join("grow.wasm")) {
+        Some(crate::worker::ModuleSource::Wasm(wasm)) => wasm.clone(),
+        other => panic!("grow.wasm is bundled as Wasm: {other:?}"),
+    };
+    // Bundling loaded it once, in an isolate of the default size.
+    let bundled = wasm.compilations();
+    // Three isolates, one on another thread (as another core), and one with another budget.
+    let load = |heap: usize| Worker::load(Isolate::new("shared", heap).unwrap(), &spec, Duration::MAX).unwrap();
+    let mut first = load(16 << 20);
+    let mut second = load(16 << 20);
+    let spec_for_thread = spec.clone();
+    let on_thread = std::thread::spawn(move || {
+        let mut third =
+            Worker::load(Isolate::new("shared", 16 << 20).unwrap(), &spec_for_thread, Duration::MAX).unwrap();
+        get(&mut third, 1, "/")
+    });
+    assert_eq!(on_thread.join().unwrap(), (200, "1 4".into()));
+    assert_eq!(get(&mut first, 1, "/"), (200, "1 4".into()));
+    assert_eq!(get(&mut second, 1, "/"), (200, "1 4".into()));
+    assert_eq!(wasm.compilations(), bundled + 1, "one compilation for every isolate with a 16 MiB budget");
+    let mut bigger = load(32 << 20);
+    assert_eq!(get(&mut bigger, 1, "/"), (200, "1 4".into()));
+    assert_eq!(wasm.compilations(), bundled + 2, "another budget, other capped bytes, one more compilation");
+    let _ = std::fs::remove_dir_all(dir);
+}
