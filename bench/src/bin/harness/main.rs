@@ -71,6 +71,10 @@ struct Args {
     /// Keep the work directory (scripts, configurations, server logs) after the run.
     #[arg(long)]
     keep_work: bool,
+    /// Measure only isobar (this build and `--baseline`), no peers, with the mode's counts and
+    /// windows: an A/B of two isobar builds in full mode without the peers' time.
+    #[arg(long)]
+    isobar_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -251,6 +255,10 @@ fn run(args: Args) -> Result<()> {
     if let Some(max) = args.max_tenants {
         plan.cap_tenants(max);
     }
+    if args.isobar_only {
+        plan.native_tenants_max = 0;
+        plan.runtime_tenants_max = 0;
+    }
     let scenarios: Vec<Scenario> = if args.only.is_empty() { Scenario::ALL.to_vec() } else { args.only.clone() };
     let out = args.out.clone().unwrap_or_else(|| workspace.join("bench/results"));
     let work = out.join(format!("work-{}", std::process::id()));
@@ -280,6 +288,7 @@ fn run(args: Args) -> Result<()> {
     };
     let cache = workspace.join("bench/.cache");
     let peers = match args.mode {
+        _ if args.isobar_only => Peers::none(),
         Mode::Quick => Peers::none(),
         Mode::Full => Peers::prepare(&cache, &workspace),
     };
