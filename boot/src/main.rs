@@ -313,14 +313,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `run --cron`: each a valid expression (the error says which and why), duplicates dropped.
 fn checked_crons(crons: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for cron in crons {
-        isobar_tenancy::cron::CronSchedule::parse(cron).with_context(|| format!("--cron {cron:?}"))?;
-        if !out.contains(cron) {
-            out.push(cron.clone());
-        }
-    }
-    Ok(out)
+    isobar_tenancy::cron::tenant_schedules(crons)
+        .map_err(|error| anyhow::anyhow!("--cron {:?}: {}", crons[error.index], error.reason))
 }
 
 /// `run`'s `--tls-cert`/`--tls-key`/`--tls-listen`: the certificates read and checked now, and

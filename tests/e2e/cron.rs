@@ -3,20 +3,13 @@
 //! once per schedule per process on a server with several cores, failures logged and counted,
 //! and invalid expressions refused with their place. The Worker is `tests/workers/scheduled.js`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use isobar_e2e::{Isobar, TempDir, run_expecting_failure, workspace};
+use isobar_e2e::{Isobar, TempDir, eventually, run_expecting_failure, workspace};
 
-/// Polls `probe` every 50 ms for at most `timeout`.
-fn eventually(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if probe() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    probe()
+/// Whether `probe` holds within `timeout` (polled every 50 ms).
+fn until(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    eventually(timeout, || probe().then_some(())).is_some()
 }
 
 /// The `fired ...` lines the Worker logged.
@@ -29,7 +22,7 @@ fn test_scheduled_runs_the_handler_and_answers_when_it_is_done() {
     let isobar = Isobar::start(&["run", "tests/workers/scheduled.js", "--test-scheduled", "--admin", "127.0.0.1:0"]);
     let r = isobar.get("/__scheduled?cron=*/5+*+*+*+*");
     assert_eq!((r.status, r.text().as_str()), (200, "Ran scheduled event\n"));
-    assert!(eventually(Duration::from_secs(10), || !fired_lines(&isobar).is_empty()));
+    assert!(until(Duration::from_secs(10), || !fired_lines(&isobar).is_empty()));
     let lines = fired_lines(&isobar);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("fired cron=*/5 * * * * scheduledTime="), "{}", lines[0]);
@@ -41,12 +34,12 @@ fn test_scheduled_runs_the_handler_and_answers_when_it_is_done() {
     let r = isobar.get("/__scheduled?cron=0+0+2+1+*");
     assert_eq!(r.status, 500);
     // The log thread writes behind the response.
-    let logged = eventually(Duration::from_secs(10), || {
+    let logged = until(Duration::from_secs(10), || {
         let stderr = isobar.stderr();
         stderr.contains("thrown on purpose") && stderr.contains("rejected on purpose")
     });
     assert!(logged, "{}", isobar.stderr());
-    let counted = eventually(Duration::from_secs(10), || {
+    let counted = until(Duration::from_secs(10), || {
         let metrics = isobar.metrics();
         metrics.sum("isobar_tenant_scheduled_total", &[]) == 3.0
             && metrics.sum("isobar_tenant_scheduled_failed_total", &[]) == 2.0
@@ -68,7 +61,7 @@ fn a_worker_without_a_scheduled_handler_fails_its_firing_clearly() {
     let isobar = Isobar::start(&["run", "examples/hello.js", "--test-scheduled"]);
     let r = isobar.get("/__scheduled");
     assert_eq!(r.status, 500);
-    let logged = eventually(Duration::from_secs(10), || isobar.stderr().contains("has no scheduled handler"));
+    let logged = until(Duration::from_secs(10), || isobar.stderr().contains("has no scheduled handler"));
     assert!(logged, "{}", isobar.stderr());
 }
 
@@ -89,9 +82,7 @@ fn configured_crons_fire_once_per_schedule_with_several_cores_and_by_hand() {
     // By hand, through the admin API.
     let r = isobar.admin_request("POST", "/tenants/jobs/scheduled?cron=15+10+*+*+*", &[], b"");
     assert_eq!(r.status, 202, "{}", r.text());
-    assert!(eventually(Duration::from_secs(10), || fired_lines(&isobar)
-        .iter()
-        .any(|l| l.contains("cron=15 10 * * *"))));
+    assert!(until(Duration::from_secs(10), || fired_lines(&isobar).iter().any(|l| l.contains("cron=15 10 * * *"))));
     assert_eq!(isobar.admin_request("POST", "/tenants/nobody/scheduled", &[], b"").status, 404);
 
     // The next minute boundary: each of the two schedules fires once, on one of the two
@@ -100,7 +91,7 @@ fn configured_crons_fire_once_per_schedule_with_several_cores_and_by_hand() {
         fired_lines(&isobar).into_iter().filter(|l| l.contains(&format!("cron={cron} "))).collect()
     };
     assert!(
-        eventually(Duration::from_secs(75), || !fired("* * * * *").is_empty() && !fired("*/1 * * * *").is_empty()),
+        until(Duration::from_secs(75), || !fired("* * * * *").is_empty() && !fired("*/1 * * * *").is_empty()),
         "no firing within 75 s: {}",
         isobar.stderr()
     );

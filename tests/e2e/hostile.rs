@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use isobar_e2e::{Client, Isobar, Metrics, Response, TempDir, run_expecting_failure, workspace};
+use isobar_e2e::{Client, Isobar, Metrics, Response, TempDir, eventually, run_expecting_failure, workspace};
 use serde_json::{Value, json};
 
 /// The admin flag every test passes (metrics and the tenants API).
@@ -51,20 +51,6 @@ fn named(name: &str, routes: &[&str]) -> String {
 /// One GET to `host` on a fresh connection.
 fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
     Client::connect(addr).request_with_host("GET", host, path, &[], b"")
-}
-
-/// Calls `probe` every 50 ms until it returns `Some` or `timeout` passes.
-fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Scrapes until `done(metrics)` holds, or returns the last scrape after `SETTLE`.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use isobar_e2e::{Client, Isobar, Metrics, Response, TempDir, run_expecting_failure, workspace};
+use isobar_e2e::{Client, Isobar, Metrics, Response, TempDir, eventually, run_expecting_failure, workspace};
 use serde_json::{Value, json};
 
 /// The admin flag every test that reads metrics or uses the tenants API passes.
@@ -50,20 +50,6 @@ fn named(name: &str, routes: &[&str], extra: &str) -> String {
 /// The 1-based line of the first line of `text` that contains `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle:?} is not in:\n{text}")) + 1
-}
-
-/// Calls `probe` every 50 ms until it returns `Some` or `timeout` passes.
-fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Scrapes until `done(metrics)` holds (metrics are published by each core, possibly just after

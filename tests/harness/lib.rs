@@ -700,3 +700,18 @@ impl Client {
         closed
     }
 }
+
+/// Calls `probe` every 50 ms until it returns `Some` (then that value) or `timeout` passes
+/// (then `None`); bounded, for waits on something asynchronous (a metric, a reload, a firing).
+pub fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

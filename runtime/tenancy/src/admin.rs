@@ -396,19 +396,7 @@ impl Admin {
             return Err(format!("{both:?} is both a var and a secret"));
         }
         let crons = match upload.crons {
-            Some(crons) => {
-                if crons.len() > crate::cron::SCHEDULES_PER_TENANT_MAX {
-                    return Err(format!("at most {} crons", crate::cron::SCHEDULES_PER_TENANT_MAX));
-                }
-                let mut unique: Vec<String> = Vec::with_capacity(crons.len());
-                for cron in crons {
-                    crate::cron::CronSchedule::parse(&cron).map_err(|e| format!("crons: {e}"))?;
-                    if !unique.contains(&cron) {
-                        unique.push(cron);
-                    }
-                }
-                unique
-            }
+            Some(crons) => crate::cron::tenant_schedules(&crons).map_err(|e| format!("crons: {e}"))?,
             None => existing.map(|t| t.crons.clone()).unwrap_or_default(),
         };
         Ok(TenantSettings {

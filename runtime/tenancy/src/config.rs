@@ -1011,27 +1011,21 @@ impl Document<'_> {
             self.ensure(heap_mb <= per_core_heap_mb, &span, problem)?;
         }
 
-        let mut crons: Vec<String> = Vec::new();
-        for (i, text) in table.crons.unwrap_or_default().into_iter().enumerate() {
-            let span = text.span();
-            self.ensure(i < crate::cron::SCHEDULES_PER_TENANT_MAX, &span, || Problem::Invalid {
-                key: "tenant.crons".to_string(),
-                message: format!("has more than {} entries", crate::cron::SCHEDULES_PER_TENANT_MAX),
-            })?;
-            if let Err(error) = crate::cron::CronSchedule::parse(text.get_ref()) {
-                return Err(self.fail(
-                    &span,
-                    Problem::Invalid {
-                        key: "tenant.crons".to_string(),
-                        message: format!("has an invalid entry: {error}"),
-                    },
-                ));
+        let given = table.crons.unwrap_or_default();
+        let texts: Vec<&str> = given.iter().map(|text| text.get_ref().as_str()).collect();
+        let crons = match crate::cron::tenant_schedules(&texts) {
+            Ok(crons) => crons,
+            Err(error) => {
+                let message = match &error.reason {
+                    crate::cron::ScheduleListProblem::TooMany => {
+                        format!("has more than {} entries", crate::cron::SCHEDULES_PER_TENANT_MAX)
+                    }
+                    crate::cron::ScheduleListProblem::Invalid(error) => format!("has an invalid entry: {error}"),
+                };
+                let span = given[error.index].span();
+                return Err(self.fail(&span, Problem::Invalid { key: "tenant.crons".to_string(), message }));
             }
-            let expression = text.into_inner();
-            if !crons.contains(&expression) {
-                crons.push(expression);
-            }
-        }
+        };
 
         let directory = self.path.parent().unwrap_or(Path::new(""));
         Ok(TenantConfig {

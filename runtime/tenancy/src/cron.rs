@@ -40,6 +40,47 @@ pub enum CronError {
     TooMany,
 }
 
+/// Why a tenant's list of schedules was refused: the entry at `index`, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleListError {
+    pub index: usize,
+    pub reason: ScheduleListProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, displaydoc::Display)]
+pub enum ScheduleListProblem {
+    /// more than 100 schedules
+    TooMany,
+    /// {0}
+    Invalid(CronError),
+}
+
+impl std::fmt::Display for ScheduleListError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "entry {}: {}", self.index + 1, self.reason)
+    }
+}
+
+impl std::error::Error for ScheduleListError {}
+
+/// A tenant's schedules as given (config, admin upload, `run --cron`): each expression checked,
+/// repeats dropped (the first kept), at most [`SCHEDULES_PER_TENANT_MAX`].
+pub fn tenant_schedules<S: AsRef<str>>(given: &[S]) -> Result<Vec<String>, ScheduleListError> {
+    let mut unique: Vec<String> = Vec::with_capacity(given.len().min(SCHEDULES_PER_TENANT_MAX));
+    for (index, expression) in given.iter().enumerate() {
+        if index >= SCHEDULES_PER_TENANT_MAX {
+            return Err(ScheduleListError { index, reason: ScheduleListProblem::TooMany });
+        }
+        let expression = expression.as_ref();
+        CronSchedule::parse(expression)
+            .map_err(|error| ScheduleListError { index, reason: ScheduleListProblem::Invalid(error) })?;
+        if !unique.iter().any(|seen| seen == expression) {
+            unique.push(expression.to_owned());
+        }
+    }
+    Ok(unique)
+}
+
 /// One parsed cron expression.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
@@ -236,6 +277,18 @@ fn count_between(schedule: &CronSchedule, first: u64, latest: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenants_schedules_are_checked_once_each_and_bounded() {
+        let given = ["*/5 * * * *", "0 0 * * MON", "*/5 * * * *"];
+        assert_eq!(tenant_schedules(&given).unwrap(), ["*/5 * * * *", "0 0 * * MON"]);
+        let error = tenant_schedules(&["* * * * *", "* * *"]).unwrap_err();
+        assert_eq!(error.index, 1);
+        assert!(error.to_string().starts_with("entry 2: invalid cron expression"), "{error}");
+        let many: Vec<String> = (0..=SCHEDULES_PER_TENANT_MAX).map(|m| format!("{} * * * *", m % 60)).collect();
+        let error = tenant_schedules(&many).unwrap_err();
+        assert_eq!((error.index, error.reason), (SCHEDULES_PER_TENANT_MAX, ScheduleListProblem::TooMany));
+    }
 
     /// Unix milliseconds of a UTC date and time.
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> u64 {
