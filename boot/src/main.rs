@@ -282,7 +282,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let kv_directory = (!settings.kv.is_empty()).then(|| args.kv_path.clone());
     runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
     let tenant = Tenant::build(settings)?;
-    runtime::Worker::validate(&tenant.spec, Duration::from_secs(10))?;
+    runtime::Worker::validate(&tenant.spec, tenant.limits.heap_bytes, Duration::from_secs(10))?;
     let deployment = Deployment::new([Arc::new(tenant)])?;
     let serving = Serving {
         listen: args.listen,
@@ -501,16 +501,18 @@ const CHECK_CPU: Duration = Duration::from_secs(2);
 /// load is refused with its tenant's name before it can reach a core. Tenants whose top level
 /// sees the same thing (an ES module's top level sees no `env`) are checked once.
 fn check_top_levels(next: &Deployment, current: Option<&Deployment>) -> anyhow::Result<()> {
-    let mut checked: Vec<&runtime::WorkerSpec> = Vec::new();
+    let mut checked: Vec<(&runtime::WorkerSpec, usize)> = Vec::new();
     let mut tenants: Vec<&Arc<Tenant>> = next.tenants.values().collect();
     tenants.sort_by(|a, b| a.name.cmp(&b.name));
     for tenant in tenants {
         if current.and_then(|c| c.tenants.get(&tenant.name)).is_some_and(|old| old.version == tenant.version) {
             continue;
         }
-        let spec = &tenant.spec;
-        let same_top_level = |seen: &&runtime::WorkerSpec| {
-            seen.format == spec.format
+        let (spec, heap_bytes) = (&tenant.spec, tenant.limits.heap_bytes);
+        // The memory limit is part of what a top level sees (its heap, its Wasm memories' caps).
+        let same_top_level = |(seen, seen_heap): &(&runtime::WorkerSpec, usize)| {
+            *seen_heap == heap_bytes
+                && seen.format == spec.format
                 && seen.source == spec.source
                 && seen.modules == spec.modules
                 && (spec.format == runtime::ScriptFormat::Module || (seen.env == spec.env && seen.kv == spec.kv))
@@ -518,8 +520,8 @@ fn check_top_levels(next: &Deployment, current: Option<&Deployment>) -> anyhow::
         if checked.iter().any(same_top_level) {
             continue;
         }
-        runtime::Worker::validate(spec, CHECK_CPU).with_context(|| format!("tenant {}", tenant.name))?;
-        checked.push(spec);
+        runtime::Worker::validate(spec, heap_bytes, CHECK_CPU).with_context(|| format!("tenant {}", tenant.name))?;
+        checked.push((spec, heap_bytes));
     }
     Ok(())
 }

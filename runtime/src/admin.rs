@@ -150,7 +150,8 @@ impl ControlPlane for Control {
     /// and deploys it to every core.
     fn deploy(&self, settings: TenantSettings) -> Result<Deployed, ChangeError> {
         let tenant = Tenant::build(settings).map_err(|error| ChangeError::Invalid(error.to_string()))?;
-        Worker::validate(&tenant.spec, VALIDATE_CPU).map_err(|error| ChangeError::Invalid(error.to_string()))?;
+        Worker::validate(&tenant.spec, tenant.limits.heap_bytes, VALIDATE_CPU)
+            .map_err(|error| ChangeError::Invalid(error.to_string()))?;
         let (name, version) = (tenant.name.clone(), tenant.version);
         match self.put_tenant(tenant) {
             Ok(replaced) => {

@@ -235,12 +235,13 @@ impl Worker {
         Ok(Worker { isolate, name, modules, finished: Vec::new() })
     }
 
-    /// Loads `spec` into a fresh isolate on the calling thread (a control thread) and drops it:
-    /// the script's top level runs once, and it must set up a fetch handler. A top level that
-    /// runs longer than `cpu_max` (wall time, on this unloaded thread) is stopped.
-    pub fn validate(spec: &WorkerSpec, cpu_max: Duration) -> Result<(), LoadError> {
+    /// Loads `spec` into a fresh isolate of `heap_bytes` (the tenant's limit) on the calling
+    /// thread (a control thread) and drops it: the script's top level runs once, and it must set
+    /// up a fetch handler. A top level that runs longer than `cpu_max` (wall time, on this
+    /// unloaded thread) is stopped.
+    pub fn validate(spec: &WorkerSpec, heap_bytes: usize, cpu_max: Duration) -> Result<(), LoadError> {
         engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
-        let isolate = Isolate::new(&spec.name, DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
+        let isolate = Isolate::new(&spec.name, heap_bytes).map_err(|m| bootstrap_error("isolate", &m))?;
         let handle = isolate.thread_safe_handle();
         let file = spec.path.display().to_string();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -1268,7 +1269,12 @@ pub fn bundle(spec: &WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, Modu
     COMPILER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(Isolate::new("compiler", DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?);
+            let compiler =
+                Isolate::new("compiler", DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
+            // Bundling compiles Wasm only to check it, never instantiates it: no tenant's memory
+            // limit applies here (the deploy's check and the cores apply the tenant's).
+            compiler.state.borrow_mut().wasm.max_bytes = u64::MAX;
+            *slot = Some(compiler);
         }
         let isolate = slot.as_mut().expect("set above");
         let result = in_context!(isolate, Duration::MAX, |scope, _handles| {

@@ -194,12 +194,15 @@ pub fn cap_memories(bytes: &[u8], budget_bytes: u64) -> Result<(Vec<u8>, u64), S
             if page_log2 > 16 {
                 return Err(format!("a memory's page size of 2^{page_log2} bytes is not a WebAssembly page size"));
             }
-            let budget_pages = budget_bytes >> page_log2;
+            // Never past what the memory's type can address (a 32-bit memory: 4 GiB).
+            let addressable: u64 = if memory.memory64 { 1 << 48 } else { 1 << 32 };
+            let budget_pages = budget_bytes.min(addressable) >> page_log2;
             if memory.initial > budget_pages {
                 return Err(format!(
-                    "a memory of the module starts at {} bytes, more than the {budget_bytes} bytes of WebAssembly memory \
-                     its isolate may hold (the tenant's memory limit)",
-                    memory.initial.saturating_mul(1 << page_log2)
+                    "a memory of the module starts at {} bytes, more than the {} bytes of WebAssembly memory its \
+                     isolate may hold (the tenant's memory limit)",
+                    memory.initial.saturating_mul(1 << page_log2),
+                    budget_pages << page_log2
                 ));
             }
             let maximum = memory.maximum.map_or(budget_pages, |maximum| maximum.min(budget_pages));

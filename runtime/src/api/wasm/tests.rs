@@ -239,3 +239,33 @@ fn a_deployed_module_is_compiled_once_and_shared_by_every_isolate() {
     assert_eq!(wasm.compilations(), bundled + 2, "another budget, other capped bytes, one more compilation");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_module_larger_than_the_default_limit_loads_where_the_tenant_limit_allows_it() {
+    // 3,200 pages (200 MiB) to start with: more than the default 128 MiB, less than 512 MiB.
+    let dir = std::env::temp_dir().join(format!("isobar-wasm-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big.wasm"), grower(3200, None)).unwrap();
+    let main = r#"import big from "./big.wasm";
+        export default { fetch() { return new Response(String(big instanceof WebAssembly.Module)); } };"#;
+    let path = dir.join("main.js");
+    std::fs::write(&path, main).unwrap();
+    let spec = WorkerSpec::from_source("big", &path, main.to_string(), ScriptFormat::Auto);
+    // Bundling checks the module without any tenant's limit.
+    let (format, modules) = crate::worker::bundle(&spec).unwrap();
+    let spec = WorkerSpec { modules: std::sync::Arc::new(modules), read_disk: false, format, ..spec };
+    Worker::validate(&spec, 512 << 20, Duration::from_secs(5)).unwrap();
+    let error = Worker::validate(&spec, 128 << 20, Duration::from_secs(5)).unwrap_err().to_string();
+    assert!(error.contains("starts at 209715200 bytes, more than the 134217728 bytes"), "{error}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_maximum_never_passes_what_the_memory_can_address() {
+    // A budget past 4 GiB (or none, when bundling) still gives a 32-bit memory at most 65,536
+    // pages, which V8 accepts.
+    let (capped, charge) = cap_memories(&grower(1, None), u64::MAX).unwrap();
+    assert_eq!(memories_of(&capped), [(1, Some(65536))]);
+    assert_eq!(charge, 1 << 32);
+}
