@@ -119,6 +119,9 @@ pub struct Control {
     watchdog: Watchdog,
     /// Whether the cores serve HTTPS (set at start: the listeners cannot be added later).
     serves_tls: bool,
+    /// Whether a KV store was opened at start (the cores' ring wiring to its thread is made
+    /// then: a deployment with a KV binding needs it).
+    serves_kv: bool,
     /// Every tenant's Cron Triggers: one table per process, so each firing runs once, on one
     /// core (the next in turn). Kept in step with the deployment by [`Control::deploy`].
     crons: Mutex<CronTable>,
@@ -134,6 +137,11 @@ pub enum ControlError {
     NoAck(usize),
     #[error("HTTPS is not served: isobar started without [server.tls]; restart it to open the HTTPS listener")]
     NoTls,
+    #[error(
+        "tenant {0} has a KV binding, but isobar started with no KV store (no tenant had one then); restart it to \
+         open the store"
+    )]
+    NoKvStore(String),
     #[error("core {0} did not acknowledge the new certificates within {CORE_REPLY_TIMEOUT:?}")]
     NoTlsAck(usize),
 }
@@ -168,6 +176,11 @@ impl Control {
     }
 
     fn deploy_locked(&self, deployment: Deployment) -> Result<(), ControlError> {
+        if !self.serves_kv
+            && let Some(tenant) = deployment.tenants.values().find(|tenant| !tenant.spec.kv.is_empty())
+        {
+            return Err(ControlError::NoKvStore(tenant.name.to_string()));
+        }
         let deployment = Arc::new(deployment);
         if let Some(smallest) = deployment.smallest_cpu_limit() {
             self.watchdog.set_smallest_limit(smallest);
@@ -379,6 +392,7 @@ impl Server {
             changing: Mutex::new(()),
             watchdog,
             serves_tls: config.tls.is_some(),
+            serves_kv: config.kv.is_some(),
             crons: Mutex::new(CronTable::new()),
             next_cron_core: std::sync::atomic::AtomicUsize::new(0),
         });

@@ -216,3 +216,29 @@ fn kv_bindings_from_the_configuration_are_per_tenant() {
     assert_eq!(read(&mut client, "b.test"), "<null>");
     assert!(dir.path().join("store/kv.redb").exists(), "the store is beside the configuration");
 }
+
+/// A SIGHUP that adds the first KV binding to a server started without one is refused, with a
+/// line that says why (the store is opened at start), and the running configuration stays.
+#[test]
+fn a_reload_adding_the_first_kv_binding_is_refused_clearly() {
+    let dir = TempDir::new("kv-reload");
+    let script = dir.write("kv.js", SCRIPT).display().to_string();
+    let plain = format!("[[tenant]]\nname = \"a\"\nscript = {script:?}\nroutes = [\"a.test\"]\n");
+    let config = dir.write("isobar.toml", &plain);
+    let isobar = Isobar::serve(&config, &["--cores", "1"]);
+    let before = isobar.connect().request_with_host("GET", "a.test", "/get?key=k", &[], b"");
+    assert_eq!(before.status, 500, "no binding yet: env.KV is undefined ({})", before.text());
+
+    dir.write("isobar.toml", &format!("{plain}[[tenant.kv]]\nbinding = \"KV\"\nnamespace = \"n\"\n"));
+    isobar.hangup();
+    let refused = isobar_e2e::eventually(Duration::from_secs(15), || {
+        let stderr = isobar.stderr();
+        stderr.contains("reload of").then_some(stderr)
+    });
+    let stderr = refused.unwrap_or_else(|| panic!("no reload line: {}", isobar.stderr()));
+    assert!(stderr.contains("still serving the previous configuration"), "{stderr}");
+    assert!(stderr.contains("tenant a has a KV binding, but isobar started with no KV store"), "{stderr}");
+    let after = isobar.connect().request_with_host("GET", "a.test", "/get?key=k", &[], b"");
+    assert_eq!(after.status, 500, "still the previous configuration ({})", after.text());
+    assert!(!dir.path().join("kv/kv.redb").exists(), "no store was opened behind the server's back");
+}
