@@ -512,3 +512,79 @@ fn under_serve_tenants_cannot_reach_local_addresses_unless_allowed() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("not allowed"), "{}", r.text());
 }
+
+/// An `https://` origin on loopback whose certificate (for `origin.test`) a CA made for this
+/// test signs; it answers every request with "hello over tls from PATH" and closes.
+struct TlsOrigin {
+    port: u16,
+}
+
+impl TlsOrigin {
+    fn start(config: Arc<rustls::ServerConfig>) -> TlsOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the TLS origin");
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                    let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+                    let mut tls = rustls::StreamOwned::new(conn, stream);
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+                        match tls.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return, // a refused handshake ends here
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split(' ').nth(1).unwrap_or("?");
+                    let body = format!("hello over tls from {path}");
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsOrigin { port }
+    }
+}
+
+/// `https://` subrequests are verified: an origin whose certificate a test CA signs is trusted
+/// once `--ca` names that CA, and refused without it or by a name its certificate lacks; each
+/// refusal is an error the script catches (502 here), and the worker serves on.
+#[test]
+fn https_origins_are_verified_against_the_configured_cas() {
+    let ca = crate::certs::Ca::new("isobar e2e origin CA");
+    let origin = TlsOrigin::start(ca.server(&["origin.test"]));
+    let resolver = Resolver::start();
+    let dir = TempDir::new("fetch-https");
+    let ca_file = dir.write("origin-ca.pem", ca.pem());
+    let dns = resolver.addr.to_string();
+    let secure = format!("https://origin.test:{}/secure?x=1", origin.port);
+    let args = ["run", "tests/workers/fetch.js", "--cores", "1", "--dns", &dns, "--ca", ca_file.to_str().unwrap()];
+    let trusting = Isobar::start(&args);
+    for round in 0..2 {
+        let r = get(&trusting, &format!("/any?to={}", q(&secure)));
+        assert_eq!(r.text(), "200 hello over tls from /secure?x=1\n", "round {round}");
+    }
+    // The same server by its address: the certificate names origin.test only.
+    let by_address = format!("https://127.0.0.1:{}/", origin.port);
+    let r = get(&trusting, &format!("/any?to={}", q(&by_address)));
+    assert_eq!(r.status, 502, "{}", r.text());
+    eprintln!("by address: {}", r.text());
+
+    // Without --ca the test CA is not trusted (only the system's are).
+    let untrusting = run_worker(&resolver);
+    let r = get(&untrusting, &format!("/any?to={}", q(&secure)));
+    assert_eq!(r.status, 502, "{}", r.text());
+    eprintln!("without the CA: {}", r.text());
+    assert!(r.text().to_lowercase().contains("certificate"), "{}", r.text());
+    assert_eq!(get(&untrusting, "/any?to=").status, 502, "the worker still answers");
+}

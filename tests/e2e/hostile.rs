@@ -101,6 +101,8 @@ fn serve_checks_every_tenant_top_level_at_load() {
         let host = format!("{name}.test");
         let config = [named("healthy", &["healthy.test"]), tenant(name, &script.display().to_string(), &[&host], "")];
         let config = dir.write(&format!("{name}.toml"), &config.concat()).display().to_string();
+        // Built (or found) first, so the bound below times isobar alone.
+        isobar_e2e::isobar_bin();
         let started = Instant::now();
         let (code, stderr) =
             run_expecting_failure(&["serve", "--config", &config, "--listen", "127.0.0.1:0", "--cores", "1"]);

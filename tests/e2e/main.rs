@@ -1,5 +1,6 @@
 //! End-to-end tests of the isobar binary: real processes, real sockets, loopback only.
 
+mod certs;
 mod cron;
 mod fetch;
 mod forms;
