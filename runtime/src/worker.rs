@@ -902,7 +902,7 @@ fn script_origin<'s>(scope: &mut v8::PinScope<'s, '_>, name: &str, is_module: bo
 }
 
 /// The text of the exception a TryCatch holds: its stack if it has one.
-fn exception_text(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>) -> String {
+pub(crate) fn exception_text(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>) -> String {
     if tc.has_terminated() {
         return "execution was terminated".to_string();
     }
@@ -1269,12 +1269,7 @@ pub fn bundle(spec: &WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, Modu
     COMPILER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            let compiler =
-                Isolate::new("compiler", DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?;
-            // Bundling compiles Wasm only to check it, never instantiates it: no tenant's memory
-            // limit applies here (the deploy's check and the cores apply the tenant's).
-            compiler.state.borrow_mut().wasm.max_bytes = u64::MAX;
-            *slot = Some(compiler);
+            *slot = Some(Isolate::new("compiler", DEFAULT_HEAP_MAX_BYTES).map_err(|m| bootstrap_error("isolate", &m))?);
         }
         let isolate = slot.as_mut().expect("set above");
         let result = in_context!(isolate, Duration::MAX, |scope, _handles| {
@@ -1334,6 +1329,13 @@ fn bundle_in(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<ScriptFormat
             }
             if let Some(map) = scope.get_slot_mut::<ModuleMap>() {
                 map.sources.insert(path.clone(), source.clone());
+            }
+            if let ModuleSource::Wasm(wasm) = &source {
+                // Checked only: no isolate instantiates it here, so no tenant's memory limit
+                // applies, and this compilation is not kept for the cores to share.
+                crate::api::wasm::check(scope, wasm)
+                    .map_err(|message| LoadError::Evaluate { file: path.display().to_string(), message })?;
+                continue;
             }
             let module = compile_any(scope, &path, &source)?;
             if matches!(source, ModuleSource::Js(_)) {

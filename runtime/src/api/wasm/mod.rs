@@ -18,7 +18,7 @@
 //! - **Compiled once per deploy.** A deployed module's machine code is shared by every isolate
 //!   that loads it, on every core (V8's `CompiledWasmModule`): the first load with a given budget
 //!   (the deploy's own check, usually) compiles, later ones only wrap the shared code in a new
-//!   module object.
+//!   module object. (Bundling compiles it once more, only to check it, and keeps nothing.)
 //! - **No run-time compilation.** `WebAssembly.compile`, `new WebAssembly.Module` and
 //!   `WebAssembly.instantiate` of bytes are refused, as Cloudflare Workers refuse them: every
 //!   module is one of the worker's deployed `.wasm` files, compiled (and capped) by isobar.
@@ -134,11 +134,23 @@ pub fn compile_deployed<'s>(
         }
     };
     drop(compiled);
-    let key = v8::String::new(scope, CHARGE_KEY).ok_or("out of memory")?;
-    let private = v8::Private::for_api(scope, Some(key));
+    let key = charge_key(scope).ok_or("out of memory")?;
     let charge = v8::Number::new(scope, charge as f64);
-    module.set_private(scope, private, charge.into());
+    module.set_private(scope, key, charge.into());
     Ok(module)
+}
+
+/// Checks that a deployed module compiles (at bundling, before any tenant's limit applies):
+/// its memories capped only to what they can address, compiled, and not kept.
+pub fn check(scope: &mut v8::PinScope, source: &WasmSource) -> Result<(), String> {
+    let (capped, _) = cap_memories(&source.bytes, u64::MAX)?;
+    compile(scope, &capped).map(drop)
+}
+
+/// The private key under which a compiled module carries what an instance of it reserves.
+fn charge_key<'s>(scope: &mut v8::PinScope<'s, '_>) -> Option<v8::Local<'s, v8::Private>> {
+    let name = v8::String::new(scope, CHARGE_KEY)?;
+    Some(v8::Private::for_api(scope, Some(name)))
 }
 
 /// Compiles `bytes`, the one Wasm compilation isobar allows.
@@ -146,19 +158,14 @@ fn compile<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> Result<v8::Loc
     COMPILING_DEPLOYED.with(|allowed| allowed.set(true));
     let compiled = {
         v8::tc_scope!(let tc, scope);
-        let compiled = v8::WasmModuleObject::compile(tc, bytes).map(|module| v8::Global::new(tc, module));
-        let error = match &compiled {
-            None if tc.has_caught() => tc.message().map(|m| m.get(tc).to_rust_string_lossy(tc)),
-            _ => None,
-        };
-        (compiled, error)
+        match v8::WasmModuleObject::compile(tc, bytes) {
+            Some(module) => Ok(v8::Global::new(tc, module)),
+            None if tc.has_caught() => Err(crate::worker::exception_text(tc)),
+            None => Err("not a valid WebAssembly module".to_string()),
+        }
     };
     COMPILING_DEPLOYED.with(|allowed| allowed.set(false));
-    match compiled {
-        (Some(module), _) => Ok(v8::Local::new(scope, module)),
-        (None, Some(error)) => Err(error),
-        (None, None) => Err("not a valid WebAssembly module".into()),
-    }
+    compiled.map(|module| v8::Local::new(scope, module))
 }
 
 /// `bytes` with every memory the module defines given a maximum of at most `budget_bytes`, and
@@ -243,9 +250,8 @@ op!(fn module_charge(scope, args) {
     let Ok(module) = v8::Local::<v8::WasmModuleObject>::try_from(args.get(0)) else {
         return Ok(0.0);
     };
-    let key = v8::String::new(scope, CHARGE_KEY).ok_or_else(|| JsError::range_error("out of memory"))?;
-    let private = v8::Private::for_api(scope, Some(key));
-    let charge = module.get_private(scope, private).and_then(|v| v.number_value(scope));
+    let key = charge_key(scope).ok_or_else(|| JsError::range_error("out of memory"))?;
+    let charge = module.get_private(scope, key).and_then(|v| v.number_value(scope));
     Ok(match charge {
         Some(charge) if charge.is_finite() && charge >= 0.0 => charge,
         _ => bridge::state(scope).borrow().wasm.max_bytes as f64,
