@@ -493,6 +493,12 @@ fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> an
     Ok(Deployment::new(tenants)?)
 }
 
+/// Whether `tenant` is the same version `current` serves (kept across a reload by
+/// [`build_deployment`], its isolates with it).
+fn kept_from(current: Option<&Deployment>, tenant: &Tenant) -> bool {
+    current.and_then(|c| c.tenants.get(&tenant.name)).is_some_and(|old| old.version == tenant.version)
+}
+
 /// CPU time a configured tenant's top level may use while it is checked (as an admin `PUT`).
 const CHECK_CPU: Duration = Duration::from_secs(2);
 
@@ -505,7 +511,7 @@ fn check_top_levels(next: &Deployment, current: Option<&Deployment>) -> anyhow::
     let mut tenants: Vec<&Arc<Tenant>> = next.tenants.values().collect();
     tenants.sort_by(|a, b| a.name.cmp(&b.name));
     for tenant in tenants {
-        if current.and_then(|c| c.tenants.get(&tenant.name)).is_some_and(|old| old.version == tenant.version) {
+        if kept_from(current, tenant) {
             continue;
         }
         let (spec, heap_bytes) = (&tenant.spec, tenant.limits.heap_bytes);
@@ -972,11 +978,7 @@ fn reload_config(server: &runtime::Server, path: &Path, tls_listen: Option<Socke
         let (kept, total) = control.change(|current| {
             let next = build_deployment(&config, Some(current.as_ref()))?;
             check_top_levels(&next, Some(current.as_ref()))?;
-            let kept = next
-                .tenants
-                .values()
-                .filter(|t| current.tenants.get(&t.name).is_some_and(|o| o.version == t.version))
-                .count();
+            let kept = next.tenants.values().filter(|t| kept_from(Some(current.as_ref()), t)).count();
             let total = next.tenants.len();
             Ok::<_, anyhow::Error>((Some(next), (kept, total)))
         })?;
