@@ -270,3 +270,23 @@ fn a_maximum_never_passes_what_the_memory_can_address() {
     assert_eq!(memories_of(&capped), [(1, Some(65536))]);
     assert_eq!(charge, 1 << 32);
 }
+
+#[test]
+fn a_size_whose_value_of_changes_cannot_pass_the_budget() {
+    // The first conversion answers a huge maximum (so the charge is the budget), a later one
+    // would answer 1 page (so V8 would be handed the object and read it again as huge).
+    let main = r#"
+        export default {
+          fetch() {
+            let calls = 0;
+            const shifty = { valueOf() { calls++; return calls === 1 ? 100000 : calls === 2 ? 1 : 100000; } };
+            const memory = new WebAssembly.Memory({ initial: 1, maximum: shifty });
+            let grew;
+            try { memory.grow(1000); grew = "grew"; } catch (e) { grew = e.name; }
+            return new Response(`${calls} ${grew} ${memory.buffer.byteLength}`);
+          },
+        };"#;
+    let (dir, mut worker) = worker("shifty", 16 << 20, main);
+    assert_eq!(get(&mut worker, 1, "/"), (200, format!("1 RangeError {PAGE}")));
+    let _ = std::fs::remove_dir_all(dir);
+}

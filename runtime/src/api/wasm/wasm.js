@@ -115,10 +115,16 @@
           ? ReflectApply(OriginalMemory, this, [descriptor])
           : ReflectConstruct(OriginalMemory, [descriptor], new.target);
       }
-      // Each field is read once, in the order V8 reads them, and handed on as read.
+      // Each field is read once, in the order V8 reads them, and a size that is an object is
+      // converted once: V8 gets the converted value, so a `valueOf` cannot answer one size to
+      // the charge below and another to V8.
       const address = descriptor.address;
-      const initial = descriptor.initial;
-      const maximum = descriptor.maximum;
+      const size = (value) =>
+        value === null || (typeof value !== "object" && typeof value !== "function")
+          ? value
+          : address === "i64" ? BigInt(value) : +value;
+      const initial = size(descriptor.initial);
+      const maximum = size(descriptor.maximum);
       const shared = descriptor.shared;
       const budgetPages = MathFloor(ops.wasmBudgetBytes() / PAGE);
       const first = pages(initial);
