@@ -25,7 +25,7 @@ use runtime::routes::Route;
 use runtime::{Deployment, Tenant, TenantLimits, TenantSettings};
 
 use cli::{Cli, Command, Format, HardeningArgs, RunArgs, Seccomp, ServeArgs, SnapshotArgs, TlsArgs};
-use isobar_tenancy::config::same_listener;
+use isobar_tenancy::config::{KvStoreConfig, same_listener};
 use netstack::TlsServerConfig;
 use netstack::tls::CertKeyFiles;
 
@@ -190,8 +190,8 @@ struct Serving {
     test_scheduled: bool,
     /// Where subrequests may go, and how names and certificates are resolved.
     egress: Egress,
-    /// The directory of the embedded KV store, when some tenant has a KV binding.
-    kv: Option<std::path::PathBuf>,
+    /// The KV store, when some tenant has a KV binding.
+    kv: Option<KvStoreConfig>,
 }
 
 /// Subrequest settings from the command line and the configuration.
@@ -279,7 +279,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         read_disk: true,
         crons: checked_crons(&args.crons)?,
     };
-    let kv_directory = (!settings.kv.is_empty()).then(|| args.kv_path.clone());
+    let kv_store = (!settings.kv.is_empty()).then(|| KvStoreConfig::Embedded { directory: args.kv_path.clone() });
     runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
     let tenant = Tenant::build(settings)?;
     runtime::Worker::validate(&tenant.spec, tenant.limits.heap_bytes, Duration::from_secs(10))?;
@@ -304,7 +304,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             dns: args.network.dns.clone(),
             ..Egress::default()
         },
-        kv: kv_directory,
+        kv: kv_store,
     };
     let mut serving = with_tls_args(serving, &args.tls)?;
     serving.budget.startup_cpu = Duration::from_millis(serving.hardening.startup_cpu_ms);
@@ -403,7 +403,9 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ca_files: config.egress.ca_files.iter().cloned().chain(args.network.ca_files.iter().cloned()).collect(),
             dns: args.network.dns.clone(),
         },
-        kv: kv_directory(&config)?,
+        // A store is opened only when some tenant has a KV binding (a deploy that adds the first
+        // one is refused: see `Control`).
+        kv: config.tenants.iter().any(|t| !t.kv.is_empty()).then(|| config.kv.clone()),
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()
@@ -434,27 +436,25 @@ fn kv_bindings(flags: &[String]) -> anyhow::Result<Vec<isobar_tenancy::KvBinding
     Ok(bindings)
 }
 
-/// The embedded KV store's directory, if any tenant has a KV binding (`[kv]` of the file).
-fn kv_directory(config: &config::Config) -> anyhow::Result<Option<std::path::PathBuf>> {
-    if config.tenants.iter().all(|t| t.kv.is_empty()) {
-        return Ok(None);
-    }
-    match &config.kv {
-        isobar_tenancy::config::KvStoreConfig::Embedded { directory } => Ok(Some(directory.clone())),
-        isobar_tenancy::config::KvStoreConfig::Redis { .. } => bail!(
-            "{}: kv.backend = \"redis\" is not available yet (the Redis client is not yet driven by the cores); \
-             use backend = \"embedded\"",
-            config.path.display()
-        ),
-    }
-}
-
-/// Opens the embedded KV store in `directory` (before the seal: its thread never opens a file
-/// later), whose thread confines itself to the storage role once the process is sealed.
-fn open_kv(
-    directory: &std::path::Path,
-    sandbox: Option<Arc<Sandbox>>,
-) -> anyhow::Result<Arc<isobar_state::kv::embedded::EmbeddedKv>> {
+/// Opens the KV store: the embedded one in its directory (before the seal: its thread never
+/// opens a file later), whose thread confines itself to the storage role once the process is
+/// sealed; or the Valkey/Redis settings each core's engine connects with (nothing is opened
+/// here: the cores connect on their rings, and a server that is down fails operations, not the
+/// start).
+fn open_kv(store: &KvStoreConfig, sandbox: Option<Arc<Sandbox>>) -> anyhow::Result<runtime::KvStore> {
+    let directory = match store {
+        KvStoreConfig::Embedded { directory } => directory,
+        KvStoreConfig::Redis { nodes, cluster } => {
+            let nodes: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+            tracing::info!("KV store: Redis {} {}", if *cluster { "cluster" } else { "server" }, nodes.join(", "));
+            let config = if *cluster {
+                isobar_state::kv::redis::RedisConfig::cluster(nodes)
+            } else {
+                isobar_state::kv::redis::RedisConfig { nodes, ..isobar_state::kv::redis::RedisConfig::standalone("") }
+            };
+            return Ok(runtime::KvStore::Redis { config, registry: isobar_state::kv::NamespaceRegistry::new() });
+        }
+    };
     std::fs::create_dir_all(directory)
         .with_context(|| format!("cannot create the KV directory {}", directory.display()))?;
     let file = directory.join("kv.redb");
@@ -474,7 +474,7 @@ fn open_kv(
     )
     .with_context(|| format!("cannot open the KV store {} (is another isobar process using it?)", file.display()))?;
     tracing::info!("KV store: {}", file.display());
-    Ok(Arc::new(store))
+    Ok(runtime::KvStore::Embedded(Arc::new(store)))
 }
 
 /// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
@@ -721,7 +721,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         total_max: serving.hardening.conns_max,
     };
     let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
-    let kv = serving.kv.as_deref().map(|directory| open_kv(directory, sandbox.clone())).transpose()?;
+    let kv = serving.kv.as_ref().map(|store| open_kv(store, sandbox.clone())).transpose()?;
     let config = runtime::ServerConfig {
         deployment,
         net,

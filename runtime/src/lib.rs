@@ -24,6 +24,7 @@ pub mod worker;
 // What needs no V8 lives in `isobar_tenancy`; these keep `runtime::routes` and `crate::stats`
 // (and the rest) meaning what they did.
 pub use isobar_tenancy::{TenantLimits, TenantSettings, metrics, routes, stats};
+pub use scheduler::KvStore;
 pub use server::{Control, ControlError, CoreEvent, Server, ServerConfig, StartError};
 pub use state::{Outcome, WireResponse};
 pub use tenant::{Deployment, Tenant};

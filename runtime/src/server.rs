@@ -75,7 +75,7 @@ pub struct ServerConfig {
     /// `/__scheduled?cron=...` fires the scheduled handler (`isobar run --test-scheduled`).
     pub test_scheduled: bool,
     /// The host's KV store, shared by the cores (each makes its own client of it).
-    pub kv: Option<Arc<isobar_state::kv::embedded::EmbeddedKv>>,
+    pub kv: Option<crate::scheduler::KvStore>,
 }
 
 /// A core's life as the main thread sees it.

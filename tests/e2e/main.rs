@@ -7,6 +7,7 @@ mod forms;
 mod hardening;
 mod hostile;
 mod kv;
+mod kv_redis;
 mod modules;
 mod netstack;
 mod qemu;

@@ -89,6 +89,7 @@ impl Core {
     /// One pass over the core's I/O: transport events of subrequests, their timers, what their
     /// consumers can take now, and the server's streamed responses.
     pub(super) fn io_turn(&mut self, now: Instant) {
+        self.kv_turn(now);
         let link = self.http.transport_mut();
         self.io.outbound.process_events(link, &mut self.ring, now);
         if self.io.outbound.poll_at().is_some_and(|at| at <= now) {
@@ -188,7 +189,8 @@ impl Core {
                     }
                     None => settled.push((op, reject("fetch: the subrequest is over".into()))),
                 },
-                Work::Kv { op, binding, kv } => self.submit_kv(version, op, binding, *kv, &mut settled),
+                Work::Kv { op, binding, kv } => self.submit_kv(version, op, binding, *kv, &mut settled, now),
+                Work::KvRefused { verb } => self.kv_refused(version, verb),
                 Work::UploadFinish { key } => {
                     if let Some(exchange) = self.io.by_key.get(&(version, key)).copied() {
                         let link = self.http.transport_mut();

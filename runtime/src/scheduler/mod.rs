@@ -34,6 +34,8 @@ use crate::worker::{LoadError, RequestParts};
 mod io;
 mod kv;
 
+pub use kv::KvStore;
+
 /// Completion-key tag of the mailbox's eventfd reads.
 const TAG_MAILBOX: u8 = 0x02;
 
@@ -93,7 +95,7 @@ pub struct CoreConfig {
     /// `/__scheduled?cron=...` runs the scheduled handler (`isobar run --test-scheduled`).
     pub test_scheduled: bool,
     /// The host's KV store (opened once by boot), if tenants have KV bindings.
-    pub kv: Option<Arc<isobar_state::kv::embedded::EmbeddedKv>>,
+    pub kv: Option<KvStore>,
 }
 
 /// Why a core could not start.
@@ -328,9 +330,9 @@ impl Core {
             for completion in completions.drain(..) {
                 match key_tag(completion.key) {
                     TAG_NET => {
-                        let outbound = &mut self.io.outbound;
+                        let (outbound, kv) = (&mut self.io.outbound, &mut self.kv);
                         self.http.on_completion_routed(&mut self.ring, completion, now, &mut self.incoming, &mut |e| {
-                            outbound.note_event(e)
+                            kv::route_event(outbound, kv, e)
                         });
                     }
                     TAG_MAILBOX => self.on_mailbox(completion, now),
@@ -343,8 +345,9 @@ impl Core {
             }
             self.completions = completions;
             {
-                let outbound = &mut self.io.outbound;
-                self.http.poll_routed(&mut self.ring, now, &mut self.incoming, &mut |e| outbound.note_event(e));
+                let (outbound, kv) = (&mut self.io.outbound, &mut self.kv);
+                self.http
+                    .poll_routed(&mut self.ring, now, &mut self.incoming, &mut |e| kv::route_event(outbound, kv, e));
             }
             self.io_turn(now);
             self.serve(now);
@@ -397,6 +400,7 @@ impl Core {
             self.timers.first().map(|(at, _)| *at),
             self.wall_deadlines.first().map(|(at, _)| *at),
             self.io.outbound.poll_at(),
+            self.kv.as_ref().and_then(kv::CoreKv::poll_at),
         ]
         .into_iter()
         .flatten()

@@ -93,12 +93,27 @@ fn binding_arg(scope: &mut Scope, value: v8::Local<v8::Value>) -> Result<u32, Js
     Ok(index as u32)
 }
 
+/// The error of an operation refused here, before it was queued (a Workers limit checked before
+/// the bytes are copied); the core counts it, and its error, for the tenant as the store would.
+fn refuse(scope: &mut Scope, verb: &'static str, error: KvError) -> JsError {
+    let state = bridge::state(scope);
+    let mut state = state.borrow_mut();
+    if state.outbox.len() < WORK_MAX {
+        state.outbox.push(Work::KvRefused { verb });
+    }
+    js_error(&error)
+}
+
 /// A key, refused with the store's error when longer than Workers allow (before it is copied).
-fn key_arg<'s>(scope: &mut Scope<'s, '_>, value: v8::Local<'s, v8::Value>) -> Result<String, JsError> {
+fn key_arg<'s>(
+    scope: &mut Scope<'s, '_>,
+    value: v8::Local<'s, v8::Value>,
+    verb: &'static str,
+) -> Result<String, JsError> {
     let text = args::to_js_string(scope, value)?;
     let len = text.utf8_length(scope);
     if len > KEY_BYTES_MAX {
-        return Err(js_error(&KvError::KeyTooLong(len)));
+        return Err(refuse(scope, verb, KvError::KeyTooLong(len)));
     }
     args::to_rust_string(scope, text, KEY_BYTES_MAX, "KV key")
 }
@@ -130,7 +145,7 @@ fn start<'s>(scope: &mut Scope<'s, '_>, binding: u32, kv: KvOp) -> Result<v8::Lo
 // `kvGet(binding, key, cacheTtl)`: a promise of null or [bytes, metadata].
 op!(fn kv_get(scope, args) {
     let binding = binding_arg(scope, args.get(0))?;
-    let key = key_arg(scope, args.get(1))?;
+    let key = key_arg(scope, args.get(1), "get")?;
     let cache_ttl_secs = seconds_arg(scope, args.get(2));
     start(scope, binding, KvOp::Get { key, cache_ttl_secs })
 });
@@ -139,11 +154,11 @@ op!(fn kv_get(scope, args) {
 // the store has made the value durable.
 op!(fn kv_put(scope, args) {
     let binding = binding_arg(scope, args.get(0))?;
-    let key = key_arg(scope, args.get(1))?;
+    let key = key_arg(scope, args.get(1), "put")?;
     let value = args.get(2);
     let len = args::buffer_len(value).ok_or_else(|| JsError::type_error("KV put(): the value is not bytes"))?;
     if len > VALUE_BYTES_MAX {
-        return Err(js_error(&KvError::ValueTooLarge(len)));
+        return Err(refuse(scope, "put", KvError::ValueTooLarge(len)));
     }
     let value = args::bytes(value, VALUE_BYTES_MAX, "KV put()")?;
     let expiration = match (seconds_arg(scope, args.get(3)), seconds_arg(scope, args.get(4))) {
@@ -156,7 +171,7 @@ op!(fn kv_put(scope, args) {
         let text = args::to_js_string(scope, metadata_arg)?;
         let len = text.utf8_length(scope);
         if len > METADATA_BYTES_MAX {
-            return Err(js_error(&KvError::MetadataTooLarge(len)));
+            return Err(refuse(scope, "put", KvError::MetadataTooLarge(len)));
         }
         Some(args::to_rust_string(scope, text, METADATA_BYTES_MAX, "KV metadata")?)
     } else {
@@ -167,7 +182,7 @@ op!(fn kv_put(scope, args) {
 
 op!(fn kv_delete(scope, args) {
     let binding = binding_arg(scope, args.get(0))?;
-    let key = key_arg(scope, args.get(1))?;
+    let key = key_arg(scope, args.get(1), "delete")?;
     start(scope, binding, KvOp::Delete { key })
 });
 
@@ -177,7 +192,7 @@ op!(fn kv_list(scope, args) {
     let prefix = args::to_js_string(scope, args.get(1))?;
     let len = prefix.utf8_length(scope);
     if len > KEY_BYTES_MAX {
-        return Err(js_error(&KvError::PrefixTooLong(len)));
+        return Err(refuse(scope, "list", KvError::PrefixTooLong(len)));
     }
     let prefix = args::to_rust_string(scope, prefix, KEY_BYTES_MAX, "KV list prefix")?;
     let limit = args.get(2).number_value(scope).unwrap_or(0.0);
@@ -188,7 +203,7 @@ op!(fn kv_list(scope, args) {
         let text = args::to_js_string(scope, cursor_arg)?;
         // A cursor is one key's base64; anything much longer is not one of ours.
         if text.utf8_length(scope) > KEY_BYTES_MAX * 2 {
-            return Err(js_error(&KvError::InvalidCursor));
+            return Err(refuse(scope, "list", KvError::InvalidCursor));
         }
         Some(args::to_rust_string(scope, text, KEY_BYTES_MAX * 2, "KV list cursor")?)
     } else {

@@ -142,6 +142,7 @@ async function limits(kv) {
   eq(await kv.get("k".repeat(512)), "max key", "a 512-byte key");
   e = await rejects(kv.get("k".repeat(513)), Error, "513-byte key");
   ok(isPlainError(e) && e.message.includes("414") && e.message.includes("513"), e.message);
+  await rejects(kv.delete("k".repeat(513)), Error, "513-byte key on delete");
   e = await rejects(kv.put("é".repeat(257), "v"), Error, "514 bytes of UTF-8");
   ok(e.message.includes("514"), e.message);
 

@@ -21,6 +21,8 @@ struct Harness {
     store: EmbeddedKv,
     clock: Arc<ManualClock>,
     next_id: u64,
+    /// Verbs of the operations the ops refused themselves (`Work::KvRefused`).
+    refused: Vec<&'static str>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,7 +47,7 @@ impl Harness {
             KvBinding { binding: "KV2".into(), namespace: "other".into() },
         ]);
         let worker = Worker::new(&spec).unwrap();
-        Harness { worker, client, store, clock, next_id: 1, _dir: dir }
+        Harness { worker, client, store, clock, next_id: 1, refused: Vec::new(), _dir: dir }
     }
 
     /// Carries the isolate's KV work to the store and settles what it answers.
@@ -58,7 +60,14 @@ impl Harness {
         let mut settled: Vec<(u32, Settle)> = Vec::new();
         let mut submitted = 0;
         for item in work {
-            let Work::Kv { op, binding, kv } = item else { panic!("only KV work is expected") };
+            let (op, binding, kv) = match item {
+                Work::Kv { op, binding, kv } => (op, binding, kv),
+                Work::KvRefused { verb } => {
+                    self.refused.push(verb);
+                    continue;
+                }
+                _ => panic!("only KV work is expected"),
+            };
             let name = if binding == 0 { "main" } else { "other" };
             let namespace = self.store.namespace("kvtest", name).unwrap();
             match self.client.submit(u64::from(op), &namespace, *kv) {
@@ -148,6 +157,10 @@ fn kv_list_pages_through_thousands_of_keys() {
 fn kv_limits_are_workers_errors() {
     let mut harness = Harness::new();
     harness.phase("/limits");
+    // Limits the ops check before copying the bytes are reported to the core, to be counted.
+    for verb in ["get", "put", "delete", "list"] {
+        assert!(harness.refused.contains(&verb), "{verb} refusals reported: {:?}", harness.refused);
+    }
 }
 
 #[test]

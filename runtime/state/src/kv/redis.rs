@@ -284,6 +284,11 @@ impl RedisKv {
         Some(Action::Send { node, bytes })
     }
 
+    /// Whether [`RedisKv::poll_action`] has something for the driver.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty() || self.conns.values().any(RespConn::wants_write)
+    }
+
     /// Bytes read from `node`'s connection.
     pub fn received(&mut self, node: &str, bytes: &[u8], now: Instant) {
         let Some(conn) = self.conns.get_mut(node) else { return };
