@@ -7,13 +7,13 @@
 //! installs `redis-server`). Every loop is bounded in count and time; only loopback is used;
 //! only processes the test started are signalled.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use isobar_e2e::{Client, Isobar, TempDir};
+use isobar_redis_testing::require_redis_server as require_server;
+use isobar_redis_testing::{RedisCluster, RedisServer, key_slot};
 
 /// A Worker that puts and gets from query parameters, reports a KV error as text, and answers
 /// `/ping` without touching KV.
@@ -52,89 +52,16 @@ export default {
 };
 "#;
 
-fn server_binary() -> Option<PathBuf> {
-    ["/usr/bin/valkey-server", "/usr/bin/redis-server"].into_iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-macro_rules! require_server {
-    () => {
-        if server_binary().is_none() {
-            eprintln!("SKIPPED: no valkey-server or redis-server; apt-get install redis-server");
-            return;
-        }
-    };
-}
-
-/// One redis-server the test started, on a fixed port so it can be started again there.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let mut redis = Redis { child: None, port, dir: TempDir::new("redis") };
-        redis.restart();
-        redis
-    }
-
-    /// Starts the server (again) on its port and waits until it answers PING.
-    fn restart(&mut self) {
-        let child = Command::new(server_binary().expect("a server binary"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--protected-mode", "no", "--dir"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let ready = isobar_e2e::eventually(Duration::from_secs(10), || self.ping().then_some(()));
-        assert!(ready.is_some(), "redis-server did not answer PING on port {}", self.port);
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal("-CONT");
-        }
-        self.kill();
-    }
-}
-
-/// A configuration with one tenant whose `KV` binding is namespace `shared` on `redis`.
-fn serve(dir: &TempDir, redis: &Redis, cores: &str) -> Isobar {
+/// A configuration with one tenant whose `KV` binding is namespace `shared` on the server at
+/// `node` (a cluster's seed when `cluster`).
+fn serve(dir: &TempDir, node: &str, cluster: bool, cores: &str) -> Isobar {
     let script = dir.path().join("kv.js");
     if !script.exists() {
         dir.write("kv.js", SCRIPT);
     }
     let config = format!(
-        "[kv]\nbackend = \"redis\"\nnodes = [\"127.0.0.1:{}\"]\n\
+        "[kv]\nbackend = \"redis\"\nnodes = [{node:?}]\ncluster = {cluster}\n\
          [[tenant]]\nname = \"app\"\nscript = {:?}\nroutes = [\"*\"]\n[[tenant.kv]]\nbinding = \"KV\"\nnamespace = \"shared\"\n",
-        redis.port,
         script.display().to_string()
     );
     let config = dir.write("isobar.toml", &config);
@@ -149,9 +76,9 @@ fn text(client: &mut Client, path: &str) -> (u16, String) {
 #[test]
 fn two_isobar_processes_share_a_redis_store() {
     require_server!();
-    let redis = Redis::start();
+    let redis = RedisServer::start(false);
     let dir = TempDir::new("kv-redis-two");
-    let (first, second) = (serve(&dir, &redis, "2"), serve(&dir, &redis, "1"));
+    let (first, second) = (serve(&dir, &redis.node(), false, "2"), serve(&dir, &redis.node(), false, "1"));
     let mut a = first.connect();
     let mut b = second.connect();
     assert_eq!(text(&mut a, "/put?key=greeting&value=hello&by=first"), (200, "stored".into()));
@@ -180,9 +107,9 @@ fn two_isobar_processes_share_a_redis_store() {
 #[test]
 fn a_redis_store_that_stops_or_dies_gives_errors_not_a_hung_core() {
     require_server!();
-    let mut redis = Redis::start();
+    let mut redis = RedisServer::start(false);
     let dir = TempDir::new("kv-redis-down");
-    let isobar = serve(&dir, &redis, "1");
+    let isobar = serve(&dir, &redis.node(), false, "1");
     let mut client = isobar.connect();
     assert_eq!(text(&mut client, "/put?key=k&value=v&by=me"), (200, "stored".into()));
 
@@ -202,7 +129,7 @@ fn a_redis_store_that_stops_or_dies_gives_errors_not_a_hung_core() {
 
     // Killed: refused connections are errors at once, for every operation.
     redis.signal("-CONT");
-    redis.kill();
+    redis.kill_now();
     for _ in 0..3 {
         let (status, body) = text(&mut client, "/get?key=k");
         assert_eq!(status, 503, "{body}");
@@ -220,4 +147,65 @@ fn a_redis_store_that_stops_or_dies_gives_errors_not_a_hung_core() {
 
     let errors = isobar.metrics().sum("isobar_tenant_kv_errors_total", &[("tenant", "app")]);
     assert!(errors >= 4.0, "the failed operations are metered: {errors}");
+}
+
+/// A Redis Cluster seen through isobar: the namespace's slot is migrated to another primary
+/// (ASK while it moves, MOVED after) while two clients keep writing and reading through both
+/// cores, and not one operation fails.
+#[test]
+fn a_redis_cluster_slot_moved_during_traffic_loses_nothing() {
+    require_server!();
+    let cluster = RedisCluster::start();
+    let dir = TempDir::new("kv-redis-cluster");
+    let isobar = serve(&dir, &cluster.servers[0].node(), true, "2");
+    let slot = key_slot(b"app/shared");
+    let source = cluster.owner_of(slot);
+    let target = (source + 1) % 3;
+    let mut client = isobar.connect();
+    for i in 0..50 {
+        assert_eq!(text(&mut client, &format!("/put?key=k{i:02}&value={i}&by=setup")), (200, "stored".into()));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let traffic: Vec<_> = (0..2)
+        .map(|n| {
+            let (stop, failures) = (stop.clone(), failures.clone());
+            let mut client = isobar.connect();
+            std::thread::spawn(move || {
+                let (started, mut ops) = (Instant::now(), 0u32);
+                while !stop.load(Ordering::Relaxed) && ops < 20_000 && started.elapsed() < Duration::from_secs(90) {
+                    let key = format!("bg{n}-{}", ops % 40);
+                    let put = text(&mut client, &format!("/put?key={key}&value={ops}&by=bg"));
+                    let get = text(&mut client, &format!("/get?key={key}"));
+                    if put != (200, "stored".into()) || get != (200, format!("{ops} by bg")) {
+                        failures.lock().unwrap().push(format!("{key}: put {put:?}, get {get:?}"));
+                    }
+                    ops += 2;
+                }
+                ops
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.begin_migration(slot, source, target);
+    cluster.finish_migration(slot, source, target, || std::thread::sleep(Duration::from_millis(20)));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let ops: u32 = traffic.into_iter().map(|t| t.join().expect("traffic thread")).sum();
+
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {ops} operations failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ops >= 20, "traffic ran: {ops} operations");
+    assert_eq!(cluster.owner_of(slot), target, "the slot moved");
+    for i in [0, 17, 49] {
+        assert_eq!(text(&mut client, &format!("/get?key=k{i:02}")), (200, format!("{i} by setup")));
+    }
+    assert_eq!(text(&mut client, "/count?prefix=k"), (200, "50".into()));
+    assert_eq!(isobar.metrics().sum("isobar_tenant_kv_errors_total", &[]), 0.0);
 }

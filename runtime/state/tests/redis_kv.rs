@@ -8,130 +8,20 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use isobar_redis_testing::require_redis_server as require_server;
+use isobar_redis_testing::{RedisCluster as Cluster, RedisServer as Server, admin, text};
 use isobar_state::clock::{Clock, ManualClock, SystemClock};
 use isobar_state::kv::redis::{Action, RedisConfig, RedisKv};
 use isobar_state::kv::{Expiration, KvError, KvOp, KvReply, Namespace, NamespaceRegistry};
+use netstack::resp::Reply;
 use netstack::resp::cluster::key_slot;
-use netstack::resp::{Decoder, Reply, encode_command};
 
 use common::KvHarness;
-
-/// The server binary: Valkey if installed, else Redis (Debian's `redis-server`).
-fn server_binary() -> Option<PathBuf> {
-    ["/usr/bin/valkey-server", "/usr/bin/redis-server"].into_iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-/// Skips (with a loud message) when no server is installed; `.ci/run` installs `redis-server`.
-macro_rules! require_server {
-    () => {
-        if server_binary().is_none() {
-            eprintln!("SKIPPED: no valkey-server or redis-server; apt-get install redis-server");
-            return;
-        }
-    };
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// One redis-server this test started; killed (only it) on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    exited: bool,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(cluster: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut command = Command::new(server_binary().unwrap());
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", dir.path().to_str().unwrap(), "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if cluster {
-            command.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
-            command.args(["--cluster-node-timeout", "5000"]);
-        }
-        let child = command.spawn().unwrap();
-        let server = Self { child, port, exited: false, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while admin_try(port, &["PING"]).is_err() {
-            assert!(Instant::now() < deadline, "redis-server on {port} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn node(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        assert!(!self.exited);
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Server {
-    /// SIGKILL and reap; afterwards no signal is ever sent to this (possibly reused) pid.
-    fn kill_now(&mut self) {
-        if !self.exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            self.exited = true;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill_now();
-    }
-}
-
-/// One admin command over a fresh blocking connection.
-fn admin_try(port: u16, args: &[&str]) -> std::io::Result<Reply> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut out = Vec::new();
-    encode_command(args, &mut out);
-    stream.write_all(&out)?;
-    let mut decoder = Decoder::new(64 * 1024 * 1024);
-    let mut buf = [0u8; 65536];
-    loop {
-        if let Some(reply) = decoder.next_reply().map_err(|e| std::io::Error::other(e.to_string()))? {
-            return Ok(reply);
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(ErrorKind::UnexpectedEof.into());
-        }
-        decoder.feed(&buf[..n]);
-    }
-}
-
-fn admin(port: u16, args: &[&str]) -> Reply {
-    let reply = admin_try(port, args).unwrap();
-    assert!(reply.as_error().is_none(), "{args:?}: {reply:?}");
-    reply
-}
-
-fn text(reply: &Reply) -> String {
-    String::from_utf8_lossy(reply.as_bytes().unwrap_or_default()).into_owned()
-}
 
 /// A blocking driver for the sans-IO engine: connects, writes, reads, polls.
 struct Driver {
@@ -352,57 +242,6 @@ fn a_stopped_or_killed_server_gives_clean_errors() {
     assert!(ns.counters().snapshot().errors >= 4);
 }
 
-/// Three primaries on loopback, slots split in thirds, joined with CLUSTER MEET.
-struct Cluster {
-    servers: Vec<Server>,
-    ids: Vec<String>,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let servers: Vec<Server> = (0..3).map(|_| Server::start(true)).collect();
-        let ids: Vec<String> = servers.iter().map(|s| text(&admin(s.port, &["CLUSTER", "MYID"]))).collect();
-        let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
-        for (server, (start, end)) in servers.iter().zip(ranges) {
-            admin(server.port, &["CLUSTER", "ADDSLOTSRANGE", start, end]);
-        }
-        for server in &servers[1..] {
-            admin(servers[0].port, &["CLUSTER", "MEET", "127.0.0.1", &server.port.to_string()]);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for server in &servers {
-            loop {
-                let info = text(&admin(server.port, &["CLUSTER", "INFO"]));
-                let slots = admin(server.port, &["CLUSTER", "SLOTS"]);
-                let ranges = if let Reply::Array(r) = &slots { r.len() } else { 0 };
-                if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") && ranges == 3 {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "cluster did not form: {info}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        Self { servers, ids }
-    }
-
-    fn owner_of(&self, slot: u16) -> usize {
-        let slots = admin(self.servers[0].port, &["CLUSTER", "SLOTS"]);
-        let Reply::Array(ranges) = slots else { panic!() };
-        for range in ranges {
-            let Reply::Array(fields) = range else { panic!() };
-            let (Reply::Integer(start), Reply::Integer(end), Reply::Array(node)) = (&fields[0], &fields[1], &fields[2])
-            else {
-                panic!()
-            };
-            if (*start..=*end).contains(&i64::from(slot)) {
-                let Reply::Integer(port) = node[1] else { panic!() };
-                return self.servers.iter().position(|s| i64::from(s.port) == port).unwrap();
-            }
-        }
-        panic!("slot {slot} has no owner");
-    }
-}
-
 fn cluster_client(cluster: &Cluster) -> Driver {
     let mut config = RedisConfig::cluster(vec![cluster.servers[0].node()]);
     config.op_timeout = Duration::from_secs(10);
@@ -427,7 +266,6 @@ fn cluster_follows_moved_and_ask_during_a_slot_migration() {
     assert_eq!(slot, key_slot(b"isobar:{shop/carts}:v:anything"), "the hash tag pins the namespace's slot");
     let source = cluster.owner_of(slot);
     let target = (source + 1) % 3;
-    let (source_port, target_port) = (cluster.servers[source].port, cluster.servers[target].port);
 
     let mut a = cluster_client(&cluster);
     let mut b = cluster_client(&cluster);
@@ -476,33 +314,15 @@ fn cluster_follows_moved_and_ask_during_a_slot_migration() {
     };
     std::thread::sleep(Duration::from_millis(200));
 
-    admin(target_port, &["CLUSTER", "SETSLOT", &slot.to_string(), "IMPORTING", &cluster.ids[source]]);
-    admin(source_port, &["CLUSTER", "SETSLOT", &slot.to_string(), "MIGRATING", &cluster.ids[target]]);
-    let migrate = |keys: &[String]| {
-        let port = target_port.to_string();
-        let mut args = vec!["MIGRATE", "127.0.0.1", port.as_str(), "", "0", "5000", "KEYS"];
-        args.extend(keys.iter().map(String::as_str));
-        admin(source_port, &args);
-    };
+    cluster.begin_migration(slot, source, target);
     // Move one value first: A's get of it must be answered by ASK, then ASKING on the target.
-    migrate(&["isobar:{shop/carts}:v:k005".to_string()]);
+    cluster.migrate_keys(source, target, &["isobar:{shop/carts}:v:k005".to_string()]);
     assert_eq!(value_of(&mut a, &ns, "k005"), Some(b"value of k005".to_vec()));
     assert!(a.kv.stats().ask >= 1, "{:?}", a.kv.stats());
     assert_eq!(value_of(&mut a, &ns, "k006"), Some(b"value of k006".to_vec()), "still on the source");
     std::thread::sleep(Duration::from_millis(100));
     // Move the rest in chunks, with traffic in between.
-    loop {
-        let keys = admin(source_port, &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "20"]);
-        let Reply::Array(keys) = keys else { panic!() };
-        if keys.is_empty() {
-            break;
-        }
-        migrate(&keys.iter().map(text).collect::<Vec<_>>());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for server in &cluster.servers {
-        admin(server.port, &["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &cluster.ids[target]]);
-    }
+    cluster.finish_migration(slot, source, target, || std::thread::sleep(Duration::from_millis(20)));
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let (ops, traffic_stats) = traffic.join().unwrap();
