@@ -78,8 +78,13 @@ impl Harness {
     }
 
     fn entry_files(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("cache")).unwrap().count()
+        entry_files(&self.dir.path().join("cache"))
     }
+}
+
+/// The `*.entry` files in `dir` (beside them is only the `lock` file).
+fn entry_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "entry")).count()
 }
 
 fn key(tenant: &str, name: Option<&str>, url: &str) -> CacheKey {
@@ -171,9 +176,27 @@ fn methods_refusals_and_skips() {
     error.headers.clear();
     error.status = 500;
     assert_eq!(h.put(&url, error), Some(SkipReason::StatusNotCacheable));
-    // The entry limit: a larger response is not stored, and put still resolves.
+    // The entry limit: a larger response is an Error (Cloudflare's cache answers 413).
     let mut h = Harness::new(|c| c.entry_bytes_max = 1000);
-    assert_eq!(h.put(&url, response("max-age=60", &[0; 2000])), Some(SkipReason::TooLarge));
+    let put = CacheOp::Put { key: url.clone(), method: "GET".into(), response: response("max-age=60", &[0; 2000]) };
+    let error = h.call(put).unwrap_err();
+    assert!(matches!(error, CacheError::TooLarge { bytes, max: 1000 } if bytes > 2000), "{error:?}");
+    assert_eq!(error.js_class(), "Error");
+    assert_eq!(h.put(&url, response("max-age=60", &[0; 500])), None, "within the limit");
+}
+
+#[test]
+fn one_store_per_directory() {
+    let h = Harness::new(|_| {});
+    let config = CacheConfig::new(h.dir.path().join("cache"));
+    let error = CacheStore::open(config, h.clock.clone()).unwrap_err();
+    assert!(matches!(error, CacheError::DirectoryInUse(_)), "{error:?}");
+    assert!(error.to_string().contains("in use by another isobar process"), "{error}");
+    // Once the first store is gone, the directory can be opened again.
+    let Harness { store, client, dir, clock, .. } = h;
+    drop(client);
+    drop(store);
+    CacheStore::open(CacheConfig::new(dir.path().join("cache")), clock).unwrap();
 }
 
 #[test]
@@ -248,5 +271,5 @@ fn entry_files_are_removed_when_the_store_stops() {
     let Harness { store, client, dir: _keep, .. } = h;
     drop(client);
     drop(store);
-    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+    assert_eq!(entry_files(&dir), 0);
 }

@@ -7,14 +7,18 @@
 //! long): `put` refuses non-GET requests, 206 responses and `Vary: *` with a `TypeError`;
 //! `match` and `delete` answer `undefined`/`false` for a non-GET request unless `ignoreMethod`
 //! is set (then any method is looked up as GET); `match` adds `cf-cache-status: HIT` to the
-//! stored headers; `delete` says whether a fresh entry was removed. Not implemented yet:
+//! stored headers; `delete` says whether a fresh entry was removed. A response larger than the
+//! entry limit is refused with an `Error` (Cloudflare's cache answers such a put with 413): the
+//! script learns that its body was too big instead of finding a miss later. Not implemented yet:
 //! conditional (`If-None-Match`) and `Range` requests on `match`, which Cloudflare answers with
 //! 304 and 206. The cache starts empty: its directory is emptied of entry files at start-up, as a
 //! cache may lose anything at any time.
 //!
 //! Like the embedded KV store, one storage thread (`isobar-cache`) owns the index and does all
 //! file I/O; cores submit over a bounded channel and receive replies on their own channel with
-//! a wake callback. It must not block a core: a full queue is an error at once.
+//! a wake callback. It must not block a core: a full queue is an error at once. One process owns
+//! a directory: [`CacheStore::open`] takes an exclusive lock on its `lock` file, because two
+//! stores numbering their entry files in one directory would read each other's responses.
 
 pub mod policy;
 
@@ -49,6 +53,10 @@ pub enum CacheError {
     InvalidUrl,
     /// Cache name too long (at most 1024 bytes).
     NameTooLong,
+    /// Cache put failed: the response is {bytes} bytes; the cache stores at most {max} bytes per entry
+    TooLarge { bytes: u64, max: u64 },
+    /// the cache directory {0} is in use by another isobar process; give each process its own directory
+    DirectoryInUse(String),
     /// Cache operation failed: too many operations queued; try again
     QueueFull,
     /// Cache operation failed: too many operations in flight on this core; try again
@@ -122,7 +130,7 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     pub memory_bytes_max: u64,
     pub disk_bytes_max: u64,
-    /// Largest single response stored; larger ones are not stored (`put` still succeeds).
+    /// Largest single response (body and headers) `put` accepts; a larger one is an error.
     pub entry_bytes_max: u64,
     /// Entries in the index, both tiers together (each costs its URL and about 100 bytes of RAM).
     pub entries_max: usize,
@@ -195,17 +203,8 @@ struct ClientLink {
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// What the cache thread is asked to do for one call.
-enum Work {
-    Call(CacheOp),
-    /// A `put` whose response exceeds the entry limit: answered without moving its body.
-    PutTooLarge {
-        tenant: String,
-    },
-}
-
 enum Message {
-    Op { token: u64, work: Work, now_ms: u64, client: Arc<ClientLink> },
+    Op { token: u64, op: CacheOp, now_ms: u64, client: Arc<ClientLink> },
     Stop,
 }
 
@@ -216,6 +215,8 @@ pub struct CacheStore {
     clock: Arc<dyn Clock>,
     stats: Arc<CacheStats>,
     config: CacheConfig,
+    /// The directory's `lock` file, locked exclusively for as long as the store lives.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for CacheStore {
@@ -225,9 +226,35 @@ impl std::fmt::Debug for CacheStore {
 }
 
 impl CacheStore {
-    /// Creates the directory (removing entries left from an earlier run) and starts the thread.
+    /// Creates the directory, locks it (another process's store there is an error), removes
+    /// entries left from an earlier run, and starts the thread.
     pub fn open(config: CacheConfig, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
+        Self::open_with(config, clock, Box::new(|| {}))
+    }
+
+    /// [`CacheStore::open`], with `before_serving` run first on the storage thread: the binary
+    /// passes a closure that waits for the process's system-call filter and confines the thread
+    /// to its role (it opens and removes entry files in the directory, and nothing else).
+    pub fn open_with(
+        config: CacheConfig,
+        clock: Arc<dyn Clock>,
+        before_serving: Box<dyn FnOnce() + Send>,
+    ) -> Result<Self, CacheError> {
         std::fs::create_dir_all(&config.dir).map_err(|e| io_error(&config.dir, e))?;
+        let lock_path = config.dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(CacheError::DirectoryInUse(config.dir.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&lock_path, e)),
+        }
         for entry in std::fs::read_dir(&config.dir).map_err(|e| io_error(&config.dir, e))?.flatten() {
             if entry.path().extension().is_some_and(|ext| ext == "entry") {
                 std::fs::remove_file(entry.path()).map_err(|e| io_error(&entry.path(), e))?;
@@ -239,9 +266,12 @@ impl CacheStore {
         let thread_config = config.clone();
         let thread = std::thread::Builder::new()
             .name("isobar-cache".into())
-            .spawn(move || Tiers::new(thread_config, thread_stats).run(inbox))
+            .spawn(move || {
+                before_serving();
+                Tiers::new(thread_config, thread_stats).run(inbox)
+            })
             .map_err(|e| CacheError::Io(format!("cannot start the cache thread: {e}")))?;
-        Ok(Self { requests, thread: Some(thread), clock, stats, config })
+        Ok(Self { requests, thread: Some(thread), clock, stats, config, _lock: lock })
     }
 
     /// A core's handle; `wake` is called from the cache thread after replies were queued.
@@ -314,17 +344,14 @@ impl CacheClient {
             // Checked here so the script gets its TypeError at once; the thread decides again
             // at store time with the same inputs.
             policy::decide(response.status, &response.headers, 0)?;
+            if response.size() > self.entry_bytes_max {
+                return Err(CacheError::TooLarge { bytes: response.size(), max: self.entry_bytes_max });
+            }
         }
         if self.in_flight >= self.in_flight_max {
             return Err(CacheError::TooManyInFlight);
         }
-        let work = match op {
-            CacheOp::Put { key, response, .. } if response.size() > self.entry_bytes_max => {
-                Work::PutTooLarge { tenant: key.tenant }
-            }
-            op => Work::Call(op),
-        };
-        let message = Message::Op { token, work, now_ms: self.clock.now_unix_ms(), client: self.link.clone() };
+        let message = Message::Op { token, op, now_ms: self.clock.now_unix_ms(), client: self.link.clone() };
         match self.requests.try_send(message) {
             Ok(()) => {
                 self.in_flight += 1;
@@ -401,15 +428,9 @@ impl Tiers {
         let mut now_ms_seen = 0;
         loop {
             match inbox.recv_timeout(self.config.sweep_interval) {
-                Ok(Message::Op { token, work, now_ms, client }) => {
+                Ok(Message::Op { token, op, now_ms, client }) => {
                     now_ms_seen = now_ms;
-                    let result = match work {
-                        Work::Call(op) => self.apply(op, now_ms),
-                        Work::PutTooLarge { tenant } => {
-                            self.stats.tenant(&tenant, |s| s.puts_skipped += 1);
-                            Ok(CacheReply::Put(Some(SkipReason::TooLarge)))
-                        }
-                    };
+                    let result = self.apply(op, now_ms);
                     let _ = client.replies.try_send((token, result));
                     (client.wake)();
                 }
