@@ -22,6 +22,8 @@ pub enum Work {
     Abort { key: u64 },
     /// A KV operation on the tenant's KV binding number `binding`; settle `op` with its reply.
     Kv { op: u32, binding: u32, kv: Box<isobar_state::kv::KvOp> },
+    /// A Cache API call on the tenant's caches; settle `op` with the store's reply.
+    Cache { op: u32, cache: Box<crate::api::cache::CacheRequest> },
 }
 
 /// How many pieces of work one isolate may queue between two turns of the core.
