@@ -15,7 +15,8 @@ use isobar_e2e::{Client, Isobar, TempDir, eventually};
 /// Serves `https://origin.test<path>` from the cache, or makes a fresh body (unique: it holds a
 /// random number), answers with it marked `cf-cache-status: MISS` and puts a copy in the cache.
 /// `?max-age=N` sets the copy's lifetime, `?named=NAME` uses `caches.open(NAME)`, `?delete`
-/// deletes the entry and answers whether one was deleted.
+/// deletes the entry and answers whether one was deleted; `?spin` starts 200 cache calls, lets
+/// the core hand them to the store, then loops until the CPU limit condemns the isolate.
 const SCRIPT: &str = r#"
 export default {
   async fetch(request, env, ctx) {
@@ -25,6 +26,14 @@ export default {
     const key = `https://origin.test${url.pathname}`;
     if (url.searchParams.has("delete")) {
       return new Response(String(await cache.delete(key)));
+    }
+    if (url.searchParams.has("spin")) {
+      for (let i = 0; i < 100; i++) {
+        cache.match(`${key}/${i}`);
+        cache.put(`${key}/${i}`, new Response("x", { headers: { "cache-control": "max-age=60" } }));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      for (;;) {}
     }
     const hit = await cache.match(key);
     if (hit !== undefined) return hit;
@@ -179,4 +188,38 @@ fn cache_disk_tier_works_under_the_system_call_filter() {
     isobar.terminate();
     assert_eq!(isobar.wait_exit(Duration::from_secs(30)), Some(0), "{}", isobar.stderr());
     assert_eq!(entry_files(), 0, "no entry outlives the process");
+}
+
+/// An isolate condemned (CPU limit) with cache calls in flight: their answers arrive for an
+/// isolate that is gone and are dropped; the core and the cache go on serving.
+#[test]
+fn cache_calls_of_a_condemned_isolate_are_dropped_and_the_core_serves_on() {
+    let dir = TempDir::new("cache-condemned");
+    let script = dir.write("cache.js", SCRIPT).display().to_string();
+    let cache_dir = dir.path().join("cache").display().to_string();
+    let mut isobar = Isobar::start(&[
+        "run",
+        &script,
+        "--cores",
+        "1",
+        "--cpu-ms",
+        "50",
+        "--cache-path",
+        &cache_dir,
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (status, body, _) = fetch(&isobar, None, "/kept");
+    assert_eq!(status, "MISS");
+    for _ in 0..3 {
+        let response = isobar.connect().request("GET", "/spin?spin", &[], b"");
+        assert_eq!(response.status, 503, "{}", response.text());
+        let (status, hit, _) = fetch(&isobar, None, "/kept");
+        assert_eq!((status.as_str(), hit.as_str()), ("HIT", body.as_str()), "the cache still serves");
+    }
+    // The spinning requests' calls did reach the store (they were counted as they were
+    // submitted), so their answers came back for isolates that were gone.
+    let submitted = isobar.metrics().sum("isobar_tenant_cache_operations_total", &[]);
+    assert!(submitted >= 3.0 * 200.0, "{submitted} cache calls submitted");
+    assert!(isobar.is_running(), "{}", isobar.stderr());
 }
