@@ -18,12 +18,14 @@ pub struct Cli {
     pub log: String,
 }
 
+/// The commands' arguments are boxed: they differ in size by hundreds of bytes, and the enum
+/// lives only as long as start-up.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one Worker script on every core.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the tenants of a configuration file (routing by Host, limits, admin API).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write V8's startup snapshot (isobar's API, compiled and warmed up) to a file that
     /// `serve --snapshot` loads instead of building it: for slow starts, e.g. a guest under TCG.
     Snapshot(SnapshotArgs),
@@ -218,6 +220,12 @@ pub struct RunArgs {
     /// missing); it persists across runs.
     #[arg(long, value_name = "DIR", default_value = ".isobar/kv")]
     pub kv_path: PathBuf,
+
+    /// Where the Cache API (`caches`) keeps responses that do not fit in memory. Its contents
+    /// last as long as the process; several processes may share the directory. Default:
+    /// `.isobar/cache`, or one under the system's temporary directory if that cannot be made.
+    #[arg(long, value_name = "DIR")]
+    pub cache_path: Option<PathBuf>,
 
     #[command(flatten)]
     pub network: NetArgs,

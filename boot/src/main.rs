@@ -75,8 +75,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log_guard = init_logging(&cli.log, std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match cli.command {
-        Command::Run(args) => run(args),
-        Command::Serve(args) => serve(args),
+        Command::Run(args) => run(*args),
+        Command::Serve(args) => serve(*args),
         Command::Snapshot(args) => snapshot(args),
     };
     match result {
@@ -192,6 +192,8 @@ struct Serving {
     egress: Egress,
     /// The KV store, when some tenant has a KV binding.
     kv: Option<KvStoreConfig>,
+    /// The Cache API store's directory and budgets.
+    caches: isobar_tenancy::config::CacheStoreConfig,
 }
 
 /// Subrequest settings from the command line and the configuration.
@@ -305,6 +307,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Egress::default()
         },
         kv: kv_store,
+        caches: match &args.cache_path {
+            Some(path) => isobar_tenancy::config::CacheStoreConfig {
+                path_given: true,
+                ..isobar_tenancy::config::CacheStoreConfig::in_directory(path.clone())
+            },
+            None => isobar_tenancy::config::CacheStoreConfig::in_directory(PathBuf::from(".isobar/cache")),
+        },
     };
     let mut serving = with_tls_args(serving, &args.tls)?;
     serving.budget.startup_cpu = Duration::from_millis(serving.hardening.startup_cpu_ms);
@@ -406,6 +415,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // A store is opened only when some tenant has a KV binding (a deploy that adds the first
         // one is refused: see `Control`).
         kv: config.tenants.iter().any(|t| !t.kv.is_empty()).then(|| config.kv.clone()),
+        caches: config.cache.clone(),
     };
     if let Some(admin) = serving.admin
         && !admin.ip().is_loopback()
@@ -475,6 +485,66 @@ fn open_kv(store: &KvStoreConfig, sandbox: Option<Arc<Sandbox>>) -> anyhow::Resu
     .with_context(|| format!("cannot open the KV store {} (is another isobar process using it?)", file.display()))?;
     tracing::info!("KV store: {}", file.display());
     Ok(runtime::KvStore::Embedded(Arc::new(store)))
+}
+
+/// Opens the host's Cache API store (before the seal: the directory is made and the store's
+/// lock file opened now), whose thread confines itself to the cache role once the process is
+/// sealed.
+///
+/// It is opened always, whatever the tenants: `caches` is a global of every Worker, with no
+/// binding that says which tenants use it, and a deploy through the admin API may bring the
+/// first script that does. An idle store costs one thread asleep in a channel wait (it wakes
+/// every 10 s to sweep expired entries), a lock file, and memory only for what it holds. A
+/// directory the operator did not name that cannot be used (a read-only configuration
+/// directory, say) gives way to one under the system's temporary directory, with a warning, so
+/// a server starts without a `[cache]` table wherever it started before (that directory is left
+/// behind, empty, at exit); a named one that cannot be used is a start-up error.
+fn open_caches(
+    setting: &isobar_tenancy::config::CacheStoreConfig,
+    sandbox: Option<Arc<Sandbox>>,
+) -> anyhow::Result<Arc<isobar_state::cache::CacheStore>> {
+    let open = |directory: &std::path::Path| {
+        let mut config = isobar_state::cache::CacheConfig::new(directory);
+        config.memory_bytes_max = setting.memory_mb << 20;
+        config.disk_bytes_max = setting.disk_mb << 20;
+        let sandbox = sandbox.clone();
+        let confine = Box::new(move || {
+            if let Some(sandbox) = sandbox {
+                match sandbox.wait_and_confine(Role::Cache) {
+                    Ok(()) | Err(kernel_shim::seccomp::SeccompError::Abandoned) => {}
+                    Err(error) => tracing::error!("the cache store's thread could not confine itself: {error}"),
+                }
+            }
+        });
+        isobar_state::cache::CacheStore::open_with(config, Arc::new(isobar_state::clock::SystemClock), confine)
+    };
+    let mut directory = setting.directory.clone();
+    let store = match open(&directory) {
+        Ok(store) => store,
+        Err(error) if setting.path_given => {
+            bail!(
+                "cannot open the cache directory {}: {error}; choose a writable directory",
+                setting.directory.display()
+            )
+        }
+        Err(error) => {
+            // One per process: a shared name could belong to another user.
+            directory = std::env::temp_dir().join(format!("isobar-cache-{}", std::process::id()));
+            tracing::warn!(
+                "cannot use the cache directory {} ({error}); using {} (set [cache] path, or --cache-path, to choose)",
+                setting.directory.display(),
+                directory.display()
+            );
+            open(&directory).with_context(|| format!("cannot open the cache directory {}", directory.display()))?
+        }
+    };
+    tracing::info!(
+        "cache store: {} ({} MiB in memory, {} MiB on disk)",
+        directory.display(),
+        setting.memory_mb,
+        setting.disk_mb
+    );
+    Ok(Arc::new(store))
 }
 
 /// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
@@ -722,6 +792,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     };
     let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
     let kv = serving.kv.as_ref().map(|store| open_kv(store, sandbox.clone())).transpose()?;
+    let caches = open_caches(&serving.caches, sandbox.clone())?;
     let config = runtime::ServerConfig {
         deployment,
         net,
@@ -739,6 +810,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         outbound,
         test_scheduled: serving.test_scheduled,
         kv,
+        caches: Some(caches),
     };
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;

@@ -111,8 +111,11 @@ pub struct Sandbox {
     mode: Mode,
     process: BpfProgram,
     roles: BTreeMap<Role, BpfProgram>,
-    /// Answers opening a file with EACCES (stacked on every role's filter but main's).
+    /// Answers opening a file with EACCES (stacked on every role's filter but main's and the
+    /// cache thread's).
     no_files: BpfProgram,
+    /// Answers opening anything but an entry file with EACCES (stacked on the cache thread's).
+    cache_files: BpfProgram,
     state: Mutex<SealState>,
     sealed: Condvar,
     /// Test hook: this role makes a forbidden call right after confining itself.
@@ -156,11 +159,18 @@ impl Sandbox {
         let process = compile("process", allow::rules(&Role::ALL, host, pid, true), SeccompAction::Allow, refused)?;
         let files = allow::NO_FILES.iter().map(|nr| (*nr, Vec::new())).collect();
         let no_files = compile("no-files", files, SeccompAction::Errno(libc::EACCES as u32), SeccompAction::Allow)?;
+        let cache_files = compile(
+            "cache-files",
+            allow::refusal_rules(allow::CACHE_FILES),
+            SeccompAction::Errno(libc::EACCES as u32),
+            SeccompAction::Allow,
+        )?;
         Ok(Sandbox {
             mode,
             process,
             roles,
             no_files,
+            cache_files,
             state: Mutex::new(SealState::Pending),
             sealed: Condvar::new(),
             violation_after: None,
@@ -209,9 +219,13 @@ impl Sandbox {
     pub fn confine(&self, role: Role) -> Result<(), SeccompError> {
         // The file refusal first: once the role's own filter is on, the thread can install
         // nothing more (its list has neither prctl(PR_SET_NO_NEW_PRIVS) nor seccomp).
-        if allow::refuses_files(role) {
-            seccompiler::apply_filter(&self.no_files)
-                .map_err(|error| SeccompError::Install { role: role.name(), error })?;
+        let refusal = match allow::file_refusal(role) {
+            Some(allow::FileRefusal::All) => Some(&self.no_files),
+            Some(allow::FileRefusal::CacheEntries) => Some(&self.cache_files),
+            None => None,
+        };
+        if let Some(refusal) = refusal {
+            seccompiler::apply_filter(refusal).map_err(|error| SeccompError::Install { role: role.name(), error })?;
         }
         let program = &self.roles[&role];
         seccompiler::apply_filter(program).map_err(|error| SeccompError::Install { role: role.name(), error })?;

@@ -76,6 +76,8 @@ pub struct ServerConfig {
     pub test_scheduled: bool,
     /// The host's KV store, shared by the cores (each makes its own client of it).
     pub kv: Option<crate::scheduler::KvStore>,
+    /// The host's Cache API store, shared by the cores (each makes its own client of it).
+    pub caches: Option<Arc<isobar_state::cache::CacheStore>>,
 }
 
 /// A core's life as the main thread sees it.
@@ -447,6 +449,7 @@ impl Server {
                 outbound: config.outbound.clone(),
                 test_scheduled: config.test_scheduled,
                 kv: config.kv.clone(),
+                caches: config.caches.clone(),
             };
             let events_tx = events_tx.clone();
             let control_for_core = control.clone();

@@ -1,5 +1,6 @@
 //! End-to-end tests of the isobar binary: real processes, real sockets, loopback only.
 
+mod cache;
 mod certs;
 mod cron;
 mod fetch;

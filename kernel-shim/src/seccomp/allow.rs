@@ -32,11 +32,14 @@ pub enum Role {
     /// The embedded KV store's thread (`isobar-kv`): reads and writes its one database file,
     /// opened before the seal, and makes it durable.
     Storage,
+    /// The Cache API store's thread (`isobar-cache`): creates, reads and removes entry files in
+    /// its directory (the disk tier), one file per response.
+    Cache,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] =
-        [Role::Main, Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log, Role::Storage];
+    pub const ALL: [Role; 8] =
+        [Role::Main, Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log, Role::Storage, Role::Cache];
 
     /// The name in messages.
     pub const fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Role {
             Role::Signals => "signal",
             Role::Log => "log",
             Role::Storage => "storage",
+            Role::Cache => "cache",
         }
     }
 }
@@ -191,6 +195,21 @@ const STORAGE: &[Allowed] = &[
     always(libc::SYS_fcntl),
 ];
 
+/// The Cache API store's thread: an entry file is created and written whole (`File::create`,
+/// `write` in COMMON), read whole (`File::open`, then std sizes its buffer with `statx` or
+/// `fstat` and `lseek`), and removed (`unlink`, or `unlinkat` without AT_REMOVEDIR). Which files
+/// it may open is narrowed by [`CACHE_FILES`]; seccomp cannot see paths, so the directory itself
+/// is not enforced here (docs/threat-model.md).
+const CACHE: &[Allowed] = &[
+    always(libc::SYS_read),
+    always(libc::SYS_lseek),
+    always(libc::SYS_fstat),
+    always(libc::SYS_newfstatat),
+    always(libc::SYS_statx),
+    always(libc::SYS_unlink),
+    (libc::SYS_unlinkat, &[(2, SeccompCmpOp::Eq, 0)]),
+];
+
 fn list(role: Role) -> &'static [&'static [Allowed]] {
     match role {
         Role::Main => &[MAIN, THREAD_START],
@@ -200,6 +219,7 @@ fn list(role: Role) -> &'static [&'static [Allowed]] {
         Role::Signals => &[SIGNALS],
         Role::Log => &[LOG],
         Role::Storage => &[STORAGE],
+        Role::Cache => &[CACHE],
     }
 }
 
@@ -208,9 +228,37 @@ fn list(role: Role) -> &'static [&'static [Allowed]] {
 /// the one file V8 looks for on a core (a CPU frequency under /sys) has a fallback.
 pub(super) const NO_FILES: &[i64] = &[libc::SYS_open, libc::SYS_openat, libc::SYS_openat2, libc::SYS_creat];
 
-/// Whether `role` gets [`NO_FILES`].
-pub(super) fn refuses_files(role: Role) -> bool {
-    role != Role::Main
+/// The two ways std opens an entry file: `File::open` and `File::create`.
+const CACHE_OPEN_READ: u64 = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+const CACHE_OPEN_CREATE: u64 = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u64;
+
+/// Calls answered with EACCES for the cache thread instead of [`NO_FILES`]: every way to open a
+/// file but `openat` with exactly the flags of reading or creating an entry (so no `O_PATH`, no
+/// directory, no read-write, no appending to a file it did not create). A call is refused when
+/// every condition of its entry holds (a flag word that is neither of the two).
+pub(super) const CACHE_FILES: &[Allowed] = &[
+    always(libc::SYS_open),
+    always(libc::SYS_openat2),
+    always(libc::SYS_creat),
+    (libc::SYS_openat, &[(2, SeccompCmpOp::Ne, CACHE_OPEN_READ), (2, SeccompCmpOp::Ne, CACHE_OPEN_CREATE)]),
+];
+
+/// Which refusal of opening files is stacked on `role`'s filter, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FileRefusal {
+    /// [`NO_FILES`]: the thread opens no file after start-up.
+    All,
+    /// [`CACHE_FILES`]: only entry files, read or created.
+    CacheEntries,
+}
+
+/// The refusal `role` gets: none for main (a reload reads the configuration and scripts).
+pub(super) fn file_refusal(role: Role) -> Option<FileRefusal> {
+    match role {
+        Role::Main => None,
+        Role::Cache => Some(FileRefusal::CacheEntries),
+        _ => Some(FileRefusal::All),
+    }
 }
 
 /// Extra calls for the guest's PID 1: powering off (main thread), and the power button's thread
@@ -276,20 +324,32 @@ pub(super) fn rules(roles: &[Role], host: Host, pid: u32, confining: bool) -> BT
         if unconditional.contains_key(&nr) {
             continue;
         }
-        let chain = alternatives
-            .into_iter()
-            .map(|conditions| {
-                let conditions = conditions
-                    .into_iter()
-                    .map(|(arg, op, value)| {
-                        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
-                            .expect("argument indexes in the lists are below 6")
-                    })
-                    .collect();
-                SeccompRule::new(conditions).expect("every conditional entry has a condition")
-            })
-            .collect();
-        rules.insert(nr, chain);
+        rules.insert(nr, alternatives.iter().map(|conditions| rule(conditions)).collect());
+    }
+    rules
+}
+
+/// One `seccompiler` rule: all of `conditions` hold (each on an argument's low 32 bits).
+fn rule(conditions: &[Condition]) -> SeccompRule {
+    let conditions = conditions
+        .iter()
+        .map(|(arg, op, value)| {
+            SeccompCondition::new(*arg, SeccompCmpArgLen::Dword, op.clone(), *value)
+                .expect("argument indexes in the lists are below 6")
+        })
+        .collect();
+    SeccompRule::new(conditions).expect("every conditional entry has a condition")
+}
+
+/// The rules of a refusal list such as [`CACHE_FILES`]: a call matches (and is refused) when it
+/// is listed without conditions, or when every condition of one of its entries holds.
+pub(super) fn refusal_rules(list: &[Allowed]) -> BTreeMap<i64, Vec<SeccompRule>> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for &(nr, conditions) in list {
+        let entry = rules.entry(nr).or_default();
+        if !conditions.is_empty() {
+            entry.push(rule(conditions));
+        }
     }
     rules
 }

@@ -95,7 +95,9 @@ fn roles_differ_a_core_may_not_start_a_thread_but_main_may_read_files() {
 #[test]
 fn every_role_but_main_is_refused_files_without_being_stopped() {
     let sandbox = Sandbox::new(Mode::Kill, Host::Process).unwrap();
-    for role in [Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log, Role::Storage] {
+    // (The cache thread too: it may open entry files only with std's flags, and this open has
+    // no O_CLOEXEC.)
+    for role in [Role::Core, Role::Admin, Role::Watchdog, Role::Signals, Role::Log, Role::Storage, Role::Cache] {
         let (code, stderr) = in_child(|| {
             if !sealed_as(&sandbox, role) {
                 return 2;
@@ -107,6 +109,54 @@ fn every_role_but_main_is_refused_files_without_being_stopped() {
         });
         assert_eq!((code, stderr.as_str()), (0, ""), "role {role:?}");
     }
+}
+
+/// The cache thread's whole life with an entry file, as std makes the calls: create and write
+/// it, read it back, remove it. Opening it any other way is refused, and a call of another role
+/// (a socket) stops the process.
+#[test]
+fn the_cache_thread_creates_reads_and_removes_entry_files_only() {
+    let sandbox = Sandbox::new(Mode::Kill, Host::Process).unwrap();
+    install_violation_handler().unwrap();
+    let dir = std::env::temp_dir().join(format!("kernel-shim-cache-role-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let entry = dir.join("1.entry");
+    let (code, stderr) = in_child(|| {
+        if !sealed_as(&sandbox, Role::Cache) {
+            return 2;
+        }
+        if std::fs::write(&entry, b"cached").is_err() {
+            return 3;
+        }
+        // What `read_to_end` does, without allocating in the forked child: open, size the
+        // buffer (statx or fstat, and lseek), read.
+        let Ok(mut file) = std::fs::File::open(&entry) else { return 4 };
+        let mut bytes = [0u8; 16];
+        let sized = file.metadata().is_ok_and(|m| m.len() == 6) && std::io::Seek::stream_position(&mut file).is_ok();
+        if !sized || !matches!(std::io::Read::read(&mut file, &mut bytes), Ok(6)) || &bytes[..6] != b"cached" {
+            return 4;
+        }
+        drop(file);
+        let read_write = std::fs::OpenOptions::new().read(true).write(true).open(&entry);
+        if !matches!(read_write, Err(ref e) if e.raw_os_error() == Some(libc::EACCES)) {
+            return 5;
+        }
+        let appending = std::fs::OpenOptions::new().append(true).open(&entry);
+        if !matches!(appending, Err(ref e) if e.raw_os_error() == Some(libc::EACCES)) {
+            return 6;
+        }
+        if std::fs::remove_file(&entry).is_err() {
+            return 7;
+        }
+        make_forbidden_call();
+        8
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, VIOLATION_EXIT_CODE, "stderr: {stderr}");
+    assert!(
+        stderr.contains("the cache thread made a forbidden system call") && stderr.contains("(socket)"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! native class. Adding an area means adding it to the three lists below.
 
 pub mod blob;
+pub mod cache;
 pub mod clone;
 pub mod compression;
 pub mod console;
@@ -52,6 +53,8 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     time::JS,
     fetch::JS,
     fetch::OUTBOUND_JS,
+    // Before clone.js, which treats Cache and CacheStorage as host objects (not cloneable).
+    cache::JS,
     clone::JS,
     kv::JS,
     wasm::JS,
@@ -73,6 +76,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(time::ops());
     all.extend(fetch::outbound::ops());
     all.extend(kv::ops());
+    all.extend(cache::ops());
     all.extend(wasm::ops());
     all
 }

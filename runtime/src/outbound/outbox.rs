@@ -24,6 +24,8 @@ pub enum Work {
     Kv { op: u32, binding: u32, kv: Box<isobar_state::kv::KvOp> },
     /// A KV operation the op refused itself (a Workers limit): count it and its error.
     KvRefused { verb: &'static str },
+    /// A Cache API call on the tenant's caches; settle `op` with the store's reply.
+    Cache { op: u32, cache: Box<crate::api::cache::CacheRequest> },
 }
 
 /// How many pieces of work one isolate may queue between two turns of the core.

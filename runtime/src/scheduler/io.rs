@@ -191,6 +191,7 @@ impl Core {
                 },
                 Work::Kv { op, binding, kv } => self.submit_kv(version, op, binding, *kv, &mut settled, now),
                 Work::KvRefused { verb } => self.kv_refused(version, verb),
+                Work::Cache { op, cache } => self.submit_cache(version, op, *cache, &mut settled),
                 Work::UploadFinish { key } => {
                     if let Some(exchange) = self.io.by_key.get(&(version, key)).copied() {
                         let link = self.http.transport_mut();
@@ -325,6 +326,7 @@ impl Core {
     /// `version`'s isolate is gone: its subrequests go too (a pass-through keeps streaming).
     pub(super) fn isolate_gone(&mut self, version: u64) {
         self.kv_isolate_gone(version);
+        self.caches_isolate_gone(version);
         let gone: Vec<ExchangeId> = self
             .io
             .subrequests

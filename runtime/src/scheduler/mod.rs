@@ -31,6 +31,7 @@ use crate::tenant::{Deployment, Tenant};
 use crate::watchdog::{CoreWatch, Watchdog};
 use crate::worker::{LoadError, RequestParts};
 
+mod caches;
 mod io;
 mod kv;
 
@@ -96,6 +97,8 @@ pub struct CoreConfig {
     pub test_scheduled: bool,
     /// The host's KV store (opened once by boot), if tenants have KV bindings.
     pub kv: Option<KvStore>,
+    /// The host's Cache API store (opened once by boot); without one, `caches` calls fail.
+    pub caches: Option<Arc<isobar_state::cache::CacheStore>>,
 }
 
 /// Why a core could not start.
@@ -111,6 +114,8 @@ pub enum CoreError {
     Smol { index: usize, error: netstack::SmolConfigError },
     #[error("core {index}: cannot make the KV store's eventfd: {error}")]
     Kv { index: usize, error: std::io::Error },
+    #[error("core {index}: cannot make the cache store's eventfd: {error}")]
+    Caches { index: usize, error: std::io::Error },
 }
 
 /// A request handed to an isolate and not yet answered.
@@ -215,6 +220,8 @@ pub struct Core {
     io: io::CoreIo,
     /// KV operations on the host's store (see `kv`).
     kv: Option<kv::CoreKv>,
+    /// Cache API calls on the host's cache store (see `caches`).
+    caches: Option<caches::CoreCaches>,
 }
 
 impl std::fmt::Debug for Core {
@@ -264,6 +271,10 @@ impl Core {
             Some(store) => Some(kv::CoreKv::new(store).map_err(|error| CoreError::Kv { index, error })?),
             None => None,
         };
+        let caches = match config.caches {
+            Some(store) => Some(caches::CoreCaches::new(store).map_err(|error| CoreError::Caches { index, error })?),
+            None => None,
+        };
         let mut http = HttpServer::new(link, config.http);
         http.set_tls(config.tls);
         let cache = IsolateCache::new(config.budget, Some(watch.clone()), &format!("core-{index}"));
@@ -299,9 +310,11 @@ impl Core {
             test_scheduled: config.test_scheduled,
             io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
             kv,
+            caches,
         };
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
         core.arm_kv(Vec::with_capacity(EventFd::READ_BYTES));
+        core.arm_caches(Vec::with_capacity(EventFd::READ_BYTES));
         Ok(core)
     }
 
@@ -337,6 +350,7 @@ impl Core {
                     }
                     TAG_MAILBOX => self.on_mailbox(completion, now),
                     kv::TAG_KV => self.on_kv_wake(completion),
+                    caches::TAG_CACHES => self.on_caches_wake(completion),
                     crate::outbound::dns::TAG_DNS => {
                         self.io.outbound.on_dns_completion(self.http.transport_mut(), &mut self.ring, completion, now)
                     }

@@ -78,8 +78,13 @@ impl Harness {
     }
 
     fn entry_files(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("cache")).unwrap().count()
+        entry_files(&self.dir.path().join("cache"))
     }
+}
+
+/// The `*.entry` files in `dir` (beside them are the stores' lock files).
+fn entry_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "entry")).count()
 }
 
 fn key(tenant: &str, name: Option<&str>, url: &str) -> CacheKey {
@@ -171,9 +176,62 @@ fn methods_refusals_and_skips() {
     error.headers.clear();
     error.status = 500;
     assert_eq!(h.put(&url, error), Some(SkipReason::StatusNotCacheable));
-    // The entry limit: a larger response is not stored, and put still resolves.
+    // The entry limit: a larger response is an Error (Cloudflare's cache answers 413).
     let mut h = Harness::new(|c| c.entry_bytes_max = 1000);
-    assert_eq!(h.put(&url, response("max-age=60", &[0; 2000])), Some(SkipReason::TooLarge));
+    let put = CacheOp::Put { key: url.clone(), method: "GET".into(), response: response("max-age=60", &[0; 2000]) };
+    let error = h.call(put).unwrap_err();
+    assert!(matches!(error, CacheError::TooLarge { bytes, max: 1000 } if bytes > 2000), "{error:?}");
+    assert_eq!(error.js_class(), "Error");
+    assert_eq!(h.put(&url, response("max-age=60", &[0; 500])), None, "within the limit");
+}
+
+#[test]
+fn stores_share_a_directory_and_remove_what_dead_ones_left() {
+    // Everything on disk, so both stores write entry files side by side.
+    let mut first = Harness::new(|c| c.memory_bytes_max = 0);
+    let dir = first.dir.path().join("cache");
+    // A store that died: its lock file is not locked, its entry is left.
+    std::fs::write(dir.join("deadbeef.lock"), b"").unwrap();
+    std::fs::write(dir.join("deadbeef-1.entry"), b"junk").unwrap();
+    std::fs::write(dir.join("0rphan-7.entry"), b"junk").unwrap();
+    let url = key("t", None, "https://example.com/same");
+    first.put(&url, response("max-age=60", b"first"));
+
+    let mut config = CacheConfig::new(&dir);
+    config.memory_bytes_max = 0;
+    let second = CacheStore::open(config, first.clock.clone()).unwrap();
+    let (tx, woken) = crossbeam_channel::unbounded();
+    let client = second.client(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    let mut second = Harness {
+        clock: first.clock.clone(),
+        client,
+        woken,
+        store: second,
+        dir: tempfile::tempdir().unwrap(),
+        next: 0,
+    };
+    assert!(!dir.join("deadbeef.lock").exists() && !dir.join("deadbeef-1.entry").exists(), "a dead store's files go");
+    assert!(!dir.join("0rphan-7.entry").exists(), "so does an entry without a lock");
+    assert_eq!(entry_files(&dir), 1, "the live store's entry stays");
+
+    // The same key in each store: each reads its own file.
+    assert_eq!(second.get(&url), None, "a store never reads another's files");
+    second.put(&url, response("max-age=60", b"second"));
+    assert_eq!(entry_files(&dir), 2);
+    assert_eq!(first.get(&url).unwrap().body, b"first");
+    assert_eq!(second.get(&url).unwrap().body, b"second");
+
+    // A store that stops takes its files, lock included, with it.
+    let Harness { store, client, .. } = second;
+    drop(client);
+    drop(store);
+    assert_eq!(entry_files(&dir), 1);
+    let locks =
+        std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "lock"));
+    assert_eq!(locks.count(), 1, "only the first store's lock is left");
+    assert_eq!(first.get(&url).unwrap().body, b"first");
 }
 
 #[test]
@@ -248,5 +306,5 @@ fn entry_files_are_removed_when_the_store_stops() {
     let Harness { store, client, dir: _keep, .. } = h;
     drop(client);
     drop(store);
-    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0, "entries and the lock file are gone");
 }

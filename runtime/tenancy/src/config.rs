@@ -80,6 +80,40 @@ pub struct Config {
     pub egress: EgressConfig,
     /// `[kv]`: where tenants' KV namespaces are kept.
     pub kv: KvStoreConfig,
+    /// `[cache]`: the Cache API store every tenant's `caches` uses.
+    pub cache: CacheStoreConfig,
+}
+
+/// `[cache]`: the host's Cache API store (`caches.default`, `caches.open(name)`), a memory tier
+/// and a disk tier with a byte budget each. Its contents never outlive the process (the store
+/// empties its directory when it opens), so the directory only needs room, not care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheStoreConfig {
+    /// The disk tier's directory (`path`, resolved against the configuration file's directory;
+    /// default `cache` beside it).
+    pub directory: PathBuf,
+    /// Whether `path` was written: the default may be replaced by a private directory when it
+    /// cannot be used (a read-only configuration directory), a written one may not.
+    pub path_given: bool,
+    /// `memory_mb`: responses kept in memory (0: every entry goes to disk).
+    pub memory_mb: u64,
+    /// `disk_mb`: responses kept on disk once memory is full (0: memory only).
+    pub disk_mb: u64,
+}
+
+impl CacheStoreConfig {
+    pub const MEMORY_MB_DEFAULT: u64 = 256;
+    pub const DISK_MB_DEFAULT: u64 = 4096;
+
+    /// The defaults, with the directory `directory`.
+    pub fn in_directory(directory: PathBuf) -> CacheStoreConfig {
+        CacheStoreConfig {
+            directory,
+            path_given: false,
+            memory_mb: Self::MEMORY_MB_DEFAULT,
+            disk_mb: Self::DISK_MB_DEFAULT,
+        }
+    }
 }
 
 /// `[kv]`: the store behind every tenant's `[[tenant.kv]]` namespaces.
@@ -462,6 +496,15 @@ struct FileTable {
     tenant: Option<Spanned<Vec<Spanned<TenantTable>>>>,
     egress: Option<EgressTable>,
     kv: Option<KvTable>,
+    cache: Option<CacheTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheTable {
+    path: Option<Spanned<String>>,
+    memory_mb: Option<Spanned<i128>>,
+    disk_mb: Option<Spanned<i128>>,
 }
 
 #[derive(Deserialize)]
@@ -764,7 +807,30 @@ impl Document<'_> {
         }
         let egress = file.egress.map_or_else(|| Ok(EgressConfig::default()), |table| self.egress(table))?;
         let kv = self.kv_store(file.kv)?;
-        Ok(Config { path: self.path.to_path_buf(), server, isolates, default_limits, tenants, egress, kv })
+        let cache = self.cache_store(file.cache)?;
+        Ok(Config { path: self.path.to_path_buf(), server, isolates, default_limits, tenants, egress, kv, cache })
+    }
+
+    fn cache_store(&self, table: Option<CacheTable>) -> Result<CacheStoreConfig, ConfigError> {
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let mut config = CacheStoreConfig::in_directory(base.join("cache"));
+        let Some(table) = table else { return Ok(config) };
+        if let Some(path) = &table.path {
+            self.ensure(!path.get_ref().is_empty(), &path.span(), || Problem::Invalid {
+                key: "cache.path".into(),
+                message: "must not be empty".into(),
+            })?;
+            config.directory = base.join(path.get_ref());
+            config.path_given = true;
+        }
+        // Budgets up to 1 TiB of memory and 64 TiB of disk: a bound a typo cannot pass.
+        if let Some(memory_mb) = &table.memory_mb {
+            config.memory_mb = self.integer(memory_mb, 0, 1 << 20)?;
+        }
+        if let Some(disk_mb) = &table.disk_mb {
+            config.disk_mb = self.integer(disk_mb, 0, 1 << 26)?;
+        }
+        Ok(config)
     }
 
     fn kv_store(&self, table: Option<KvTable>) -> Result<KvStoreConfig, ConfigError> {
@@ -1343,7 +1409,7 @@ subrequests = 0
         assert_eq!(
             parse_err(&with_tenant("[servers]\nlisten = 3")),
             "isobar.toml:1:2: unknown key `servers` at the top level; expected one of server, isolates, defaults, \
-             tenant, egress, kv"
+             tenant, egress, kv, cache"
         );
         assert_eq!(
             parse_err(&format!("{TENANT}scripts = \"x\"\nzz = 1\n")),
@@ -1631,6 +1697,45 @@ routes = ["blog.test", "Example.COM/shop/"]
     }
 
     #[test]
+    fn cache_table_sets_the_store_with_defaults_beside_the_file() {
+        let config = parse(&with_tenant(""), Path::new("/etc/isobar/isobar.toml")).unwrap();
+        assert_eq!(config.cache, CacheStoreConfig::in_directory(PathBuf::from("/etc/isobar/cache")));
+        assert!(!config.cache.path_given);
+        let text = with_tenant("[cache]\npath = \"/var/cache/isobar\"\nmemory_mb = 0\ndisk_mb = 100\n");
+        let config = parse(&text, Path::new("/etc/isobar/isobar.toml")).unwrap();
+        assert_eq!(
+            config.cache,
+            CacheStoreConfig {
+                directory: PathBuf::from("/var/cache/isobar"),
+                path_given: true,
+                memory_mb: 0,
+                disk_mb: 100
+            }
+        );
+        let relative = parse(&with_tenant("[cache]\npath = \"c\"\n"), Path::new("/srv/isobar.toml")).unwrap();
+        assert_eq!(relative.cache.directory, PathBuf::from("/srv/c"));
+        assert_eq!(relative.cache.memory_mb, CacheStoreConfig::MEMORY_MB_DEFAULT);
+
+        assert_eq!(parse_err(&with_tenant("[cache]\npath = \"\"\n")), "isobar.toml:2:8: cache.path must not be empty");
+        assert_eq!(
+            parse_err(&with_tenant("[cache]\nmemory_mb = -1\n")),
+            "isobar.toml:2:13: cache.memory_mb must be between 0 and 1048576 (got -1)"
+        );
+        assert_eq!(
+            parse_err(&with_tenant("[cache]\ndisk_mb = 99999999999\n")),
+            "isobar.toml:2:11: cache.disk_mb must be between 0 and 67108864 (got 99999999999)"
+        );
+        assert_eq!(
+            parse_err(&with_tenant("[cache]\nmemory_mb = \"big\"\n")),
+            "isobar.toml:2:13: cache.memory_mb must be an integer (got a string)"
+        );
+        assert_eq!(
+            parse_err(&with_tenant("[cache]\nmemroy_mb = 1\n")),
+            "isobar.toml:2:1: unknown key `memroy_mb` in [cache]; expected one of path, memory_mb, disk_mb"
+        );
+    }
+
+    #[test]
     fn kv_bindings_and_the_store() {
         let config = parse_ok(&format!(
             "{TENANT}vars = {{ A = \"1\" }}\n[[tenant.kv]]\nbinding = \"CACHE\"\nnamespace = \"cache-v1\"\n\
@@ -1802,7 +1907,7 @@ routes = ["blog.test", "Example.COM/shop/"]
         assert_eq!((dotted(&steps), value.map(type_phrase)), ("tenant.crons".to_owned(), Some("an integer")));
         assert_eq!(
             parse_err(&with_tenant("[egressx]\nallow = []")),
-            "isobar.toml:1:2: unknown key `egressx` at the top level; expected one of server, isolates, defaults, tenant, egress, kv"
+            "isobar.toml:1:2: unknown key `egressx` at the top level; expected one of server, isolates, defaults, tenant, egress, kv, cache"
         );
     }
 

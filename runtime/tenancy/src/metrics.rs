@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::stats::{CoreStats, KV_VERBS, LimitKind};
+use crate::stats::{CACHE_VERBS, CoreStats, KV_VERBS, LimitKind};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -162,6 +162,36 @@ impl Collector for Reports {
         )?;
         counter(
             &mut encoder,
+            "isobar_tenant_cache_operations",
+            "Cache API operations the tenant's scripts made, by verb (match, put, delete).",
+            per_tenant().flat_map(|(l, t)| {
+                CACHE_VERBS.into_iter().zip(t.counters.cache_operations).map(move |(verb, n)| {
+                    let mut labels = l.clone();
+                    labels.push(("verb", verb.to_string()));
+                    (labels, n as f64)
+                })
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_cache_hits",
+            "Cache API matches that found a fresh entry.",
+            per_tenant().map(|(l, t)| (l, t.counters.cache_hits as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_cache_misses",
+            "Cache API lookups (GET matches, or any with ignoreMethod) that found nothing fresh.",
+            per_tenant().map(|(l, t)| (l, t.counters.cache_misses as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_cache_errors",
+            "Cache API operations that failed (a response over the entry limit, the store's queue full).",
+            per_tenant().map(|(l, t)| (l, t.counters.cache_errors as f64)),
+        )?;
+        counter(
+            &mut encoder,
             "isobar_tenant_limit_exceeded",
             "Requests stopped by a limit (cpu, heap, wall, concurrency).",
             per_tenant().flat_map(|(l, t)| {
@@ -275,6 +305,11 @@ mod tests {
         counters.count_status(200);
         counters.count_status(503);
         counters.count_limit(crate::stats::LimitKind::Cpu);
+        counters.count_cache("put");
+        counters.count_cache("match");
+        counters.count_cache("match");
+        counters.cache_hits = 1;
+        counters.cache_misses = 1;
         let stats = vec![CoreStats {
             core: 1,
             tenants: vec![TenantStats { name: "shop".into(), counters, isolates: 2, heap_bytes: 4096, in_flight: 0 }],
@@ -296,6 +331,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("isobar_tenant_isolates{tenant=\"shop\",core=\"1\"} 2"), "{text}");
+        assert!(
+            text.contains("isobar_tenant_cache_operations_total{tenant=\"shop\",core=\"1\",verb=\"match\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("isobar_tenant_cache_hits_total{tenant=\"shop\",core=\"1\"} 1"), "{text}");
+        assert!(text.contains("isobar_tenant_cache_misses_total{tenant=\"shop\",core=\"1\"} 1"), "{text}");
         assert!(text.contains("isobar_core_isolates_evicted_total{core=\"1\"} 4"), "{text}");
         assert!(text.contains("isobar_unrouted_requests_total{core=\"1\"} 9"), "{text}");
         assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"per_client\"} 6"), "{text}");

@@ -60,10 +60,22 @@ pub struct TenantCounters {
     /// Value and metadata bytes KV `get`s returned, and key, value and metadata bytes `put`s stored.
     pub kv_bytes_read: u64,
     pub kv_bytes_written: u64,
+    /// Cache API operations (`caches.default`, `caches.open`) by verb, in [`CACHE_VERBS`]
+    /// order: every call that reached the core, refused ones included.
+    pub cache_operations: [u64; 3],
+    /// `match`es that found a fresh entry, and lookups that did not (a non-GET `match` without
+    /// `ignoreMethod` is not a lookup, and is neither).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Cache operations that ended in an error (a response over the entry limit, a full queue).
+    pub cache_errors: u64,
 }
 
 /// The KV verbs, as the `verb` label of the KV counters shows them.
 pub const KV_VERBS: [&str; 4] = ["get", "put", "delete", "list"];
+
+/// The Cache API verbs, as the `verb` label of the cache counters shows them.
+pub const CACHE_VERBS: [&str; 3] = ["match", "put", "delete"];
 
 impl TenantCounters {
     pub fn count_status(&mut self, status: u16) {
@@ -75,6 +87,13 @@ impl TenantCounters {
     pub fn count_kv(&mut self, verb: &str) {
         if let Some(index) = KV_VERBS.iter().position(|v| *v == verb) {
             self.kv_operations[index] += 1;
+        }
+    }
+
+    /// Counts a Cache API operation of `verb` (one of [`CACHE_VERBS`]).
+    pub fn count_cache(&mut self, verb: &str) {
+        if let Some(index) = CACHE_VERBS.iter().position(|v| *v == verb) {
+            self.cache_operations[index] += 1;
         }
     }
 
@@ -106,6 +125,12 @@ impl TenantCounters {
         self.kv_errors += other.kv_errors;
         self.kv_bytes_read += other.kv_bytes_read;
         self.kv_bytes_written += other.kv_bytes_written;
+        for (a, b) in self.cache_operations.iter_mut().zip(other.cache_operations) {
+            *a += b;
+        }
+        self.cache_hits += other.cache_hits;
+        self.cache_misses += other.cache_misses;
+        self.cache_errors += other.cache_errors;
     }
 }
 

@@ -69,7 +69,7 @@ pub fn class() -> ClassDecl {
 }
 
 /// Statuses whose response has no body.
-fn is_null_body_status(status: i32) -> bool {
+pub fn is_null_body_status(status: i32) -> bool {
     matches!(status, 101 | 103 | 204 | 205 | 304)
 }
 
@@ -427,6 +427,23 @@ pub fn from_origin<'s>(
         flags |= FLAG_REDIRECTED;
     }
     set_int(scope, this, FLAGS, flags);
+    Ok(this)
+}
+
+/// A Response from the Cache API (`cache.match`): type "default" and no URL, as workerd makes
+/// it, immutable headers, the body as given.
+pub fn from_cache<'s>(
+    scope: &mut Scope<'s, '_>,
+    status: u16,
+    headers: v8::Local<'s, v8::Object>,
+    body: v8::Local<'s, v8::Value>,
+) -> Result<v8::Local<'s, v8::Object>, JsError> {
+    let this = new_internal(scope)?;
+    set_int(scope, this, STATUS, i32::from(status));
+    headers::set_guard(scope, headers, headers::GUARD_IMMUTABLE);
+    class::set_field(this, HEADERS, headers.into());
+    body::set_raw(this, SLOTS, body);
+    set_int(scope, this, FLAGS, (TYPE_DEFAULT << TYPE_SHIFT) | FLAG_IMMUTABLE);
     Ok(this)
 }
 

@@ -7,14 +7,22 @@
 //! long): `put` refuses non-GET requests, 206 responses and `Vary: *` with a `TypeError`;
 //! `match` and `delete` answer `undefined`/`false` for a non-GET request unless `ignoreMethod`
 //! is set (then any method is looked up as GET); `match` adds `cf-cache-status: HIT` to the
-//! stored headers; `delete` says whether a fresh entry was removed. Not implemented yet:
+//! stored headers; `delete` says whether a fresh entry was removed. A response larger than the
+//! entry limit is refused with an `Error` (Cloudflare's cache answers such a put with 413): the
+//! script learns that its body was too big instead of finding a miss later. Not implemented yet:
 //! conditional (`If-None-Match`) and `Range` requests on `match`, which Cloudflare answers with
-//! 304 and 206. The cache starts empty: its directory is emptied of entry files at start-up, as a
-//! cache may lose anything at any time.
+//! 304 and 206. The cache starts empty (a cache may lose anything at any time): a store never
+//! reads files it did not write.
 //!
 //! Like the embedded KV store, one storage thread (`isobar-cache`) owns the index and does all
 //! file I/O; cores submit over a bounded channel and receive replies on their own channel with
 //! a wake callback. It must not block a core: a full queue is an error at once.
+//!
+//! Several processes may share a directory (two `isobar run` in one project, or a new server
+//! started before the old one has drained): each store names its files with a tag of its own
+//! (`<tag>-<n>.entry`) and holds an exclusive lock on `<tag>.lock` while it lives. At open, the
+//! files of tags whose lock nobody holds (a process that crashed) are removed. The budgets are
+//! per store, not per directory.
 
 pub mod policy;
 
@@ -49,6 +57,8 @@ pub enum CacheError {
     InvalidUrl,
     /// Cache name too long (at most 1024 bytes).
     NameTooLong,
+    /// Cache put failed: the response is {bytes} bytes; the cache stores at most {max} bytes per entry
+    TooLarge { bytes: u64, max: u64 },
     /// Cache operation failed: too many operations queued; try again
     QueueFull,
     /// Cache operation failed: too many operations in flight on this core; try again
@@ -118,11 +128,11 @@ pub enum CacheReply {
 /// Settings of the cache store.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
-    /// Directory for the disk tier (created; its `*.entry` files are removed at start).
+    /// Directory for the disk tier (created if missing; may be shared with other processes).
     pub dir: PathBuf,
     pub memory_bytes_max: u64,
     pub disk_bytes_max: u64,
-    /// Largest single response stored; larger ones are not stored (`put` still succeeds).
+    /// Largest single response (body and headers) `put` accepts; a larger one is an error.
     pub entry_bytes_max: u64,
     /// Entries in the index, both tiers together (each costs its URL and about 100 bytes of RAM).
     pub entries_max: usize,
@@ -195,17 +205,8 @@ struct ClientLink {
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// What the cache thread is asked to do for one call.
-enum Work {
-    Call(CacheOp),
-    /// A `put` whose response exceeds the entry limit: answered without moving its body.
-    PutTooLarge {
-        tenant: String,
-    },
-}
-
 enum Message {
-    Op { token: u64, work: Work, now_ms: u64, client: Arc<ClientLink> },
+    Op { token: u64, op: CacheOp, now_ms: u64, client: Arc<ClientLink> },
     Stop,
 }
 
@@ -216,6 +217,8 @@ pub struct CacheStore {
     clock: Arc<dyn Clock>,
     stats: Arc<CacheStats>,
     config: CacheConfig,
+    /// This store's `<tag>.lock`, locked exclusively for as long as the store lives.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for CacheStore {
@@ -225,23 +228,35 @@ impl std::fmt::Debug for CacheStore {
 }
 
 impl CacheStore {
-    /// Creates the directory (removing entries left from an earlier run) and starts the thread.
+    /// Creates the directory, takes a tag and its lock, removes the files of stores that are
+    /// gone, and starts the thread.
     pub fn open(config: CacheConfig, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
+        Self::open_with(config, clock, Box::new(|| {}))
+    }
+
+    /// [`CacheStore::open`], with `before_serving` run first on the storage thread: the binary
+    /// passes a closure that waits for the process's system-call filter and confines the thread
+    /// to its role (it opens and removes entry files in the directory, and nothing else).
+    pub fn open_with(
+        config: CacheConfig,
+        clock: Arc<dyn Clock>,
+        before_serving: Box<dyn FnOnce() + Send>,
+    ) -> Result<Self, CacheError> {
         std::fs::create_dir_all(&config.dir).map_err(|e| io_error(&config.dir, e))?;
-        for entry in std::fs::read_dir(&config.dir).map_err(|e| io_error(&config.dir, e))?.flatten() {
-            if entry.path().extension().is_some_and(|ext| ext == "entry") {
-                std::fs::remove_file(entry.path()).map_err(|e| io_error(&entry.path(), e))?;
-            }
-        }
+        let (tag, lock) = take_tag(&config.dir)?;
+        remove_stale_files(&config.dir, &tag);
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_max.max(1));
         let stats = Arc::new(CacheStats::default());
         let thread_stats = stats.clone();
         let thread_config = config.clone();
         let thread = std::thread::Builder::new()
             .name("isobar-cache".into())
-            .spawn(move || Tiers::new(thread_config, thread_stats).run(inbox))
+            .spawn(move || {
+                before_serving();
+                Tiers::new(thread_config, tag, thread_stats).run(inbox)
+            })
             .map_err(|e| CacheError::Io(format!("cannot start the cache thread: {e}")))?;
-        Ok(Self { requests, thread: Some(thread), clock, stats, config })
+        Ok(Self { requests, thread: Some(thread), clock, stats, config, _lock: lock })
     }
 
     /// A core's handle; `wake` is called from the cache thread after replies were queued.
@@ -314,17 +329,14 @@ impl CacheClient {
             // Checked here so the script gets its TypeError at once; the thread decides again
             // at store time with the same inputs.
             policy::decide(response.status, &response.headers, 0)?;
+            if response.size() > self.entry_bytes_max {
+                return Err(CacheError::TooLarge { bytes: response.size(), max: self.entry_bytes_max });
+            }
         }
         if self.in_flight >= self.in_flight_max {
             return Err(CacheError::TooManyInFlight);
         }
-        let work = match op {
-            CacheOp::Put { key, response, .. } if response.size() > self.entry_bytes_max => {
-                Work::PutTooLarge { tenant: key.tenant }
-            }
-            op => Work::Call(op),
-        };
-        let message = Message::Op { token, work, now_ms: self.clock.now_unix_ms(), client: self.link.clone() };
+        let message = Message::Op { token, op, now_ms: self.clock.now_unix_ms(), client: self.link.clone() };
         match self.requests.try_send(message) {
             Ok(()) => {
                 self.in_flight += 1;
@@ -354,9 +366,59 @@ fn io_error(path: &Path, error: std::io::Error) -> CacheError {
     CacheError::Io(format!("{}: {error}", path.display()))
 }
 
+/// A tag no other live store has (this process's id and the time, in hex), and its lock file,
+/// created under a dot-name, locked, then renamed: a store looking for dead tags never sees a
+/// `<tag>.lock` that is not locked yet.
+fn take_tag(dir: &Path) -> Result<(String, std::fs::File), CacheError> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let tag = format!("{:08x}{:016x}", std::process::id(), nanos as u64);
+    let creating = dir.join(format!(".{tag}.lock"));
+    let lock =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(&creating).map_err(|e| io_error(&creating, e))?;
+    lock.try_lock().map_err(|e| CacheError::Io(format!("{}: cannot lock: {e}", creating.display())))?;
+    let path = dir.join(format!("{tag}.lock"));
+    std::fs::rename(&creating, &path).map_err(|e| io_error(&path, e))?;
+    Ok((tag, lock))
+}
+
+/// The tag of a store's file name: `<tag>.lock` or `<tag>-<n>.entry` (dot-names are locks being
+/// made, and are left alone).
+fn tag_of(name: &str) -> Option<&str> {
+    if name.starts_with('.') {
+        return None;
+    }
+    if let Some(tag) = name.strip_suffix(".lock") {
+        return Some(tag);
+    }
+    name.strip_suffix(".entry").and_then(|rest| rest.split_once('-')).map(|(tag, _)| tag)
+}
+
+/// Removes the files of every tag but `own` whose lock nobody holds, or that has no lock file:
+/// what a store that died left behind. Best effort: a file that cannot be removed now is tried
+/// again by the next store that opens the directory.
+fn remove_stale_files(dir: &Path, own: &str) {
+    let Ok(listing) = std::fs::read_dir(dir) else { return };
+    let names: Vec<String> = listing.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+    let mut live: HashMap<&str, bool> = HashMap::new();
+    for name in &names {
+        let Some(tag) = name.strip_suffix(".lock").filter(|tag| !tag.starts_with('.') && *tag != own) else {
+            continue;
+        };
+        let held = std::fs::File::open(dir.join(name))
+            .is_ok_and(|file| matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)));
+        live.insert(tag, held);
+    }
+    for name in &names {
+        let Some(tag) = tag_of(name).filter(|tag| *tag != own) else { continue };
+        if !live.get(tag).copied().unwrap_or(false) {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+}
+
 enum Location {
     Memory(CachedResponse),
-    /// The file `<dir>/<id>.entry`.
+    /// The file `<dir>/<tag>-<id>.entry`.
     Disk(u64),
 }
 
@@ -371,6 +433,8 @@ struct Entry {
 /// The cache thread's state: the index and both tiers.
 struct Tiers {
     config: CacheConfig,
+    /// This store's tag, in its file names.
+    tag: String,
     stats: Arc<CacheStats>,
     entries: HashMap<CacheKey, Entry>,
     memory_lru: BTreeMap<u64, CacheKey>,
@@ -382,9 +446,10 @@ struct Tiers {
 }
 
 impl Tiers {
-    fn new(config: CacheConfig, stats: Arc<CacheStats>) -> Self {
+    fn new(config: CacheConfig, tag: String, stats: Arc<CacheStats>) -> Self {
         Self {
             config,
+            tag,
             stats,
             entries: HashMap::new(),
             memory_lru: BTreeMap::new(),
@@ -401,15 +466,9 @@ impl Tiers {
         let mut now_ms_seen = 0;
         loop {
             match inbox.recv_timeout(self.config.sweep_interval) {
-                Ok(Message::Op { token, work, now_ms, client }) => {
+                Ok(Message::Op { token, op, now_ms, client }) => {
                     now_ms_seen = now_ms;
-                    let result = match work {
-                        Work::Call(op) => self.apply(op, now_ms),
-                        Work::PutTooLarge { tenant } => {
-                            self.stats.tenant(&tenant, |s| s.puts_skipped += 1);
-                            Ok(CacheReply::Put(Some(SkipReason::TooLarge)))
-                        }
-                    };
+                    let result = self.apply(op, now_ms);
                     let _ = client.replies.try_send((token, result));
                     (client.wake)();
                 }
@@ -422,11 +481,12 @@ impl Tiers {
             }
             self.publish();
         }
-        // Leave no entry files behind.
+        // Leave no files behind (the lock is held until the store's handle on it is closed).
         let keys: Vec<CacheKey> = self.entries.keys().cloned().collect();
         for key in keys {
             self.remove(&key);
         }
+        let _ = std::fs::remove_file(self.config.dir.join(format!("{}.lock", self.tag)));
     }
 
     fn apply(&mut self, op: CacheOp, now_ms: u64) -> Result<CacheReply, CacheError> {
@@ -598,7 +658,7 @@ impl Tiers {
     }
 
     fn file(&self, id: u64) -> PathBuf {
-        self.config.dir.join(format!("{id}.entry"))
+        self.config.dir.join(format!("{}-{id}.entry", self.tag))
     }
 
     fn write_to_disk(&mut self, response: &CachedResponse) -> Result<Location, CacheError> {
