@@ -278,6 +278,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         secrets: BTreeMap::new(),
         limits,
         kv: kv_bindings(&args.kv)?,
+        services: BTreeMap::new(),
         read_disk: true,
         crons: checked_crons(&args.crons)?,
     };
@@ -550,6 +551,18 @@ fn open_caches(
 /// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
 /// so a reload does not throw away their isolates.
 fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> anyhow::Result<Deployment> {
+    for tenant in &config.tenants {
+        for (binding, target) in &tenant.services {
+            if !config.tenants.iter().any(|t| &t.name == target) {
+                bail!(
+                    "{}:{}: tenant {}: services.{binding} names tenant {target:?}, which is not in the configuration",
+                    config.path.display(),
+                    tenant.name_at.line,
+                    tenant.name
+                );
+            }
+        }
+    }
     let mut tenants = Vec::with_capacity(config.tenants.len());
     for tenant in &config.tenants {
         let source =

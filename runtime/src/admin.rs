@@ -130,6 +130,7 @@ fn deployed(tenant: &Tenant) -> DeployedTenant {
         limits: tenant.limits,
         crons: tenant.crons.clone(),
         kv: tenant.spec.kv.to_vec(),
+        services: tenant.spec.services.iter().cloned().collect(),
     }
 }
 

@@ -50,6 +50,7 @@ impl Tenant {
             read_disk: settings.read_disk,
             env: Arc::new(env),
             kv: Arc::new(settings.kv),
+            services: Arc::new(settings.services.into_iter().collect()),
         };
         let (format, modules) = crate::worker::bundle(&spec)?;
         spec.format = format;
@@ -73,6 +74,7 @@ impl Tenant {
             && self.spec.format == other.spec.format
             && self.spec.env == other.spec.env
             && self.spec.kv == other.spec.kv
+            && self.spec.services == other.spec.services
             && self.limits == other.limits
             && self.routes == other.routes
             && self.crons == other.crons

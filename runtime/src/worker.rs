@@ -84,6 +84,8 @@ pub struct WorkerSpec {
     pub env: Arc<Vec<(String, String)>>,
     /// KV namespaces on `env`; a `KVNamespace`'s ops name the binding by its index here.
     pub kv: Arc<Vec<isobar_tenancy::KvBinding>>,
+    /// Service bindings on `env`, (binding, tenant); a `Fetcher`'s op names it by its index.
+    pub services: Arc<Vec<(String, String)>>,
 }
 
 impl WorkerSpec {
@@ -98,6 +100,7 @@ impl WorkerSpec {
             read_disk: true,
             env: Arc::default(),
             kv: Arc::default(),
+            services: Arc::default(),
         }
     }
 }
@@ -843,6 +846,18 @@ fn load_script(scope: &mut v8::PinScope, spec: &WorkerSpec) -> Result<Loaded, Lo
             let namespace =
                 make.call(scope, undefined, &[index.into()]).ok_or_else(|| bootstrap_error("env", "KVNamespace"))?;
             env.create_data_property(scope, k.into(), namespace);
+        }
+    }
+    if !spec.services.is_empty() {
+        let make = crate::bridge::hooks::get(scope, crate::bridge::hooks::Hook::ServiceBinding)
+            .ok_or_else(|| bootstrap_error("env", "the service binding hook is missing"))?;
+        let undefined = v8::undefined(scope).into();
+        for (index, (binding, _)) in spec.services.iter().enumerate() {
+            let k = v8::String::new(scope, binding).ok_or_else(|| bootstrap_error("env", "name too long"))?;
+            let index = v8::Number::new(scope, index as f64);
+            let fetcher =
+                make.call(scope, undefined, &[index.into()]).ok_or_else(|| bootstrap_error("env", "Fetcher"))?;
+            env.create_data_property(scope, k.into(), fetcher);
         }
     }
     let env_global = v8::Global::new(scope, v8::Local::<v8::Value>::from(env));

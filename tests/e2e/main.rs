@@ -12,6 +12,7 @@ mod kv_redis;
 mod modules;
 mod netstack;
 mod qemu;
+mod services;
 mod skeleton;
 mod tenants;
 mod tls;

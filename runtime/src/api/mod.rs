@@ -15,6 +15,7 @@ pub mod events;
 pub mod fetch;
 pub mod formdata;
 pub mod kv;
+pub mod service;
 pub mod streams;
 pub mod time;
 pub mod timers;
@@ -57,6 +58,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     cache::JS,
     clone::JS,
     kv::JS,
+    service::JS,
     wasm::JS,
     worker::JS,
 ];
@@ -76,6 +78,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(time::ops());
     all.extend(fetch::outbound::ops());
     all.extend(kv::ops());
+    all.extend(service::ops());
     all.extend(cache::ops());
     all.extend(wasm::ops());
     all

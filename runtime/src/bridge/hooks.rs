@@ -49,6 +49,8 @@ hooks! {
     StreamKnownLength => "streamKnownLength",
     // api/kv
     KvNamespace => "kvNamespace",
+    // api/service
+    ServiceBinding => "serviceBinding",
     // api/wasm
     InstallWasm => "installWasm",
     // api/worker

@@ -22,6 +22,9 @@ pub enum Work {
     Abort { key: u64 },
     /// A KV operation on the tenant's KV binding number `binding`; settle `op` with its reply.
     Kv { op: u32, binding: u32, kv: Box<isobar_state::kv::KvOp> },
+    /// Call the tenant behind service binding `binding` (same core, no socket) for request
+    /// `request`; settle `op` with its response.
+    Service { op: u32, request: u64, binding: u32, call: Box<crate::api::service::ServiceCall> },
     /// A KV operation the op refused itself (a Workers limit): count it and its error.
     KvRefused { verb: &'static str },
     /// A Cache API call on the tenant's caches; settle `op` with the store's reply.

@@ -10,7 +10,7 @@ use netstack::StreamEvent;
 use netstack::http1::{RequestId, ResponseHead};
 use netstack::transport::ConnId;
 
-use super::Core;
+use super::{Core, ReplyTo};
 use crate::bridge::JsError;
 use crate::bridge::async_ops::Settle;
 use crate::outbound::outbox::Work;
@@ -61,6 +61,14 @@ pub(super) struct CoreIo {
 }
 
 impl CoreIo {
+    /// Subrequest `key` of `version`'s isolate, made request `id`'s response body, passed on as
+    /// it arrives; `None` if the subrequest's body was already read or cancelled.
+    pub(super) fn pass_through(&mut self, version: u64, key: u64, id: u64) -> Option<ExchangeId> {
+        let exchange = self.by_key.get(&(version, key)).copied()?;
+        self.subrequests.get_mut(&exchange)?.passthrough = Some(id);
+        Some(exchange)
+    }
+
     pub(super) fn new(outbound: Outbound) -> CoreIo {
         CoreIo {
             outbound,
@@ -191,6 +199,9 @@ impl Core {
                 },
                 Work::Kv { op, binding, kv } => self.submit_kv(version, op, binding, *kv, &mut settled, now),
                 Work::KvRefused { verb } => self.kv_refused(version, verb),
+                Work::Service { op, request, binding, call } => {
+                    self.call_service(version, op, request, binding, *call, &mut settled, now)
+                }
                 Work::Cache { op, cache } => self.submit_cache(version, op, *cache, &mut settled),
                 Work::UploadFinish { key } => {
                     if let Some(exchange) = self.io.by_key.get(&(version, key)).copied() {
@@ -326,6 +337,7 @@ impl Core {
     /// `version`'s isolate is gone: its subrequests go too (a pass-through keeps streaming).
     pub(super) fn isolate_gone(&mut self, version: u64) {
         self.kv_isolate_gone(version);
+        self.service_isolate_gone(version);
         self.caches_isolate_gone(version);
         let gone: Vec<ExchangeId> = self
             .io
@@ -352,7 +364,8 @@ impl Core {
         now: Instant,
     ) {
         let Some(pending) = self.pending.get(&id) else { return };
-        let (conn, request, version) = (pending.conn, pending.request, pending.tenant.version);
+        let version = pending.tenant.version;
+        let ReplyTo::Client { conn, request } = pending.to else { return };
         let (streaming, length) = match stream {
             WireStream::Fetch { key } => match self.io.by_key.get(&(version, key)).copied() {
                 Some(exchange) => {
@@ -391,20 +404,19 @@ impl Core {
     /// Moves request `id`'s response body on as far as the client's room allows.
     pub(super) fn pump_stream(&mut self, id: u64, now: Instant) {
         let Some(pending) = self.pending.get(&id) else { return };
-        let (conn, request, version) = (pending.conn, pending.request, pending.tenant.version);
+        let version = pending.tenant.version;
         let Some(streaming) = pending.stream else { return };
         match streaming {
             Streaming::Fetch { exchange } => {
                 // Bounded: at most the room the connection gives, a piece at a time.
-                while self.http.stream_room(conn) > 0 {
+                while self.sink_room(id) > 0 {
                     let link = self.http.transport_mut();
                     match self.io.outbound.next_progress(link, &mut self.ring, exchange, now) {
                         Some(Progress::Chunk(bytes)) => {
                             if let Some(p) = self.pending.get_mut(&id) {
                                 p.bytes_out += bytes.len() as u64;
                             }
-                            if !self.http.respond_chunk(&mut self.ring, conn, request, &bytes, now, &mut self.incoming)
-                            {
+                            if !self.sink_chunk(id, bytes, now) {
                                 self.end_stream(id, false, now);
                                 return;
                             }
@@ -423,7 +435,7 @@ impl Core {
                 }
             }
             Streaming::Js { reader, reading } => {
-                if reading || self.http.stream_room(conn) == 0 {
+                if reading || self.sink_room(id) == 0 {
                     return;
                 }
                 if let Some(p) = self.pending.get_mut(&id) {
@@ -457,11 +469,10 @@ impl Core {
         let Some(id) = found else { return };
         let Some(pending) = self.pending.get_mut(&id) else { return };
         pending.stream = Some(Streaming::Js { reader, reading: false });
-        let (conn, request) = (pending.conn, pending.request);
         match chunk {
             Ok(Some(bytes)) => {
                 pending.bytes_out += bytes.len() as u64;
-                if !self.http.respond_chunk(&mut self.ring, conn, request, &bytes, now, &mut self.incoming) {
+                if !self.sink_chunk(id, bytes, now) {
                     self.end_stream(id, false, now);
                     return;
                 }
@@ -482,12 +493,42 @@ impl Core {
     pub(super) fn end_stream(&mut self, id: u64, complete: bool, now: Instant) {
         let Some(pending) = self.pending.get_mut(&id) else { return };
         let Some(streaming) = pending.stream.take() else { return };
-        let (conn, request, version, bytes) =
-            (pending.conn, pending.request, pending.tenant.version, pending.bytes_out);
-        self.io.streams.remove(&(conn, request));
-        self.http.respond_end(&mut self.ring, conn, request, complete, now, &mut self.incoming);
+        let (version, bytes) = (pending.tenant.version, pending.bytes_out);
+        match pending.to {
+            ReplyTo::Client { conn, request } => {
+                self.io.streams.remove(&(conn, request));
+                self.http.respond_end(&mut self.ring, conn, request, complete, now, &mut self.incoming);
+            }
+            ReplyTo::Service(_) => self.service_end(id, complete),
+        }
         self.drop_stream_source(version, streaming);
         self.complete(id, bytes, now);
+    }
+
+    /// How many body bytes request `id`'s response may take now: the client's room, or (for a
+    /// service call, whose body is collected) a piece at a time.
+    fn sink_room(&mut self, id: u64) -> usize {
+        match self.pending.get(&id).map(|p| &p.to) {
+            Some(ReplyTo::Client { conn, .. }) => {
+                let conn = *conn;
+                self.http.stream_room(conn)
+            }
+            Some(ReplyTo::Service(_)) => 64 << 10,
+            None => 0,
+        }
+    }
+
+    /// Passes a piece of request `id`'s response body on; false if it cannot be (the client is
+    /// gone, or a service call's body is over its limit).
+    fn sink_chunk(&mut self, id: u64, bytes: Vec<u8>, now: Instant) -> bool {
+        let Some(pending) = self.pending.get_mut(&id) else { return false };
+        match &mut pending.to {
+            ReplyTo::Client { conn, request } => {
+                let (conn, request) = (*conn, *request);
+                self.http.respond_chunk(&mut self.ring, conn, request, &bytes, now, &mut self.incoming)
+            }
+            ReplyTo::Service(caller) => caller.collect(bytes),
+        }
     }
 
     fn drop_stream_source(&mut self, version: u64, streaming: Streaming) {

@@ -34,6 +34,7 @@ use crate::worker::{LoadError, RequestParts};
 mod caches;
 mod io;
 mod kv;
+mod service;
 
 pub use kv::KvStore;
 
@@ -118,11 +119,21 @@ pub enum CoreError {
     Caches { index: usize, error: std::io::Error },
 }
 
+/// Who gets a pending request's response.
+#[derive(Debug)]
+enum ReplyTo {
+    /// A client, on a connection.
+    Client { conn: ConnId, request: RequestId },
+    /// Another tenant's isolate on this core, through a service binding (see `service`).
+    Service(service::Caller),
+}
+
 /// A request handed to an isolate and not yet answered.
 #[derive(Debug)]
 struct Pending {
-    conn: ConnId,
-    request: RequestId,
+    to: ReplyTo,
+    /// How many service-binding calls deep this request is (0: a client's).
+    depth: u8,
     tenant: Arc<Tenant>,
     started: Instant,
     wall_deadline: Instant,
@@ -570,8 +581,8 @@ impl Core {
         self.pending.insert(
             id,
             Pending {
-                conn,
-                request: request.id(),
+                to: ReplyTo::Client { conn, request: request.id() },
+                depth: 0,
                 tenant,
                 started,
                 wall_deadline,
@@ -976,7 +987,13 @@ impl Core {
             return;
         }
         pending.status = response.status;
-        let (conn, request) = (pending.conn, pending.request);
+        let (conn, request) = match &pending.to {
+            ReplyTo::Client { conn, request } => (*conn, *request),
+            ReplyTo::Service(_) => {
+                self.service_respond(id, response, now);
+                return;
+            }
+        };
         let mut headers = response.headers;
         // Framing is the codec's: a script's (or an origin's) framing headers do not pass.
         headers.retain(|(name, _)| !is_hop_by_hop(name));

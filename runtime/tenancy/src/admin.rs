@@ -71,6 +71,8 @@ pub struct DeployedTenant {
     pub crons: Vec<String>,
     /// KV bindings; the admin API keeps them on a PUT (they come from the configuration).
     pub kv: Vec<crate::tenant::KvBinding>,
+    /// Service bindings, kept on a PUT like the KV bindings.
+    pub services: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for DeployedTenant {
@@ -409,6 +411,7 @@ impl Admin {
             secrets,
             limits,
             kv: existing.map(|t| t.kv.clone()).unwrap_or_default(),
+            services: existing.map(|t| t.services.clone()).unwrap_or_default(),
             read_disk: false,
             crons,
         })

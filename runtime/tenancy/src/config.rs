@@ -268,6 +268,8 @@ pub struct TenantConfig {
     pub crons: Vec<String>,
     /// `[[tenant.kv]]`, in file order.
     pub kv: Vec<KvBinding>,
+    /// `services = { NAME = "tenant" }`: service bindings (the named tenants exist).
+    pub services: BTreeMap<String, String>,
 }
 
 impl TenantConfig {
@@ -285,6 +287,7 @@ impl TenantConfig {
             limits: self.limits.into(),
             crons: self.crons.clone(),
             kv: self.kv.clone(),
+            services: self.services.clone(),
             read_disk: true,
         }
     }
@@ -587,6 +590,7 @@ struct TenantTable {
     limits: Option<LimitsTable>,
     crons: Option<Vec<Spanned<String>>>,
     kv: Option<Vec<Spanned<KvBindingTable>>>,
+    services: Option<Bindings>,
 }
 
 /// `tenant.vars` and `tenant.secrets`: names (with their places) to strings.
@@ -1069,6 +1073,7 @@ impl Document<'_> {
         let vars = self.bindings(table.vars, "tenant.vars", &BTreeMap::new())?;
         let secrets = self.bindings(table.secrets, "tenant.secrets", &vars)?;
         let kv = self.kv_bindings(table.kv, &vars, &secrets)?;
+        let services = self.services(table.services, &vars, &secrets, &kv)?;
 
         let (limits, heap_span) = self.limits(table.limits, default_limits)?;
         if let Some(span) = heap_span {
@@ -1106,6 +1111,7 @@ impl Document<'_> {
             limits,
             crons,
             kv,
+            services,
         })
     }
 
@@ -1159,6 +1165,46 @@ impl Document<'_> {
 
     /// `vars` or `secrets`, none of whose names is in `taken`. Messages name the key but never
     /// show a value.
+    /// `services = { NAME = "tenant" }`: binding names are identifiers not taken by vars, secrets
+    /// or KV bindings; targets are tenant names (that they exist is checked once every tenant is
+    /// read).
+    fn services(
+        &self,
+        table: Option<Bindings>,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+        kv: &[KvBinding],
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut entries: Vec<_> = table.unwrap_or_default().into_iter().collect();
+        entries.sort_by_key(|(name, _)| name.span().start);
+        let mut services = BTreeMap::new();
+        for (name, target) in entries {
+            let (span, name) = (name.span(), name.into_inner());
+            self.ensure(is_binding_name(&name), &span, || Problem::Invalid {
+                key: "tenant.services".into(),
+                message: format!("has the binding {name:?}, which must be {BINDING_NAME_RULE}"),
+            })?;
+            let other = if vars.contains_key(&name) {
+                Some("in tenant.vars")
+            } else if secrets.contains_key(&name) {
+                Some("in tenant.secrets")
+            } else if kv.iter().any(|b| b.binding == name) {
+                Some("a [[tenant.kv]] binding")
+            } else {
+                None
+            };
+            if let Some(other) = other {
+                return Err(self.fail(&span, Problem::BindingTaken { key: "tenant.services".into(), name, other }));
+            }
+            self.ensure(is_tenant_name(&target), &span, || Problem::Invalid {
+                key: format!("tenant.services.{name}"),
+                message: format!("names {target:?}, which is not a tenant name ({TENANT_NAME_RULE})"),
+            })?;
+            services.insert(name, target);
+        }
+        Ok(services)
+    }
+
     fn bindings(
         &self,
         table: Option<Bindings>,
@@ -1414,7 +1460,7 @@ subrequests = 0
         assert_eq!(
             parse_err(&format!("{TENANT}scripts = \"x\"\nzz = 1\n")),
             "isobar.toml:5:1: unknown key `scripts` in [[tenant]]; expected one of name, script, format, routes, \
-             vars, secrets, limits, crons, kv"
+             vars, secrets, limits, crons, kv, services"
         );
         assert_eq!(
             parse_err(&format!("{TENANT}limits = {{ cpu_ms = 5, wal_ms = 1 }}\n")),
@@ -1733,6 +1779,20 @@ routes = ["blog.test", "Example.COM/shop/"]
             parse_err(&with_tenant("[cache]\nmemroy_mb = 1\n")),
             "isobar.toml:2:1: unknown key `memroy_mb` in [cache]; expected one of path, memory_mb, disk_mb"
         );
+    }
+
+    #[test]
+    fn service_bindings_are_checked() {
+        let config = parse_ok(&format!("{TENANT}services = {{ AUTH = \"auth\", Self_ = \"t\" }}\n"));
+        let expected = BTreeMap::from([("AUTH".to_string(), "auth".to_string()), ("Self_".into(), "t".into())]);
+        assert_eq!(config.tenants[0].services, expected);
+        assert_eq!(config.tenants[0].settings(String::new()).services, expected);
+        assert_eq!(
+            parse_err(&format!("{TENANT}vars = {{ AUTH = \"1\" }}\nservices = {{ AUTH = \"auth\" }}\n")),
+            "isobar.toml:6:14: tenant.services \"AUTH\" is also in tenant.vars; a name on env can hold only one value"
+        );
+        assert!(parse_err(&format!("{TENANT}services = {{ \"a-b\" = \"auth\" }}\n")).contains("JavaScript identifier"));
+        assert!(parse_err(&format!("{TENANT}services = {{ A = \"Not A Tenant\" }}\n")).contains("not a tenant name"));
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct TenantSettings {
     pub limits: TenantLimits,
     /// KV namespaces on `env`; their binding names are unique among vars, secrets and bindings.
     pub kv: Vec<KvBinding>,
+    /// Service bindings on `env`: binding name -> the tenant its `fetch()` calls, in the same
+    /// process and on the same core, with no socket. Names are unique among all bindings.
+    pub services: BTreeMap<String, String>,
     /// Whether imports may be read from disk while bundling (config tenants: yes; uploads: no).
     pub read_disk: bool,
     /// Cron Triggers: valid expressions (see [`crate::cron`]), firing the module's `scheduled()`.
@@ -122,6 +125,7 @@ impl fmt::Debug for TenantSettings {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("limits", &self.limits)
             .field("kv", &self.kv)
+            .field("services", &self.services)
             .field("read_disk", &self.read_disk)
             .field("crons", &self.crons)
             .finish()
@@ -163,6 +167,7 @@ mod tests {
             secrets: BTreeMap::from([("KEY".into(), "hunter2".into())]),
             limits: TenantLimits::default(),
             kv: Vec::new(),
+            services: BTreeMap::new(),
             read_disk: false,
             crons: Vec::new(),
         };

@@ -94,7 +94,7 @@ fn queue(scope: &mut Scope, work: Work) -> Result<(), JsError> {
 
 /// The request the running code works for, with its subrequest counted: the error Workers
 /// throws past the limit, or when there is no request at all.
-fn count_subrequest(scope: &mut Scope) -> Result<u64, JsError> {
+pub(crate) fn count_subrequest(scope: &mut Scope) -> Result<u64, JsError> {
     let state = bridge::state(scope);
     let id = context::current(scope);
     let mut state = state.borrow_mut();

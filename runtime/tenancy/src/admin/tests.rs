@@ -58,6 +58,7 @@ impl ControlPlane for TestControl {
             limits: settings.limits,
             crons: settings.crons.clone(),
             kv: settings.kv.clone(),
+            services: BTreeMap::new(),
         };
         let replaced = tenants.insert(settings.name.clone(), tenant).is_some();
         self.deployed.borrow_mut().push(settings);
