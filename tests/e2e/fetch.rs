@@ -16,17 +16,19 @@ use isobar_e2e::{Client, Isobar, TempDir, workspace};
 
 /// A request the origin received.
 #[derive(Clone, Debug)]
-struct Seen {
+pub(crate) struct Seen {
     method: String,
-    target: String,
+    pub(crate) target: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
 /// An HTTP/1.1 origin on loopback: keep-alive, content-length and chunked bodies both ways.
-struct Origin {
+pub(crate) struct Origin {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// The addresses connections came from, each once.
+    peers: Arc<Mutex<Vec<std::net::IpAddr>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     gate: Gate,
 }
@@ -35,22 +37,34 @@ struct Origin {
 type Gate = Arc<(Mutex<bool>, Condvar)>;
 
 impl Origin {
-    fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the origin");
+    pub(crate) fn start() -> Origin {
+        Origin::start_on("127.0.0.1")
+    }
+
+    /// An origin on `ip` (an address of a network namespace a test made, for one).
+    pub(crate) fn start_on(ip: &str) -> Origin {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the origin");
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let gate: Gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let (count, log, shared_gate) = (connections.clone(), seen.clone(), gate.clone());
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (count, log, shared_gate, from) = (connections.clone(), seen.clone(), gate.clone(), peers.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
+                if let Ok(peer) = stream.peer_addr() {
+                    let mut from = from.lock().unwrap();
+                    if !from.contains(&peer.ip()) {
+                        from.push(peer.ip());
+                    }
+                }
                 let (log, gate) = (log.clone(), shared_gate.clone());
                 std::thread::spawn(move || serve_origin(stream, addr, log, gate));
             }
         });
-        Origin { addr, connections, seen, gate }
+        Origin { addr, connections, peers, seen, gate }
     }
 
     fn open_gate(&self) {
@@ -59,11 +73,19 @@ impl Origin {
         changed.notify_all();
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn peers(&self) -> Vec<std::net::IpAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -261,7 +283,7 @@ fn get(isobar: &Isobar, path: &str) -> isobar_e2e::Response {
 }
 
 /// Percent-encodes a URL for a query parameter.
-fn q(url: &str) -> String {
+pub(crate) fn q(url: &str) -> String {
     url.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -95,6 +95,30 @@ fn tap_serves_http_from_the_kernel_side_on_every_core() {
     });
 }
 
+/// `fetch()` from a Worker on the userspace stack: the subrequest leaves through smoltcp on the
+/// TAP (isobar's address 10.0.0.2) to an origin on the kernel side (10.0.0.1), and its response
+/// comes back the same way, on a kept-alive connection the second time.
+#[test]
+fn fetch_goes_out_through_the_userspace_stack() {
+    in_namespace(|| {
+        kernel_side_tap("isotapf");
+        let origin = crate::fetch::Origin::start_on("10.0.0.1");
+        let isobar = start_on("tap:isotapf", "10.0.0.2/24", "tests/workers/fetch.js", &["--cores", "1"]);
+        let mut client = Client::connect(tap_addr());
+        for round in 0..2 {
+            let path = format!("/pass?to={}", crate::fetch::q(&origin.url(&format!("/hello?round={round}"))));
+            let response = client.request("GET", &path, &[], b"");
+            assert_eq!(response.status, 200, "{}", response.text());
+            assert_eq!(response.text(), "hello from the origin\n");
+            assert_eq!(response.header("x-target"), Some(format!("/hello?round={round}").as_str()));
+        }
+        assert_eq!(origin.seen().len(), 2, "both requests reached the origin");
+        assert_eq!(origin.connections(), 1, "the second one on the kept-alive connection");
+        assert_eq!(origin.peers(), vec![std::net::IpAddr::from(Ipv4Addr::new(10, 0, 0, 2))], "from smoltcp's address");
+        drop(isobar);
+    });
+}
+
 #[test]
 fn four_mebibytes_round_trip_intact_over_the_tap() {
     in_namespace(|| {
