@@ -17,6 +17,7 @@
 //! in time and count. The harness kills only the processes it started.
 
 mod coldstart;
+mod kv_service;
 mod load;
 mod measure;
 mod memory;
@@ -238,6 +239,17 @@ impl Context {
 }
 
 fn main() {
+    // workerd's KV binding needs a service behind it; the harness's own binary is that service,
+    // a process of its own (kv_service.rs). That is not a mode of the harness, so it bypasses
+    // the parser.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).is_some_and(|a| a == "kv-service") {
+        if let Err(error) = kv_service::main(&argv[2..]) {
+            eprintln!("harness kv-service: error: {error:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let args = Args::parse();
     match run(args) {
         Ok(()) => {}
