@@ -1,6 +1,6 @@
 //! The benchmark harness: what a tenant costs on isobar — a tenant switch, a cold start, memory,
-//! throughput, metering — measured side by side with one OS process or one OS thread per
-//! tenant and with the runtimes people would pick instead (workerd, deno, bun, node), and
+//! throughput, metering, Workers KV — measured side by side with one OS process or one OS thread
+//! per tenant and with the runtimes people would pick instead (workerd, deno, bun, node), and
 //! written up as BENCHMARKS.md sections, SVG plots and a JSON results file.
 //!
 //!   cargo run --release -p isobar-bench --bin harness -- quick|full [--only SCENARIO,...]
@@ -17,6 +17,7 @@
 //! in time and count. The harness kills only the processes it started.
 
 mod coldstart;
+mod kv;
 mod kv_service;
 mod load;
 mod measure;
@@ -46,7 +47,8 @@ use crate::servers::{Launcher, Placement, Ports};
 struct Args {
     /// quick: seconds, isobar only (CI); full: every scenario against every peer.
     mode: Mode,
-    /// Only these scenarios (comma-separated): switch, coldstart, memory, throughput, metering.
+    /// Only these scenarios (comma-separated): switch, coldstart, memory, throughput, metering,
+    /// kv.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// The isobar binary (default: build it with cargo, same profile as this harness).
@@ -93,10 +95,21 @@ pub enum Scenario {
     Memory,
     Throughput,
     Metering,
+    Kv,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] =
+    /// What a run without `--only` measures.
+    const DEFAULT: [Scenario; 6] = [
+        Scenario::Switch,
+        Scenario::Coldstart,
+        Scenario::Memory,
+        Scenario::Throughput,
+        Scenario::Metering,
+        Scenario::Kv,
+    ];
+    /// The scenarios behind issue 11's "Report against" targets.
+    const TARGETS: [Scenario; 5] =
         [Scenario::Switch, Scenario::Coldstart, Scenario::Memory, Scenario::Throughput, Scenario::Metering];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +119,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Throughput => "throughput",
             Scenario::Metering => "metering",
+            Scenario::Kv => "kv",
         }
     }
 }
@@ -142,6 +156,10 @@ pub struct Plan {
     pub metering_window: Duration,
     /// Busy-loop iterations of the metering scenario's spinning tenants.
     pub metering_spins: Vec<u64>,
+    /// Keys the kv scenario writes first and then reads and overwrites.
+    pub kv_keys: usize,
+    pub kv_connections: Vec<usize>,
+    pub kv_window: Duration,
 }
 
 impl Plan {
@@ -168,6 +186,9 @@ impl Plan {
                 throughput_window: Duration::from_millis(200),
                 metering_window: Duration::from_millis(200),
                 metering_spins: vec![100_000],
+                kv_keys: 100,
+                kv_connections: vec![1, 4],
+                kv_window: Duration::from_millis(150),
             },
             Mode::Full => Plan {
                 mode,
@@ -190,6 +211,9 @@ impl Plan {
                 throughput_window: Duration::from_secs(2),
                 metering_window: Duration::from_secs(1),
                 metering_spins: vec![100_000, 1_000_000],
+                kv_keys: 1000,
+                kv_connections: vec![1, 16],
+                kv_window: Duration::from_secs(2),
             },
         }
     }
@@ -271,7 +295,7 @@ fn run(args: Args) -> Result<()> {
         plan.native_tenants_max = 0;
         plan.runtime_tenants_max = 0;
     }
-    let scenarios: Vec<Scenario> = if args.only.is_empty() { Scenario::ALL.to_vec() } else { args.only.clone() };
+    let scenarios: Vec<Scenario> = if args.only.is_empty() { Scenario::DEFAULT.to_vec() } else { args.only.clone() };
     let out = args.out.clone().unwrap_or_else(|| workspace.join("bench/results"));
     let work = out.join(format!("work-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| work.display().to_string())?;
@@ -334,6 +358,7 @@ fn run(args: Args) -> Result<()> {
             Scenario::Memory => results.memory = Some(memory::run(&mut ctx)),
             Scenario::Throughput => results.throughput = Some(throughput::run(&mut ctx)),
             Scenario::Metering => results.metering = Some(metering::run(&mut ctx)),
+            Scenario::Kv => results.kv = Some(kv::run(&mut ctx)),
         }
         eprintln!("harness: {} done in {:.1} s", scenario.name(), began.elapsed().as_secs_f64());
     }

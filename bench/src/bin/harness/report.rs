@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::coldstart::ColdStartResults;
+use crate::kv::{KvResults, Op};
 use crate::measure::{Series, Spread};
 use crate::memory::MemoryResults;
 use crate::metering::MeteringResults;
@@ -36,6 +37,7 @@ pub struct Results {
     pub memory: Option<MemoryResults>,
     pub throughput: Option<ThroughputResults>,
     pub metering: Option<MeteringResults>,
+    pub kv: Option<KvResults>,
     pub targets: Vec<Target>,
     pub plots: Vec<PathBuf>,
 }
@@ -100,6 +102,7 @@ impl Results {
             memory: None,
             throughput: None,
             metering: None,
+            kv: None,
             targets: vec![],
             plots: vec![],
         }
@@ -245,7 +248,7 @@ const NOISE_US: f64 = 1.0;
 /// Every section this run can write, by marker name.
 pub fn sections(results: &Results) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if results.scenarios.len() == Scenario::ALL.len() {
+    if Scenario::TARGETS.iter().all(|s| results.scenarios.contains(s)) {
         out.push(("targets", targets_section(results)));
     }
     if let Some(r) = &results.switch {
@@ -262,6 +265,9 @@ pub fn sections(results: &Results) -> Vec<(&'static str, String)> {
     }
     if let Some(r) = &results.metering {
         out.push(("metering", metering_section(results, r)));
+    }
+    if let Some(r) = &results.kv {
+        out.push(("kv", kv_section(results, r)));
     }
     out
 }
@@ -596,6 +602,76 @@ fn metering_section(results: &Results, r: &MeteringResults) -> String {
                 .map(|f| format!(", {:.1}% of hello world's core CPU per request above", f * 100.0))
                 .unwrap_or_default()
         );
+    }
+    s
+}
+
+fn kv_section(results: &Results, r: &KvResults) -> String {
+    let mut s = String::new();
+    let plan = &results.plan;
+    let _ = writeln!(
+        s,
+        "One Worker (the same ES module on every system) does one KV operation per request: `get` or `put` of a \
+         {}-byte value over {} keys written through it first, in a scattered order; \"no KV\" is the same route \
+         without the operation. Every server and its store on CPU 0, all up at once, the harness's client on CPU \
+         1, {:.2} s windows after {:.2} s of warm-up, {} rounds taking turns. Server CPU is every process of the \
+         system (front end and store) per request; \"store\" is the store's own processes (redis-server, or the \
+         service behind workerd's binding); the embedded store is a thread of isobar's. Medians with the range; \
+         ratios to isobar's embedded store at the same operation and connections. Redis-protocol server: {}.\n",
+        r.value_bytes,
+        count(r.keys as f64),
+        plan.kv_window.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        plan.rounds,
+        r.redis,
+    );
+    let _ = writeln!(
+        s,
+        "| system | op | connections | ops/s | vs embedded | p50 | p99 | server CPU / op | of which store | CPU vs embedded | client CPU share |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for &connections in &plan.kv_connections {
+        for op in Op::ALL {
+            let base = r.systems.first().and_then(|sys| sys.cell(op, connections));
+            let base_rps = base.and_then(|c| c.series.median("requests_per_second"));
+            let base_cpu = base.and_then(|c| c.series.median("server_cpu_us_per_request"));
+            for sys in &r.systems {
+                let Some(cell) = sys.cell(op, connections) else { continue };
+                let series = &cell.series;
+                let note = first_error(&series.errors).map(|e| format!(" (failed rounds: {e})")).unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "| {}{note} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    sys.system,
+                    op.name(),
+                    count(connections as f64),
+                    spread(series.spread("requests_per_second"), count),
+                    ratio(series.median("requests_per_second"), base_rps),
+                    series.median("p50_us").map(us).unwrap_or_else(|| "–".into()),
+                    spread(series.spread("p99_us"), us),
+                    spread(series.spread("server_cpu_us_per_request"), us),
+                    cell.store_cpu.map(|c| us(c.median)).unwrap_or_else(|| "in process".into()),
+                    ratio(series.median("server_cpu_us_per_request"), base_cpu),
+                    series.median("client_cpu_share").map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into()),
+                );
+            }
+        }
+    }
+    let unavailable: Vec<String> = r
+        .systems
+        .iter()
+        .filter(|sys| sys.cells.is_empty())
+        .map(|sys| format!("{}: {}", sys.system, cell(sys.error.as_deref().unwrap_or("not measured"))))
+        .collect();
+    if !unavailable.is_empty() {
+        let _ = writeln!(s, "\nNot measured in this run:\n");
+        for line in unavailable {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
+    let _ = writeln!(s, "\nWhat each store promises when the Worker's `await` returns:\n");
+    for sys in &r.systems {
+        let _ = writeln!(s, "- {}: {}.", sys.system, sys.store);
     }
     s
 }
