@@ -1,7 +1,8 @@
 //! The benchmark harness: what a tenant costs on isobar — a tenant switch, a cold start, memory,
-//! throughput, metering, Workers KV — measured side by side with one OS process or one OS thread
-//! per tenant and with the runtimes people would pick instead (workerd, deno, bun, node), and
-//! written up as BENCHMARKS.md sections, SVG plots and a JSON results file.
+//! throughput, metering, Workers KV, Cron Triggers' timing — measured side by side with one OS
+//! process or one OS thread per tenant and with the runtimes people would pick instead
+//! (workerd, deno, bun, node), and written up as BENCHMARKS.md sections, SVG plots and a JSON
+//! results file.
 //!
 //!   cargo run --release -p isobar-bench --bin harness -- quick|full [--only SCENARIO,...]
 //!
@@ -17,6 +18,7 @@
 //! in time and count. The harness kills only the processes it started.
 
 mod coldstart;
+mod cron;
 mod kv;
 mod kv_service;
 mod load;
@@ -48,7 +50,7 @@ struct Args {
     /// quick: seconds, isobar only (CI); full: every scenario against every peer.
     mode: Mode,
     /// Only these scenarios (comma-separated): switch, coldstart, memory, throughput, metering,
-    /// kv.
+    /// kv, cron. cron runs only when named here (it watches the clock for minutes).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// The isobar binary (default: build it with cargo, same profile as this harness).
@@ -71,6 +73,9 @@ struct Args {
     /// Caps every tenant count (switch, memory) at this: for a smaller machine or a shorter run.
     #[arg(long)]
     max_tenants: Option<usize>,
+    /// Minute boundaries the cron scenario watches (default: 1 quick, 10 full).
+    #[arg(long)]
+    cron_minutes: Option<usize>,
     /// Keep the work directory (scripts, configurations, server logs) after the run.
     #[arg(long)]
     keep_work: bool,
@@ -96,10 +101,12 @@ pub enum Scenario {
     Throughput,
     Metering,
     Kv,
+    Cron,
 }
 
 impl Scenario {
-    /// What a run without `--only` measures.
+    /// What a run without `--only` measures: everything but cron, which takes ten minutes of
+    /// wall time mostly waiting.
     const DEFAULT: [Scenario; 6] = [
         Scenario::Switch,
         Scenario::Coldstart,
@@ -120,6 +127,7 @@ impl Scenario {
             Scenario::Throughput => "throughput",
             Scenario::Metering => "metering",
             Scenario::Kv => "kv",
+            Scenario::Cron => "cron",
         }
     }
 }
@@ -160,6 +168,8 @@ pub struct Plan {
     pub kv_keys: usize,
     pub kv_connections: Vec<usize>,
     pub kv_window: Duration,
+    /// Minute boundaries the cron scenario watches.
+    pub cron_minutes: usize,
 }
 
 impl Plan {
@@ -189,6 +199,7 @@ impl Plan {
                 kv_keys: 100,
                 kv_connections: vec![1, 4],
                 kv_window: Duration::from_millis(150),
+                cron_minutes: 1,
             },
             Mode::Full => Plan {
                 mode,
@@ -214,6 +225,7 @@ impl Plan {
                 kv_keys: 1000,
                 kv_connections: vec![1, 16],
                 kv_window: Duration::from_secs(2),
+                cron_minutes: 10,
             },
         }
     }
@@ -248,6 +260,7 @@ pub struct Context {
     pub client_cpu: usize,
     /// CPUs this process could use before it pinned itself to the client's.
     pub cpus: usize,
+    pub usable_cpus: Vec<usize>,
     pub work: PathBuf,
 }
 
@@ -295,6 +308,9 @@ fn run(args: Args) -> Result<()> {
         plan.native_tenants_max = 0;
         plan.runtime_tenants_max = 0;
     }
+    if let Some(minutes) = args.cron_minutes {
+        plan.cron_minutes = minutes.max(1);
+    }
     let scenarios: Vec<Scenario> = if args.only.is_empty() { Scenario::DEFAULT.to_vec() } else { args.only.clone() };
     let out = args.out.clone().unwrap_or_else(|| workspace.join("bench/results"));
     let work = out.join(format!("work-{}", std::process::id()));
@@ -310,7 +326,7 @@ fn run(args: Args) -> Result<()> {
         }
         [first, second, ..] => (*first, *second),
     };
-    let client = Placement { cpu: Some(client_cpu), netns: None };
+    let client = Placement::on(client_cpu);
     client.enter().context("pin the harness to the client CPU")?;
     raise_open_files();
 
@@ -325,13 +341,15 @@ fn run(args: Args) -> Result<()> {
     let cache = workspace.join("bench/.cache");
     let peers = match args.mode {
         _ if args.isobar_only => Peers::none(),
+        // Cron measures isobar alone: no npm install for it.
+        _ if scenarios.iter().all(|s| *s == Scenario::Cron) => Peers::none(),
         Mode::Quick => Peers::none(),
         Mode::Full => Peers::prepare(&cache, &workspace),
     };
     let launcher = Launcher {
         work: work.clone(),
         ports: Ports::new(),
-        placement: Placement { cpu: Some(server_cpu), netns: None },
+        placement: Placement::on(server_cpu),
         ip: std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let mut ctx = Context {
@@ -345,6 +363,7 @@ fn run(args: Args) -> Result<()> {
         server_cpu,
         client_cpu,
         cpus: usable.len(),
+        usable_cpus: usable.clone(),
         work,
     };
 
@@ -359,6 +378,7 @@ fn run(args: Args) -> Result<()> {
             Scenario::Throughput => results.throughput = Some(throughput::run(&mut ctx)),
             Scenario::Metering => results.metering = Some(metering::run(&mut ctx)),
             Scenario::Kv => results.kv = Some(kv::run(&mut ctx)),
+            Scenario::Cron => results.cron = Some(cron::run(&mut ctx)),
         }
         eprintln!("harness: {} done in {:.1} s", scenario.name(), began.elapsed().as_secs_f64());
     }

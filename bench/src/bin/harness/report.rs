@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::coldstart::ColdStartResults;
+use crate::cron::CronResults;
 use crate::kv::{KvResults, Op};
 use crate::measure::{Series, Spread};
 use crate::memory::MemoryResults;
@@ -38,6 +39,7 @@ pub struct Results {
     pub throughput: Option<ThroughputResults>,
     pub metering: Option<MeteringResults>,
     pub kv: Option<KvResults>,
+    pub cron: Option<CronResults>,
     pub targets: Vec<Target>,
     pub plots: Vec<PathBuf>,
 }
@@ -103,6 +105,7 @@ impl Results {
             throughput: None,
             metering: None,
             kv: None,
+            cron: None,
             targets: vec![],
             plots: vec![],
         }
@@ -268,6 +271,9 @@ pub fn sections(results: &Results) -> Vec<(&'static str, String)> {
     }
     if let Some(r) = &results.kv {
         out.push(("kv", kv_section(results, r)));
+    }
+    if let Some(r) = &results.cron {
+        out.push(("cron", cron_section(results, r)));
     }
     out
 }
@@ -672,6 +678,59 @@ fn kv_section(results: &Results, r: &KvResults) -> String {
     let _ = writeln!(s, "\nWhat each store promises when the Worker's `await` returns:\n");
     for sys in &r.systems {
         let _ = writeln!(s, "- {}: {}.", sys.system, sys.store);
+    }
+    s
+}
+
+fn cron_section(results: &Results, r: &CronResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "`isobar serve` with {} cores (not pinned to one CPU) and one tenant with `crons = [\"* * * * *\"]`, watched \
+         over {} minute boundaries with nothing else running in it; `scheduled()` reports `Date.now()` (frozen at the \
+         start of the event) and `controller.scheduledTime` by `fetch()` to a listener of the harness on loopback. \
+         Jitter = handler start - scheduled minute, in whole milliseconds as `Date.now()` counts them (0: under \
+         1 ms); arrival = the listener's receipt - scheduled minute, to the microsecond (it bounds the jitter from \
+         above). {}\n",
+        r.cores,
+        r.minutes,
+        provenance(results),
+    );
+    if let Some(error) = &r.error {
+        let _ = writeln!(s, "Error: {}\n", cell(error));
+    }
+    let _ = writeln!(
+        s,
+        "| minute boundaries | fired exactly once | missing | fired twice or more | jitter, median (min–max) | arrival, median (min–max) |\n\
+         |---:|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |",
+        r.minutes,
+        r.fired_once,
+        r.missing.len(),
+        r.duplicated.len(),
+        spread(r.jitter_ms, ms),
+        spread(r.arrival_ms, ms),
+    );
+    if let Some((first, last)) = r.window_ms {
+        let jitters: Vec<String> = r
+            .firings
+            .iter()
+            .filter(|f| f.scheduled_ms >= first && f.scheduled_ms <= last)
+            .map(|f| format!("{}", f.handler_ms as i64 - f.scheduled_ms as i64))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nJitter of each firing in order (ms): {}.{}",
+            if jitters.is_empty() { "none".to_string() } else { jitters.join(", ") },
+            if r.outside_window > 0 {
+                format!(" Firings outside the watched minutes (while isobar started): {}.", r.outside_window)
+            } else {
+                String::new()
+            }
+        );
     }
     s
 }

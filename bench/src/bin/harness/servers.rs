@@ -29,22 +29,31 @@ pub const HELLO_BODY: &str = "hello from isobar\n";
 /// The bytes each tenant's working-set variant touches per request.
 pub const WORKING_SET_BYTES: usize = 64 * 1024;
 
-/// Where a server runs: its CPU, and the network namespace it joins (None: the harness's own).
+/// Where a server runs: its CPUs (empty: wherever the caller may run), and the network
+/// namespace it joins (None: the harness's own).
 #[derive(Clone, Debug, Default)]
 pub struct Placement {
-    pub cpu: Option<usize>,
+    pub cpus: Vec<usize>,
     pub netns: Option<Arc<File>>,
 }
 
 impl Placement {
-    /// Applies the placement to the calling thread (a client thread, or a child before exec).
+    /// On one CPU, in the harness's network namespace.
+    pub fn on(cpu: usize) -> Placement {
+        Placement { cpus: vec![cpu], netns: None }
+    }
+
+    /// Applies the placement to the calling thread (a client thread, or a child before exec,
+    /// where it must not allocate: it only reads `cpus`).
     pub fn enter(&self) -> std::io::Result<()> {
         if let Some(netns) = &self.netns {
             nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
         }
-        if let Some(cpu) = self.cpu {
+        if !self.cpus.is_empty() {
             let mut set = nix::sched::CpuSet::new();
-            set.set(cpu)?;
+            for cpu in &self.cpus {
+                set.set(*cpu)?;
+            }
             nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
         }
         Ok(())
@@ -348,7 +357,7 @@ impl Launcher {
     }
 
     /// `isobar serve` with `count` tenants `t0..`, each its own script (`script(i)`), routed by
-    /// Host `tI.bench`, on one core.
+    /// Host `tI.bench`, on `spec.cores` cores (one unless asked).
     pub fn isobar_tenants(&mut self, spec: &IsobarTenants) -> Result<Server> {
         let dir = self.dir(&spec.name)?;
         let port = self.ports.take(1)?;
@@ -356,8 +365,9 @@ impl Launcher {
         let admin = if spec.admin { Some(SocketAddr::new(self.ip, self.ports.take(1)?)) } else { None };
         let per_core_max = spec.per_core_max.unwrap_or(spec.count + spec.pool as usize + 16);
         let mut config = format!(
-            "[server]\nlisten = \"{listen}\"\ncores = 1\n{}[isolates]\nper_core_max = {per_core_max}\n\
+            "[server]\nlisten = \"{listen}\"\ncores = {}\n{}[isolates]\nper_core_max = {per_core_max}\n\
              per_core_heap_mb = 1048576\npool = {}\n[defaults.limits]\ncpu_ms = {}\n{}",
+            spec.cores,
             admin.map(|a| format!("admin = \"{a}\"\n")).unwrap_or_default(),
             spec.pool,
             spec.cpu_ms,
@@ -620,6 +630,8 @@ pub struct IsobarTenants {
     pub cpu_ms: u32,
     pub admin: bool,
     pub snapshot: Option<PathBuf>,
+    /// `[server] cores`: 1 unless the scenario needs more (its placement must allow them).
+    pub cores: usize,
     /// Top-level tables (`[kv]`, `[egress]`), written before the tenants.
     pub config_toml: String,
     /// Keys added to every `[[tenant]]` (`kv = [...]`, `crons = [...]`).
@@ -639,6 +651,7 @@ impl IsobarTenants {
             cpu_ms: 1000,
             admin: false,
             snapshot: None,
+            cores: 1,
             config_toml: String::new(),
             tenant_toml: String::new(),
         }
