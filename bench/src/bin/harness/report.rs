@@ -221,13 +221,18 @@ fn first_error(errors: &[String]) -> Option<String> {
 
 /// The common line under every section: when, what build, how.
 fn provenance(results: &Results) -> String {
+    // The cron scenario watches the clock once; it has no rounds.
+    let rounds = if results.scenarios.iter().all(|s| *s == Scenario::Cron) {
+        String::new()
+    } else {
+        format!(", {} rounds", results.plan.rounds)
+    };
     format!(
-        "Measured {} by `{}` ({} mode, {} rounds, {:.0} s in all) at isobar commit `{}` ({} build), on {} CPUs \
+        "Measured {} by `{}` ({} mode{rounds}, {:.0} s in all) at isobar commit `{}` ({} build), on {} CPUs \
          (server on CPU {}, client on CPU {}), Linux {}.",
         results.started.get(..10).unwrap_or(&results.started),
         command_line(results),
         if results.mode == Mode::Quick { "quick" } else { "full" },
-        results.plan.rounds,
         results.seconds,
         results.isobar.commit,
         if results.isobar.binary.components().any(|c| c.as_os_str() == "debug") { "debug" } else { "release" },
@@ -623,13 +628,15 @@ fn kv_section(results: &Results, r: &KvResults) -> String {
          1, {:.2} s windows after {:.2} s of warm-up, {} rounds taking turns. Server CPU is every process of the \
          system (front end and store) per request; \"store\" is the store's own processes (redis-server, or the \
          service behind workerd's binding); the embedded store is a thread of isobar's. Medians with the range; \
-         ratios to isobar's embedded store at the same operation and connections. Redis-protocol server: {}.\n",
+         ratios to isobar's embedded store at the same operation and connections. Redis-protocol server: {}. \
+         {}\n",
         r.value_bytes,
         count(r.keys as f64),
         plan.kv_window.as_secs_f64(),
         plan.warmup.as_secs_f64(),
         plan.rounds,
         r.redis,
+        provenance(results),
     );
     let _ = writeln!(
         s,
