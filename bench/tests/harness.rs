@@ -89,6 +89,18 @@ fn quick_mode_writes_results_and_plots() {
     // Metering: both counters read.
     let workloads = results["metering"]["workloads"].as_array().expect("metering workloads");
     assert!(workloads.len() >= 2 && workloads.iter().all(|w| w["metered_us_per_request"]["median"].is_number()));
+    // KV: isobar's embedded store measured for every operation at every connection count, and
+    // no request failed (a failed get would mean the keys were not written first).
+    let kv = &results["kv"]["systems"][0];
+    assert!(kv["error"].is_null(), "{kv}");
+    let cells = kv["cells"].as_array().expect("kv cells");
+    assert_eq!(cells.len(), 6, "get, put and no KV at 1 and 4 connections: {cells:?}");
+    for cell in cells {
+        let series = &cell["series"];
+        assert!(rounds(series) > 0, "no measurement in {cell}");
+        assert!(series["summary"]["server_cpu_us_per_request"]["median"].as_f64().is_some_and(|v| v > 0.0), "{cell}");
+        assert_eq!(series["summary"]["failures"]["max"].as_f64(), Some(0.0), "{cell}");
+    }
     // Every "Report against" target is stated.
     assert_eq!(results["targets"].as_array().map(Vec::len), Some(5));
 

@@ -1,7 +1,8 @@
 //! The benchmark harness: what a tenant costs on isobar — a tenant switch, a cold start, memory,
-//! throughput, metering — measured side by side with one OS process or one OS thread per
-//! tenant and with the runtimes people would pick instead (workerd, deno, bun, node), and
-//! written up as BENCHMARKS.md sections, SVG plots and a JSON results file.
+//! throughput, metering, Workers KV, Cron Triggers' timing — measured side by side with one OS
+//! process or one OS thread per tenant and with the runtimes people would pick instead
+//! (workerd, deno, bun, node), and written up as BENCHMARKS.md sections, SVG plots and a JSON
+//! results file.
 //!
 //!   cargo run --release -p isobar-bench --bin harness -- quick|full [--only SCENARIO,...]
 //!
@@ -17,6 +18,9 @@
 //! in time and count. The harness kills only the processes it started.
 
 mod coldstart;
+mod cron;
+mod kv;
+mod kv_service;
 mod load;
 mod measure;
 mod memory;
@@ -45,7 +49,8 @@ use crate::servers::{Launcher, Placement, Ports};
 struct Args {
     /// quick: seconds, isobar only (CI); full: every scenario against every peer.
     mode: Mode,
-    /// Only these scenarios (comma-separated): switch, coldstart, memory, throughput, metering.
+    /// Only these scenarios (comma-separated): switch, coldstart, memory, throughput, metering,
+    /// kv, cron. cron runs only when named here (it watches the clock for minutes).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// The isobar binary (default: build it with cargo, same profile as this harness).
@@ -68,6 +73,9 @@ struct Args {
     /// Caps every tenant count (switch, memory) at this: for a smaller machine or a shorter run.
     #[arg(long)]
     max_tenants: Option<usize>,
+    /// Minute boundaries the cron scenario watches (default: 1 quick, 10 full).
+    #[arg(long)]
+    cron_minutes: Option<usize>,
     /// Keep the work directory (scripts, configurations, server logs) after the run.
     #[arg(long)]
     keep_work: bool,
@@ -92,10 +100,23 @@ pub enum Scenario {
     Memory,
     Throughput,
     Metering,
+    Kv,
+    Cron,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] =
+    /// What a run without `--only` measures: everything but cron, which takes ten minutes of
+    /// wall time mostly waiting.
+    const DEFAULT: [Scenario; 6] = [
+        Scenario::Switch,
+        Scenario::Coldstart,
+        Scenario::Memory,
+        Scenario::Throughput,
+        Scenario::Metering,
+        Scenario::Kv,
+    ];
+    /// The scenarios behind issue 11's "Report against" targets.
+    const TARGETS: [Scenario; 5] =
         [Scenario::Switch, Scenario::Coldstart, Scenario::Memory, Scenario::Throughput, Scenario::Metering];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +126,8 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Throughput => "throughput",
             Scenario::Metering => "metering",
+            Scenario::Kv => "kv",
+            Scenario::Cron => "cron",
         }
     }
 }
@@ -141,6 +164,12 @@ pub struct Plan {
     pub metering_window: Duration,
     /// Busy-loop iterations of the metering scenario's spinning tenants.
     pub metering_spins: Vec<u64>,
+    /// Keys the kv scenario writes first and then reads and overwrites.
+    pub kv_keys: usize,
+    pub kv_connections: Vec<usize>,
+    pub kv_window: Duration,
+    /// Minute boundaries the cron scenario watches.
+    pub cron_minutes: usize,
 }
 
 impl Plan {
@@ -167,6 +196,10 @@ impl Plan {
                 throughput_window: Duration::from_millis(200),
                 metering_window: Duration::from_millis(200),
                 metering_spins: vec![100_000],
+                kv_keys: 100,
+                kv_connections: vec![1, 4],
+                kv_window: Duration::from_millis(150),
+                cron_minutes: 1,
             },
             Mode::Full => Plan {
                 mode,
@@ -189,6 +222,10 @@ impl Plan {
                 throughput_window: Duration::from_secs(2),
                 metering_window: Duration::from_secs(1),
                 metering_spins: vec![100_000, 1_000_000],
+                kv_keys: 1000,
+                kv_connections: vec![1, 16],
+                kv_window: Duration::from_secs(2),
+                cron_minutes: 10,
             },
         }
     }
@@ -223,6 +260,7 @@ pub struct Context {
     pub client_cpu: usize,
     /// CPUs this process could use before it pinned itself to the client's.
     pub cpus: usize,
+    pub usable_cpus: Vec<usize>,
     pub work: PathBuf,
 }
 
@@ -238,6 +276,17 @@ impl Context {
 }
 
 fn main() {
+    // workerd's KV binding needs a service behind it; the harness's own binary is that service,
+    // a process of its own (kv_service.rs). That is not a mode of the harness, so it bypasses
+    // the parser.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).is_some_and(|a| a == "kv-service") {
+        if let Err(error) = kv_service::main(&argv[2..]) {
+            eprintln!("harness kv-service: error: {error:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let args = Args::parse();
     match run(args) {
         Ok(()) => {}
@@ -259,7 +308,10 @@ fn run(args: Args) -> Result<()> {
         plan.native_tenants_max = 0;
         plan.runtime_tenants_max = 0;
     }
-    let scenarios: Vec<Scenario> = if args.only.is_empty() { Scenario::ALL.to_vec() } else { args.only.clone() };
+    if let Some(minutes) = args.cron_minutes {
+        plan.cron_minutes = minutes.max(1);
+    }
+    let scenarios: Vec<Scenario> = if args.only.is_empty() { Scenario::DEFAULT.to_vec() } else { args.only.clone() };
     let out = args.out.clone().unwrap_or_else(|| workspace.join("bench/results"));
     let work = out.join(format!("work-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| work.display().to_string())?;
@@ -274,7 +326,7 @@ fn run(args: Args) -> Result<()> {
         }
         [first, second, ..] => (*first, *second),
     };
-    let client = Placement { cpu: Some(client_cpu), netns: None };
+    let client = Placement::on(client_cpu);
     client.enter().context("pin the harness to the client CPU")?;
     raise_open_files();
 
@@ -289,13 +341,15 @@ fn run(args: Args) -> Result<()> {
     let cache = workspace.join("bench/.cache");
     let peers = match args.mode {
         _ if args.isobar_only => Peers::none(),
+        // Cron measures isobar alone: no npm install for it.
+        _ if scenarios.iter().all(|s| *s == Scenario::Cron) => Peers::none(),
         Mode::Quick => Peers::none(),
         Mode::Full => Peers::prepare(&cache, &workspace),
     };
     let launcher = Launcher {
         work: work.clone(),
         ports: Ports::new(),
-        placement: Placement { cpu: Some(server_cpu), netns: None },
+        placement: Placement::on(server_cpu),
         ip: std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let mut ctx = Context {
@@ -309,6 +363,7 @@ fn run(args: Args) -> Result<()> {
         server_cpu,
         client_cpu,
         cpus: usable.len(),
+        usable_cpus: usable.clone(),
         work,
     };
 
@@ -322,6 +377,8 @@ fn run(args: Args) -> Result<()> {
             Scenario::Memory => results.memory = Some(memory::run(&mut ctx)),
             Scenario::Throughput => results.throughput = Some(throughput::run(&mut ctx)),
             Scenario::Metering => results.metering = Some(metering::run(&mut ctx)),
+            Scenario::Kv => results.kv = Some(kv::run(&mut ctx)),
+            Scenario::Cron => results.cron = Some(cron::run(&mut ctx)),
         }
         eprintln!("harness: {} done in {:.1} s", scenario.name(), began.elapsed().as_secs_f64());
     }

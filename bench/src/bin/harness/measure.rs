@@ -140,24 +140,38 @@ pub fn on_client<T: Send>(client: &Placement, f: impl FnOnce() -> Result<T> + Se
 
 /// One window of `spec` against the processes `pids`, from a client thread placed on `client`.
 pub fn measure(pids: &[u32], spec: &LoadSpec, client: &Placement) -> Result<Measurement> {
-    let usage = Mutex::new((procfs::Usage::default(), procfs::Usage::default()));
+    measure_with_part(pids, &[], spec, client).map(|(measurement, _)| measurement)
+}
+
+/// One window, as `measure`, whose server is `pids` and `part` together (a front end and the
+/// store behind it, say); the server figures are the sum, and the second value is `part`'s own
+/// CPU time per request.
+pub fn measure_with_part(
+    pids: &[u32],
+    part: &[u32],
+    spec: &LoadSpec,
+    client: &Placement,
+) -> Result<(Measurement, f64)> {
+    let all: Vec<u32> = pids.iter().chain(part).copied().collect();
+    let usage = Mutex::new([procfs::Usage::default(); 4]);
     let result = on_client(client, || {
         load::run(spec, &mut |phase| {
-            let now = procfs::usage(pids);
+            let (now, now_part) = (procfs::usage(&all), procfs::usage(part));
             if let Ok(mut edges) = usage.lock() {
                 match phase {
-                    Phase::Start => edges.0 = now,
-                    Phase::End => edges.1 = now,
+                    Phase::Start => (edges[0], edges[2]) = (now, now_part),
+                    Phase::End => (edges[1], edges[3]) = (now, now_part),
                 }
             }
         })
     })?;
-    let (start, end) = *usage.lock().map_err(|_| anyhow::anyhow!("usage lock poisoned"))?;
+    let [start, end, part_start, part_end] = *usage.lock().map_err(|_| anyhow::anyhow!("usage lock poisoned"))?;
     let server = end.since(start);
+    let part_cpu = part_end.since(part_start).cpu;
     let requests = result.requests.max(1) as f64;
     let seconds = result.window.as_secs_f64().max(1e-9);
     anyhow::ensure!(result.requests > 0, "no successful response in the window ({} failures)", result.failures);
-    Ok(Measurement {
+    let measurement = Measurement {
         round: 0,
         requests: result.requests,
         failures: result.failures,
@@ -169,7 +183,8 @@ pub fn measure(pids: &[u32], spec: &LoadSpec, client: &Placement) -> Result<Meas
         context_switches_per_request: server.context_switches as f64 / requests,
         server_cpu_share: server.cpu.as_secs_f64() / seconds,
         client_cpu_share: result.client_cpu.as_secs_f64() / seconds,
-    })
+    };
+    Ok((measurement, part_cpu.as_secs_f64() * 1e6 / requests))
 }
 
 #[cfg(test)]

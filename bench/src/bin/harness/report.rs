@@ -12,6 +12,8 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use crate::coldstart::ColdStartResults;
+use crate::cron::CronResults;
+use crate::kv::{KvResults, Op};
 use crate::measure::{Series, Spread};
 use crate::memory::MemoryResults;
 use crate::metering::MeteringResults;
@@ -36,6 +38,8 @@ pub struct Results {
     pub memory: Option<MemoryResults>,
     pub throughput: Option<ThroughputResults>,
     pub metering: Option<MeteringResults>,
+    pub kv: Option<KvResults>,
+    pub cron: Option<CronResults>,
     pub targets: Vec<Target>,
     pub plots: Vec<PathBuf>,
 }
@@ -100,6 +104,8 @@ impl Results {
             memory: None,
             throughput: None,
             metering: None,
+            kv: None,
+            cron: None,
             targets: vec![],
             plots: vec![],
         }
@@ -215,13 +221,18 @@ fn first_error(errors: &[String]) -> Option<String> {
 
 /// The common line under every section: when, what build, how.
 fn provenance(results: &Results) -> String {
+    // The cron scenario watches the clock once; it has no rounds.
+    let rounds = if results.scenarios.iter().all(|s| *s == Scenario::Cron) {
+        String::new()
+    } else {
+        format!(", {} rounds", results.plan.rounds)
+    };
     format!(
-        "Measured {} by `{}` ({} mode, {} rounds, {:.0} s in all) at isobar commit `{}` ({} build), on {} CPUs \
+        "Measured {} by `{}` ({} mode{rounds}, {:.0} s in all) at isobar commit `{}` ({} build), on {} CPUs \
          (server on CPU {}, client on CPU {}), Linux {}.",
         results.started.get(..10).unwrap_or(&results.started),
         command_line(results),
         if results.mode == Mode::Quick { "quick" } else { "full" },
-        results.plan.rounds,
         results.seconds,
         results.isobar.commit,
         if results.isobar.binary.components().any(|c| c.as_os_str() == "debug") { "debug" } else { "release" },
@@ -245,7 +256,7 @@ const NOISE_US: f64 = 1.0;
 /// Every section this run can write, by marker name.
 pub fn sections(results: &Results) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if results.scenarios.len() == Scenario::ALL.len() {
+    if Scenario::TARGETS.iter().all(|s| results.scenarios.contains(s)) {
         out.push(("targets", targets_section(results)));
     }
     if let Some(r) = &results.switch {
@@ -262,6 +273,12 @@ pub fn sections(results: &Results) -> Vec<(&'static str, String)> {
     }
     if let Some(r) = &results.metering {
         out.push(("metering", metering_section(results, r)));
+    }
+    if let Some(r) = &results.kv {
+        out.push(("kv", kv_section(results, r)));
+    }
+    if let Some(r) = &results.cron {
+        out.push(("cron", cron_section(results, r)));
     }
     out
 }
@@ -595,6 +612,131 @@ fn metering_section(results: &Results, r: &MeteringResults) -> String {
             o.share_of_hello
                 .map(|f| format!(", {:.1}% of hello world's core CPU per request above", f * 100.0))
                 .unwrap_or_default()
+        );
+    }
+    s
+}
+
+fn kv_section(results: &Results, r: &KvResults) -> String {
+    let mut s = String::new();
+    let plan = &results.plan;
+    let _ = writeln!(
+        s,
+        "One Worker (the same ES module on every system) does one KV operation per request: `get` or `put` of a \
+         {}-byte value over {} keys written through it first, in a scattered order; \"no KV\" is the same route \
+         without the operation. Every server and its store on CPU 0, all up at once, the harness's client on CPU \
+         1, {:.2} s windows after {:.2} s of warm-up, {} rounds taking turns. Server CPU is every process of the \
+         system (front end and store) per request; \"store\" is the store's own processes (redis-server, or the \
+         service behind workerd's binding); the embedded store is a thread of isobar's. Medians with the range; \
+         ratios to isobar's embedded store at the same operation and connections. Redis-protocol server: {}. \
+         {}\n",
+        r.value_bytes,
+        count(r.keys as f64),
+        plan.kv_window.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        plan.rounds,
+        r.redis,
+        provenance(results),
+    );
+    let _ = writeln!(
+        s,
+        "| system | op | connections | ops/s | vs embedded | p50 | p99 | server CPU / op | of which store | CPU vs embedded | client CPU share |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for &connections in &plan.kv_connections {
+        for op in Op::ALL {
+            let base = r.systems.first().and_then(|sys| sys.cell(op, connections));
+            let base_rps = base.and_then(|c| c.series.median("requests_per_second"));
+            let base_cpu = base.and_then(|c| c.series.median("server_cpu_us_per_request"));
+            for sys in &r.systems {
+                let Some(cell) = sys.cell(op, connections) else { continue };
+                let series = &cell.series;
+                let note = first_error(&series.errors).map(|e| format!(" (failed rounds: {e})")).unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "| {}{note} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    sys.system,
+                    op.name(),
+                    count(connections as f64),
+                    spread(series.spread("requests_per_second"), count),
+                    ratio(series.median("requests_per_second"), base_rps),
+                    series.median("p50_us").map(us).unwrap_or_else(|| "–".into()),
+                    spread(series.spread("p99_us"), us),
+                    spread(series.spread("server_cpu_us_per_request"), us),
+                    cell.store_cpu.map(|c| us(c.median)).unwrap_or_else(|| "in process".into()),
+                    ratio(series.median("server_cpu_us_per_request"), base_cpu),
+                    series.median("client_cpu_share").map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into()),
+                );
+            }
+        }
+    }
+    let unavailable: Vec<String> = r
+        .systems
+        .iter()
+        .filter(|sys| sys.cells.is_empty())
+        .map(|sys| format!("{}: {}", sys.system, cell(sys.error.as_deref().unwrap_or("not measured"))))
+        .collect();
+    if !unavailable.is_empty() {
+        let _ = writeln!(s, "\nNot measured in this run:\n");
+        for line in unavailable {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
+    let _ = writeln!(s, "\nWhat each store promises when the Worker's `await` returns:\n");
+    for sys in &r.systems {
+        let _ = writeln!(s, "- {}: {}.", sys.system, sys.store);
+    }
+    s
+}
+
+fn cron_section(results: &Results, r: &CronResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "`isobar serve` with {} cores (not pinned to one CPU) and one tenant with `crons = [\"* * * * *\"]`, watched \
+         over {} minute boundaries with nothing else running in it; `scheduled()` reports `Date.now()` (frozen at the \
+         start of the event) and `controller.scheduledTime` by `fetch()` to a listener of the harness on loopback. \
+         Jitter = handler start - scheduled minute, in whole milliseconds as `Date.now()` counts them (0: under \
+         1 ms); arrival = the listener's receipt - scheduled minute, to the microsecond (it bounds the jitter from \
+         above). {}\n",
+        r.cores,
+        r.minutes,
+        provenance(results),
+    );
+    if let Some(error) = &r.error {
+        let _ = writeln!(s, "Error: {}\n", cell(error));
+    }
+    let _ = writeln!(
+        s,
+        "| minute boundaries | fired exactly once | missing | fired twice or more | jitter, median (min–max) | arrival, median (min–max) |\n\
+         |---:|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |",
+        r.minutes,
+        r.fired_once,
+        r.missing.len(),
+        r.duplicated.len(),
+        spread(r.jitter_ms, ms),
+        spread(r.arrival_ms, ms),
+    );
+    if let Some((first, last)) = r.window_ms {
+        let jitters: Vec<String> = r
+            .firings
+            .iter()
+            .filter(|f| f.scheduled_ms >= first && f.scheduled_ms <= last)
+            .map(|f| format!("{}", f.handler_ms as i64 - f.scheduled_ms as i64))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nJitter of each firing in order (ms): {}.{}",
+            if jitters.is_empty() { "none".to_string() } else { jitters.join(", ") },
+            if r.outside_window > 0 {
+                format!(" Firings outside the watched minutes (while isobar started): {}.", r.outside_window)
+            } else {
+                String::new()
+            }
         );
     }
     s

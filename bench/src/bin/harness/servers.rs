@@ -29,22 +29,31 @@ pub const HELLO_BODY: &str = "hello from isobar\n";
 /// The bytes each tenant's working-set variant touches per request.
 pub const WORKING_SET_BYTES: usize = 64 * 1024;
 
-/// Where a server runs: its CPU, and the network namespace it joins (None: the harness's own).
+/// Where a server runs: its CPUs (empty: wherever the caller may run), and the network
+/// namespace it joins (None: the harness's own).
 #[derive(Clone, Debug, Default)]
 pub struct Placement {
-    pub cpu: Option<usize>,
+    pub cpus: Vec<usize>,
     pub netns: Option<Arc<File>>,
 }
 
 impl Placement {
-    /// Applies the placement to the calling thread (a client thread, or a child before exec).
+    /// On one CPU, in the harness's network namespace.
+    pub fn on(cpu: usize) -> Placement {
+        Placement { cpus: vec![cpu], netns: None }
+    }
+
+    /// Applies the placement to the calling thread (a client thread, or a child before exec,
+    /// where it must not allocate: it only reads `cpus`).
     pub fn enter(&self) -> std::io::Result<()> {
         if let Some(netns) = &self.netns {
             nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
         }
-        if let Some(cpu) = self.cpu {
+        if !self.cpus.is_empty() {
             let mut set = nix::sched::CpuSet::new();
-            set.set(cpu)?;
+            for cpu in &self.cpus {
+                set.set(*cpu)?;
+            }
             nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
         }
         Ok(())
@@ -348,7 +357,7 @@ impl Launcher {
     }
 
     /// `isobar serve` with `count` tenants `t0..`, each its own script (`script(i)`), routed by
-    /// Host `tI.bench`, on one core.
+    /// Host `tI.bench`, on `spec.cores` cores (one unless asked).
     pub fn isobar_tenants(&mut self, spec: &IsobarTenants) -> Result<Server> {
         let dir = self.dir(&spec.name)?;
         let port = self.ports.take(1)?;
@@ -356,16 +365,22 @@ impl Launcher {
         let admin = if spec.admin { Some(SocketAddr::new(self.ip, self.ports.take(1)?)) } else { None };
         let per_core_max = spec.per_core_max.unwrap_or(spec.count + spec.pool as usize + 16);
         let mut config = format!(
-            "[server]\nlisten = \"{listen}\"\ncores = 1\n{}[isolates]\nper_core_max = {per_core_max}\n\
-             per_core_heap_mb = 1048576\npool = {}\n[defaults.limits]\ncpu_ms = {}\n",
+            "[server]\nlisten = \"{listen}\"\ncores = {}\n{}[isolates]\nper_core_max = {per_core_max}\n\
+             per_core_heap_mb = 1048576\npool = {}\n[defaults.limits]\ncpu_ms = {}\n{}",
+            spec.cores,
             admin.map(|a| format!("admin = \"{a}\"\n")).unwrap_or_default(),
             spec.pool,
             spec.cpu_ms,
+            spec.config_toml,
         );
         let mut tenants = Vec::with_capacity(spec.count);
         for i in 0..spec.count {
             std::fs::write(dir.join(format!("t{i}.js")), (spec.script)(i)).context("write a tenant's script")?;
-            let _ = write!(config, "[[tenant]]\nname = \"t{i}\"\nscript = \"t{i}.js\"\nroutes = [\"t{i}.bench\"]\n");
+            let _ = write!(
+                config,
+                "[[tenant]]\nname = \"t{i}\"\nscript = \"t{i}.js\"\nroutes = [\"t{i}.bench\"]\n{}",
+                spec.tenant_toml
+            );
             tenants.push((0, format!("t{i}.bench")));
         }
         let config_path = dir.join("isobar.toml");
@@ -530,6 +545,66 @@ impl Launcher {
         Ok(server)
     }
 
+    /// workerd running one Worker (`script`, an ES module) whose `env.KV` is workerd's KV
+    /// binding, pointed at the HTTP service on `kv_service` (an `external` service: workerd
+    /// speaks its KV wire protocol to it, as it would to Cloudflare's).
+    pub fn workerd_kv(&mut self, name: &str, program: &Path, script: &str, kv_service: SocketAddr) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let addr = SocketAddr::new(self.ip, self.ports.take(1)?);
+        let log = dir.join("server.log");
+        std::fs::write(dir.join("kv.js"), script).context("write the worker")?;
+        let config = format!(
+            "using Workerd = import \"/workerd/workerd.capnp\";\nconst config :Workerd.Config = (\n  services = [\n    \
+             (name = \"main\", worker = .kvWorker),\n    (name = \"kv\", external = (address = \"{kv_service}\", http = ())),\n  ],\n  \
+             sockets = [ (name = \"http\", address = \"{addr}\", http = (), service = \"main\") ],\n);\n\
+             const kvWorker :Workerd.Worker = (\n  modules = [ (name = \"kv.js\", esModule = embed \"kv.js\") ],\n  \
+             compatibilityDate = \"2024-09-23\",\n  bindings = [ (name = \"KV\", kvNamespace = \"kv\") ],\n);\n"
+        );
+        let config_path = dir.join("workerd.capnp");
+        std::fs::write(&config_path, config).context("write workerd.capnp")?;
+        let args = vec![OsString::from("serve"), config_path.into_os_string()];
+        let mut server = self.empty_server(name, log.clone());
+        server.children.push(spawn(program, &args, &[], &self.placement, &log)?);
+        server.endpoints.push(addr);
+        server.tenants.push((0, "kv.bench".into()));
+        Ok(server)
+    }
+
+    /// The harness's own in-memory KV service (`harness kv-service`, src/bin/harness/kv_service.rs)
+    /// as a process of its own, so that its CPU is read apart from workerd's.
+    pub fn kv_service(&mut self, name: &str) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let addr = SocketAddr::new(self.ip, self.ports.take(1)?);
+        let log = dir.join("server.log");
+        let exe = std::env::current_exe().context("the harness's own path")?;
+        let args = os(&["kv-service", "--listen", &addr.to_string()]);
+        let mut server = self.empty_server(name, log.clone());
+        server.children.push(spawn(&exe, &args, &[], &self.placement, &log)?);
+        server.endpoints.push(addr);
+        Ok(server)
+    }
+
+    /// A Redis-protocol server (redis-server or valkey-server) on a free port, its files in
+    /// the work directory. `durable`: an append-only file fsynced before each reply
+    /// (`appendfsync always`, what isobar's embedded store guarantees); otherwise memory only.
+    pub fn redis(&mut self, name: &str, program: &Path, durable: bool) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let addr = SocketAddr::new(self.ip, self.ports.take(1)?);
+        let log = dir.join("server.log");
+        let mut args = os(&["--port", &addr.port().to_string(), "--bind", &addr.ip().to_string(), "--save", ""]);
+        args.extend(os(if durable {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        }));
+        args.extend(os(&["--daemonize", "no", "--databases", "1", "--loglevel", "warning", "--dir"]));
+        args.push(dir.clone().into_os_string());
+        let mut server = self.empty_server(name, log.clone());
+        server.children.push(spawn(program, &args, &[], &self.placement, &log)?);
+        server.endpoints.push(addr);
+        Ok(server)
+    }
+
     fn empty_server(&self, name: &str, log: PathBuf) -> Server {
         Server {
             name: name.to_string(),
@@ -555,6 +630,12 @@ pub struct IsobarTenants {
     pub cpu_ms: u32,
     pub admin: bool,
     pub snapshot: Option<PathBuf>,
+    /// `[server] cores`: 1 unless the scenario needs more (its placement must allow them).
+    pub cores: usize,
+    /// Top-level tables (`[kv]`, `[egress]`), written before the tenants.
+    pub config_toml: String,
+    /// Keys added to every `[[tenant]]` (`kv = [...]`, `crons = [...]`).
+    pub tenant_toml: String,
 }
 
 impl IsobarTenants {
@@ -570,6 +651,9 @@ impl IsobarTenants {
             cpu_ms: 1000,
             admin: false,
             snapshot: None,
+            cores: 1,
+            config_toml: String::new(),
+            tenant_toml: String::new(),
         }
     }
 }

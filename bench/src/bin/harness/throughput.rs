@@ -53,10 +53,10 @@ pub fn run(ctx: &mut Context) -> ThroughputResults {
     let mut launcher = Launcher {
         work: ctx.work.join("throughput"),
         ports: Ports::new(),
-        placement: Placement { cpu: Some(ctx.server_cpu), netns: netns.clone() },
+        placement: Placement { cpus: vec![ctx.server_cpu], netns: netns.clone() },
         ip: std::net::Ipv4Addr::LOCALHOST.into(),
     };
-    let client = Placement { cpu: Some(ctx.client_cpu), netns };
+    let client = Placement { cpus: vec![ctx.client_cpu], netns };
     let hello = ctx.workspace.join("examples/hello.js");
 
     let mut rows: Vec<SystemRows> = Vec::new();
