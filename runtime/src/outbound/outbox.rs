@@ -4,6 +4,7 @@
 //! it is done, and the isolate-local key of the subrequest it is about.
 
 use super::FetchRequest;
+use crate::bridge::{self, JsError, Scope};
 
 /// One piece of work for the core.
 #[derive(Debug)]
@@ -33,3 +34,19 @@ pub enum Work {
 
 /// How many pieces of work one isolate may queue between two turns of the core.
 pub const WORK_MAX: usize = 10_000;
+
+/// Starts an async op of request `request` whose work the core carries out after the entry:
+/// `work(op)` is queued in the outbox (refused past [`WORK_MAX`]) and the op's promise returned.
+pub fn start_op<'s>(
+    scope: &mut Scope<'s, '_>,
+    request: u64,
+    work: impl FnOnce(u32) -> Work,
+) -> Result<v8::Local<'s, v8::Promise>, JsError> {
+    let state = bridge::state(scope);
+    if state.borrow().outbox.len() >= WORK_MAX {
+        return Err(JsError::range_error("too many operations started at once in this worker"));
+    }
+    let (op, promise) = state.borrow_mut().async_ops.start(scope, Some(request))?;
+    state.borrow_mut().outbox.push(work(op));
+    Ok(promise)
+}

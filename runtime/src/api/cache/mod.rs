@@ -18,8 +18,8 @@ use crate::api::fetch::body::{self, BODY_BYTES_MAX};
 use crate::api::fetch::{headers, request, response};
 use crate::bridge::async_ops::Settle;
 use crate::bridge::class::{self, ClassId};
-use crate::bridge::{self, JsError, OpDecl, Scope, args, context};
-use crate::outbound::outbox::{WORK_MAX, Work};
+use crate::bridge::{JsError, OpDecl, Scope, args, context};
+use crate::outbound::outbox::{self, Work};
 use crate::{op, op_decl};
 
 pub const JS: (&str, &str) = ("isobar:cache", include_str!("cache.js"));
@@ -221,13 +221,7 @@ fn start<'s>(scope: &mut Scope<'s, '_>, call: CacheRequest) -> Result<v8::Local<
     let Some(request) = context::current(scope) else {
         return Err(JsError::type_error(crate::api::timers::OUTSIDE_REQUEST));
     };
-    let state = bridge::state(scope);
-    if state.borrow().outbox.len() >= WORK_MAX {
-        return Err(JsError::range_error("too many operations started at once in this worker"));
-    }
-    let (op, promise) = state.borrow_mut().async_ops.start(scope, Some(request))?;
-    state.borrow_mut().outbox.push(Work::Cache { op, cache: Box::new(call) });
-    Ok(promise)
+    outbox::start_op(scope, request, |op| Work::Cache { op, cache: Box::new(call) })
 }
 
 /// `cacheMatch(name, request, ignoreMethod)` and `cacheDelete(...)`: a promise of a Response or

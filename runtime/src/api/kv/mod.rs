@@ -12,7 +12,7 @@ use isobar_state::kv::{Expiration, KEY_BYTES_MAX, KvError, KvOp, KvReply, METADA
 
 use crate::bridge::async_ops::Settle;
 use crate::bridge::{self, JsError, OpDecl, Scope, args, context};
-use crate::outbound::outbox::{WORK_MAX, Work};
+use crate::outbound::outbox::{self, WORK_MAX, Work};
 use crate::{op, op_decl};
 
 pub const JS: (&str, &str) = ("isobar:kv", include_str!("kv.js"));
@@ -133,13 +133,7 @@ fn start<'s>(scope: &mut Scope<'s, '_>, binding: u32, kv: KvOp) -> Result<v8::Lo
     let Some(request) = context::current(scope) else {
         return Err(JsError::type_error(crate::api::timers::OUTSIDE_REQUEST));
     };
-    let state = bridge::state(scope);
-    if state.borrow().outbox.len() >= WORK_MAX {
-        return Err(JsError::range_error("too many operations started at once in this worker"));
-    }
-    let (op, promise) = state.borrow_mut().async_ops.start(scope, Some(request))?;
-    state.borrow_mut().outbox.push(Work::Kv { op, binding, kv: Box::new(kv) });
-    Ok(promise)
+    outbox::start_op(scope, request, |op| Work::Kv { op, binding, kv: Box::new(kv) })
 }
 
 // `kvGet(binding, key, cacheTtl)`: a promise of null or [bytes, metadata].

@@ -12,8 +12,8 @@
 use crate::api::fetch::{body, headers, outbound, request, response};
 use crate::bridge::async_ops::Settle;
 use crate::bridge::class::{self, ClassId};
-use crate::bridge::{self, JsError, OpDecl, args};
-use crate::outbound::outbox::{WORK_MAX, Work};
+use crate::bridge::{JsError, OpDecl, args};
+use crate::outbound::outbox::{self, Work};
 use crate::{op, op_decl};
 
 pub const JS: (&str, &str) = ("isobar:service", include_str!("service.js"));
@@ -75,12 +75,6 @@ op!(fn service_fetch(scope, args) {
     let body_arg = args.get(2);
     let body =
         if body_arg.is_null_or_undefined() { Vec::new() } else { args::bytes(body_arg, body::BODY_BYTES_MAX, "fetch")? };
-    let state = bridge::state(scope);
-    if state.borrow().outbox.len() >= WORK_MAX {
-        return Err(JsError::range_error("too many operations started at once in this worker"));
-    }
-    let (op, promise) = state.borrow_mut().async_ops.start(scope, Some(request_id))?;
     let call = Box::new(ServiceCall { method, url, headers: wire_headers, body });
-    state.borrow_mut().outbox.push(Work::Service { op, request: request_id, binding, call });
-    Ok(promise)
+    outbox::start_op(scope, request_id, |op| Work::Service { op, request: request_id, binding, call })
 });
