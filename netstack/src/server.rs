@@ -8,6 +8,13 @@
 //!
 //! Connections accepted on the HTTPS port ([`ServerTls`]) get a TLS layer between the transport
 //! and the codec ([`tls`]): the codec, its limits and everything above it are the same.
+//!
+//! A request that asks to switch to WebSocket and that the caller accepts
+//! ([`HttpServer::respond_upgrade`]) turns its connection into a WebSocket
+//! ([`crate::websocket`]): from then on the peer's bytes (decrypted, on HTTPS) go to the
+//! WebSocket, whose messages come out as [`StreamEvent::WsMessage`] and whose end as one
+//! [`StreamEvent::WsClosed`]; the caller sends with [`HttpServer::ws_send`] and
+//! [`HttpServer::ws_close`].
 
 mod tls;
 
@@ -19,6 +26,7 @@ use kernel_shim::ring::{Completion, Ring};
 
 use crate::http1::{self, ConnState, RequestId, Response, ResponseHead, ServerConn};
 use crate::transport::{ConnEvent, ConnId, SendError, Transport};
+use crate::websocket::{WsConnection, WsError, WsLimits, WsMessage, WsRole, WsState};
 
 use tls::TlsConn;
 pub use tls::{HANDSHAKE_TIMEOUT_DEFAULT, ServerTls};
@@ -52,13 +60,97 @@ pub struct ServerStats {
     pub tls_handshake_timeouts: u64,
 }
 
-/// What happened to streamed responses, for the caller that produces their bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happened to streamed responses, for the caller that produces their bodies, and on
+/// connections upgraded to WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     /// The connection can take more of this response's body ([`HttpServer::stream_room`]).
     Writable { conn: ConnId, request: RequestId },
     /// The client went away: stop producing the body (cancel its source).
     Gone { conn: ConnId, request: RequestId },
+    /// A text or binary message from a WebSocket peer (pings and pongs are the protocol's).
+    WsMessage { conn: ConnId, message: WsMessage },
+    /// The WebSocket is over, once per connection: the peer's close frame (`clean`), or the
+    /// connection failed or was cut (code 1006, or the code the failure sent: 1009 for a
+    /// message over the limits, 1002 for a protocol error, 1007 for bad UTF-8).
+    WsClosed { conn: ConnId, code: u16, reason: String, clean: bool },
+}
+
+/// How long the peer has to answer our close frame before the connection is cut.
+pub const WS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection's WebSocket after the upgrade.
+#[derive(Debug)]
+struct Ws {
+    conn: WsConnection,
+    /// The close handshake we started must be over by then.
+    close_deadline: Option<Instant>,
+    /// `WsClosed` was reported.
+    reported: bool,
+    /// Messages the protocol's own buffer had no room for yet, in order, and their bytes: at
+    /// most [`WS_BACKLOG_BYTES_MAX`].
+    backlog: std::collections::VecDeque<WsMessage>,
+    backlog_bytes: usize,
+}
+
+/// Bytes of messages a WebSocket may hold for a peer that does not read, beyond the
+/// protocol's own buffer ([`WsLimits::outgoing_bytes_max`]). Past it, a send is refused.
+pub const WS_BACKLOG_BYTES_MAX: usize = 16 << 20;
+
+fn message_bytes(message: &WsMessage) -> usize {
+    match message {
+        WsMessage::Text(text) => text.len(),
+        WsMessage::Binary(data) | WsMessage::Ping(data) | WsMessage::Pong(data) => data.len(),
+        WsMessage::Close(reason) => reason.as_ref().map_or(0, |(_, text)| text.len()) + 2,
+    }
+}
+
+/// The close code RFC 6455 §7.4.1 gives the failure (the one sent, when one was).
+fn failure_code(error: &WsError) -> u16 {
+    match error {
+        WsError::TooLarge { .. } | WsError::MessageTooLarge { .. } => 1009,
+        WsError::Protocol { .. } => 1002,
+        WsError::InvalidUtf8 => 1007,
+        _ => 1006,
+    }
+}
+
+/// What reads a connection's plaintext and writes its answers: the HTTP codec, then (after an
+/// upgrade) the WebSocket. The TLS layer sits below either.
+pub(crate) trait Upper {
+    fn receive(&mut self, bytes: &[u8], now: Instant) -> usize;
+    fn peer_closed(&mut self, now: Instant);
+    fn take_output(&mut self, out: &mut Vec<u8>);
+}
+
+/// A connection's upper layers, borrowed apart from its TLS session.
+struct Layers<'a> {
+    codec: &'a mut ServerConn,
+    ws: Option<&'a mut Ws>,
+}
+
+impl Upper for Layers<'_> {
+    fn receive(&mut self, bytes: &[u8], now: Instant) -> usize {
+        match &mut self.ws {
+            Some(ws) => ws.conn.receive(bytes),
+            None => self.codec.receive(bytes, now),
+        }
+    }
+
+    fn peer_closed(&mut self, now: Instant) {
+        match &mut self.ws {
+            Some(ws) => ws.conn.peer_closed(),
+            None => self.codec.peer_closed(now),
+        }
+    }
+
+    fn take_output(&mut self, out: &mut Vec<u8>) {
+        // The 101 head first, then the WebSocket's frames.
+        self.codec.take_output(out);
+        if let Some(ws) = &mut self.ws {
+            ws.conn.take_output(out);
+        }
+    }
 }
 
 /// How much of a streamed body the server lets a caller hand over at once: the codec's backlog
@@ -91,32 +183,58 @@ struct Conn {
     streaming: Vec<RequestId>,
     /// The caller found no room for a streamed body: tell it when there is.
     blocked: bool,
+    /// The WebSocket, once the connection is upgraded (boxed: most connections have none).
+    ws: Option<Box<Ws>>,
 }
 
 impl Conn {
     /// Feeds bytes from the transport and returns how many were taken.
     fn receive(&mut self, bytes: &[u8], now: Instant, stats: &mut ServerStats) -> usize {
+        let mut layers = Layers { codec: &mut self.codec, ws: self.ws.as_deref_mut() };
         match &mut self.tls {
-            None => self.codec.receive(bytes, now),
-            Some(tls) => tls.receive(&mut self.codec, bytes, now, stats),
+            None => layers.receive(bytes, now),
+            Some(tls) => tls.receive(&mut layers, bytes, now, stats),
         }
     }
 
     /// Moves the bytes to send into `out` (encrypted on an HTTPS connection).
     fn take_output(&mut self, out: &mut Vec<u8>) {
+        let mut layers = Layers { codec: &mut self.codec, ws: self.ws.as_deref_mut() };
         match &mut self.tls {
-            None => self.codec.take_output(out),
-            Some(tls) => tls.take_output(&mut self.codec, out),
+            None => layers.take_output(out),
+            Some(tls) => tls.take_output(&mut layers, out),
         }
     }
 
-    /// The next codec deadline, or the TLS handshake's if sooner.
+    /// Decrypted input waiting in the TLS layer: offer it again.
+    fn deliver(&mut self, now: Instant) {
+        if let Some(tls) = &mut self.tls {
+            let mut layers = Layers { codec: &mut self.codec, ws: self.ws.as_deref_mut() };
+            tls.deliver(&mut layers, now);
+        }
+    }
+
+    fn peer_closed(&mut self, now: Instant) {
+        let mut layers = Layers { codec: &mut self.codec, ws: self.ws.as_deref_mut() };
+        match &mut self.tls {
+            None => layers.peer_closed(now),
+            Some(tls) => tls.peer_closed(&mut layers, now),
+        }
+    }
+
+    /// Whether the layer above the transport takes input now.
+    fn wants_read(&self) -> bool {
+        match &self.ws {
+            Some(ws) => ws.conn.wants_read(),
+            None => self.codec.wants_read(),
+        }
+    }
+
+    /// The next codec deadline, or the TLS handshake's, or the WebSocket close's, if sooner.
     fn poll_at(&self) -> Option<Instant> {
         let handshake = self.tls.as_ref().and_then(|tls| tls.deadline());
-        match (self.codec.poll_at(), handshake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ws_close = self.ws.as_ref().and_then(|ws| ws.close_deadline);
+        [self.codec.poll_at(), handshake, ws_close].into_iter().flatten().min()
     }
 }
 
@@ -437,6 +555,9 @@ impl<T: Transport> HttpServer<T> {
         self.transport.stop_accepting(ring);
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
+            if self.conns.get(&conn).is_some_and(|c| c.ws.is_some()) {
+                self.ws_close(ring, conn, 1001, "the server is shutting down", now);
+            }
             self.service(ring, conn, now, requests);
         }
     }
@@ -487,11 +608,9 @@ impl<T: Transport> HttpServer<T> {
             c.codec.poll(now);
         }
         // Decrypted input the codec could not take yet: offer it again.
-        if let Some(tls) = &mut c.tls {
-            tls.deliver(&mut c.codec, now);
-        }
+        c.deliver(now);
         // Input the codec could not take yet: offer it again when it wants more.
-        if !c.stash.is_empty() && c.codec.wants_read() {
+        if !c.stash.is_empty() && c.wants_read() {
             let stash = std::mem::take(&mut c.stash);
             let taken = c.receive(&stash, now, &mut self.stats);
             c.stash = stash;
@@ -514,6 +633,10 @@ impl<T: Transport> HttpServer<T> {
             }
             c.closing = true;
             self.transport.close(ring, conn);
+            return;
+        }
+        if c.ws.is_some() {
+            self.service_ws(ring, conn, now);
             return;
         }
         let should_pause = !c.stash.is_empty();
@@ -599,15 +722,202 @@ impl<T: Transport> HttpServer<T> {
             }
         }
 
-        let next = c.poll_at();
-        if next != c.scheduled {
-            if let Some(old) = c.scheduled.take() {
-                self.deadlines.remove(&(old, conn.slot, conn.generation));
+        reschedule(&mut self.deadlines, c, conn);
+    }
+
+    /// Turns request `id` on `conn`, which asked for a WebSocket, into one: writes `101
+    /// Switching Protocols` with `headers` (`upgrade`, `sec-websocket-accept`, ...; the
+    /// caller checked the request) and hands the connection to a server-side WebSocket with
+    /// `limits`. False if the connection is gone, draining, or the request cannot switch (then
+    /// answer it as usual).
+    #[expect(clippy::too_many_arguments)]
+    pub fn respond_upgrade(
+        &mut self,
+        ring: &mut Ring,
+        conn: ConnId,
+        id: RequestId,
+        headers: &[(String, Vec<u8>)],
+        limits: WsLimits,
+        now: Instant,
+        requests: &mut Vec<IncomingRequest>,
+    ) -> bool {
+        let draining = self.draining;
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        if c.closing || draining || c.codec.upgrade(id, headers).is_err() {
+            return false;
+        }
+        c.in_flight = c.in_flight.saturating_sub(1);
+        c.ws = Some(Box::new(Ws {
+            conn: WsConnection::new(WsRole::Server, limits),
+            close_deadline: None,
+            reported: false,
+            backlog: std::collections::VecDeque::new(),
+            backlog_bytes: 0,
+        }));
+        self.service(ring, conn, now, requests);
+        true
+    }
+
+    /// Sends a message on an upgraded connection. A peer that does not read gets up to
+    /// [`WS_BACKLOG_BYTES_MAX`] queued; past that, or once the WebSocket is closing, the send
+    /// is refused.
+    pub fn ws_send(&mut self, ring: &mut Ring, conn: ConnId, message: WsMessage, now: Instant) -> Result<(), WsError> {
+        let c = self.conns.get_mut(&conn).filter(|c| !c.closing).ok_or(WsError::Closed)?;
+        let ws = c.ws.as_deref_mut().ok_or(WsError::Closed)?;
+        if ws.close_deadline.is_some() || ws.reported {
+            return Err(WsError::Closed);
+        }
+        let bytes = message_bytes(&message);
+        if ws.backlog.is_empty() && ws.conn.has_room() {
+            ws.conn.send(message)?;
+        } else {
+            if ws.backlog_bytes + bytes > WS_BACKLOG_BYTES_MAX {
+                return Err(WsError::OutgoingFull { queued_bytes: ws.backlog_bytes });
             }
-            if let Some(at) = next {
-                self.deadlines.insert((at, conn.slot, conn.generation), conn);
-                c.scheduled = Some(at);
+            ws.backlog_bytes += bytes;
+            ws.backlog.push_back(message);
+        }
+        self.service_ws(ring, conn, now);
+        Ok(())
+    }
+
+    /// Starts the WebSocket's close handshake with `code` and `reason` after the messages
+    /// queued; the peer has [`WS_CLOSE_TIMEOUT`] to answer before the connection is cut.
+    pub fn ws_close(&mut self, ring: &mut Ring, conn: ConnId, code: u16, reason: &str, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.closing) else { return };
+        let Some(ws) = c.ws.as_deref_mut() else { return };
+        if ws.close_deadline.is_some() || ws.reported {
+            return;
+        }
+        ws.close_deadline = Some(now + WS_CLOSE_TIMEOUT);
+        let message = WsMessage::Close(Some((code, reason.to_string())));
+        ws.backlog_bytes += message_bytes(&message);
+        ws.backlog.push_back(message);
+        self.service_ws(ring, conn, now);
+    }
+
+    /// Brings an upgraded connection up to date: input to messages, the backlog to the
+    /// protocol, output to the transport, and the end once the close handshake is over.
+    fn service_ws(&mut self, ring: &mut Ring, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        // Messages out of what arrived, and more input as the protocol takes it: each pass
+        // takes input or leaves, and the stash is bounded.
+        for _ in 0..=STASH_BYTES_MAX / 1024 {
+            let Some(ws) = c.ws.as_deref_mut() else { return };
+            while let Some(result) = ws.conn.poll_message() {
+                match result {
+                    Ok(WsMessage::Text(text)) if !ws.reported => {
+                        self.stream_events.push(StreamEvent::WsMessage { conn, message: WsMessage::Text(text) })
+                    }
+                    Ok(WsMessage::Binary(data)) if !ws.reported => {
+                        self.stream_events.push(StreamEvent::WsMessage { conn, message: WsMessage::Binary(data) })
+                    }
+                    Ok(WsMessage::Close(frame)) if !ws.reported => {
+                        ws.reported = true;
+                        let (code, reason) = frame.unwrap_or((1005, String::new()));
+                        self.stream_events.push(StreamEvent::WsClosed { conn, code, reason, clean: true });
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        if !ws.reported {
+                            ws.reported = true;
+                            let code = failure_code(&error);
+                            let reason = error.to_string();
+                            self.stream_events.push(StreamEvent::WsClosed { conn, code, reason, clean: false });
+                        }
+                    }
+                }
             }
+            if c.stash.is_empty() || !c.wants_read() {
+                break;
+            }
+            let stash = std::mem::take(&mut c.stash);
+            let taken = c.receive(&stash, now, &mut self.stats);
+            c.stash = stash;
+            c.stash.drain(..taken);
+            if taken == 0 {
+                break;
+            }
+        }
+        let should_pause = !c.stash.is_empty();
+        if should_pause != c.recv_paused {
+            c.recv_paused = should_pause;
+            if should_pause {
+                self.transport.pause_recv(ring, conn);
+            } else {
+                self.transport.resume_recv(ring, conn);
+            }
+        }
+        let Some(ws) = c.ws.as_deref_mut() else { return };
+        // The backlog moves into the protocol as its buffer drains.
+        while ws.conn.has_room()
+            && let Some(message) = ws.backlog.pop_front()
+        {
+            ws.backlog_bytes -= message_bytes(&message);
+            if ws.conn.send(message).is_err() {
+                // Closing or closed (or a message the protocol refuses): what is queued after
+                // it cannot go either once closed; a refused message is dropped.
+                if ws.conn.state() != WsState::Open {
+                    ws.backlog.clear();
+                    ws.backlog_bytes = 0;
+                }
+            }
+        }
+        let late = ws.close_deadline.is_some_and(|at| at <= now);
+        if late {
+            // The peer did not answer our close in time: cut the connection.
+            if !ws.reported {
+                ws.reported = true;
+                let reason = "the peer did not answer the close in time".to_string();
+                self.stream_events.push(StreamEvent::WsClosed { conn, code: 1006, reason, clean: false });
+            }
+            c.closing = true;
+            self.transport.abort(ring, conn);
+            return;
+        }
+        if self.transport.queued_bytes(conn) == 0 {
+            let mut out = Vec::new();
+            c.take_output(&mut out);
+            if !out.is_empty() {
+                self.stats.bytes_out += out.len() as u64;
+                if self.transport.send_owned(ring, conn, out).is_err() {
+                    c.closing = true;
+                    self.transport.abort(ring, conn);
+                    return;
+                }
+            }
+        }
+        let over = c.ws.as_ref().is_some_and(|ws| ws.conn.state() == WsState::Closed);
+        if over && self.transport.queued_bytes(conn) == 0 {
+            c.closing = true;
+            if let Some(tls) = &mut c.tls {
+                let mut close_notify = Vec::new();
+                tls.close(&mut close_notify);
+                if !close_notify.is_empty() {
+                    self.stats.bytes_out += close_notify.len() as u64;
+                    let _ = self.transport.send_owned(ring, conn, close_notify);
+                }
+            }
+            self.transport.close(ring, conn);
+            return;
+        }
+        reschedule(&mut self.deadlines, c, conn);
+    }
+}
+
+/// Records `c`'s next deadline in `deadlines` (one entry per connection that has one).
+fn reschedule(deadlines: &mut BTreeMap<(Instant, u32, u32), ConnId>, c: &mut Conn, conn: ConnId) {
+    let next = c.poll_at();
+    if next != c.scheduled {
+        if let Some(old) = c.scheduled.take() {
+            deadlines.remove(&(old, conn.slot, conn.generation));
+        }
+        if let Some(at) = next {
+            deadlines.insert((at, conn.slot, conn.generation), conn);
+            c.scheduled = Some(at);
         }
     }
 }
@@ -662,9 +972,17 @@ impl<'a> EventSink<'a> {
         }
     }
 
-    /// The client of `conn` is gone: its streamed responses will never be read.
+    /// The client of `conn` is gone: its streamed responses will never be read, and its
+    /// WebSocket is over.
     fn streams_gone(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(ws) = c.ws.as_deref_mut()
+                && !ws.reported
+            {
+                ws.reported = true;
+                let reason = "the connection was closed without a close frame".to_string();
+                self.stream_events.push(StreamEvent::WsClosed { conn, code: 1006, reason, clean: false });
+            }
             for request in c.streaming.drain(..) {
                 // The response is over for the server too: cut short, the connection then closes.
                 let _ = c.codec.body_abort(request);
@@ -713,6 +1031,7 @@ impl<'a> EventSink<'a> {
                         scheduled: None,
                         streaming: Vec::new(),
                         blocked: false,
+                        ws: None,
                     },
                 );
                 self.touched.push(conn);
@@ -736,10 +1055,7 @@ impl<'a> EventSink<'a> {
             }
             ConnEvent::PeerClosed { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    match &mut c.tls {
-                        None => c.codec.peer_closed(now),
-                        Some(tls) => tls.peer_closed(&mut c.codec, now),
-                    }
+                    c.peer_closed(now);
                     self.touched.push(conn);
                     // A client that closes while its response streams has gone: it does not
                     // half-close and wait (no HTTP/1.1 client does), so stop the body's source.

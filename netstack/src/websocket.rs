@@ -303,6 +303,12 @@ impl WsConnection {
         }
     }
 
+    /// Whether [`Self::send`] takes a message now as far as buffered output goes (it may still
+    /// refuse one over `message_bytes_max`, or once closing).
+    pub fn has_room(&self) -> bool {
+        self.pipe.outgoing.len() < self.limits.outgoing_bytes_max
+    }
+
     /// Bytes waiting to be taken.
     pub fn output_bytes(&self) -> usize {
         self.pipe.outgoing.len()

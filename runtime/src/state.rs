@@ -27,6 +27,8 @@ pub struct WireResponse {
     pub body: Vec<u8>,
     /// The body comes from a stream instead (then `body` is empty).
     pub stream: Option<WireStream>,
+    /// A `101` answer's WebSocket: the id its server end is bound as (see `api::websocket`).
+    pub web_socket: Option<u32>,
 }
 
 /// Where a streamed response body comes from.

@@ -436,6 +436,46 @@ impl Worker {
         }
     }
 
+    /// Delivers a WebSocket event to the end bound as `socket`, as request `request`'s work
+    /// (its listeners run at the next microtask checkpoint).
+    pub fn ws_event(
+        &mut self,
+        request: u64,
+        socket: u32,
+        event: crate::api::websocket::WsEvent,
+        now: Instant,
+        budget: Duration,
+    ) {
+        self.advance_clock(now);
+        in_context!(&mut self.isolate, budget, |scope, _handles| {
+            crate::api::websocket::event(scope, request, socket, event);
+        });
+    }
+
+    /// Keeps request `id` going after its response (an open WebSocket works for it), as a
+    /// `waitUntil()` promise would.
+    pub fn hold_request(&mut self, id: u64) {
+        if let Some(request) = self.isolate.state.borrow_mut().requests.get_mut(id) {
+            request.wait_until += 1;
+        }
+    }
+
+    /// Undoes one [`Worker::hold_request`]: the request ends if nothing else keeps it.
+    pub fn release_request(&mut self, id: u64) {
+        let mut state = self.isolate.state.borrow_mut();
+        let done = match state.requests.get_mut(id) {
+            Some(request) => {
+                request.wait_until = request.wait_until.saturating_sub(1);
+                request.wait_until == 0 && request.responded.is_some()
+            }
+            None => false,
+        };
+        drop(state);
+        if done {
+            self.end_request(id);
+        }
+    }
+
     /// Forgets a response body stream (finished, or its client went away).
     pub fn drop_body_reader(&mut self, reader: u32) {
         let mut state = self.isolate.state.borrow_mut();

@@ -16,3 +16,4 @@ mod services;
 mod skeleton;
 mod tenants;
 mod tls;
+mod websocket;

@@ -18,6 +18,9 @@ pub enum ConnState {
     Closing,
     /// Nothing left: write out what was taken, shut the write side down, close the socket.
     Closed,
+    /// The connection switched protocols ([`ServerConn::upgrade`]): write out what was taken;
+    /// every byte after that belongs to the new protocol, not to this codec.
+    Upgraded,
 }
 
 /// Above this capacity the head buffer is released between requests rather than kept: most
@@ -35,6 +38,11 @@ enum Reader {
     Body(BodyInProgress),
     /// Not reading: closing, after an error, a `close`, a timeout or the peer's EOF.
     Stopped,
+    /// The last request asked to switch protocols (`upgrade`): nothing after it is read until
+    /// its answer says whether the connection switches ([`ServerConn::upgrade`]) or stays HTTP.
+    UpgradeAsked(RequestId),
+    /// Switched protocols: the codec reads nothing more.
+    Upgraded,
 }
 
 #[derive(Debug)]
@@ -164,6 +172,8 @@ impl ServerConn {
             }
             let consumed = match self.reader {
                 Reader::Stopped => bytes.len() - pos,
+                // Bytes after an upgrade request wait for its answer (the caller keeps them).
+                Reader::UpgradeAsked(_) | Reader::Upgraded => 0,
                 Reader::Body(_) => self.receive_body(&bytes[pos..], now),
                 Reader::Head => {
                     if self.head_buf.is_empty() {
@@ -217,6 +227,7 @@ impl ServerConn {
         let index = self.waiting_slot(id)?;
         let Response { status, reason, headers, body } = response;
         let close_asked = response::check(status, reason.as_deref(), &headers)?;
+        self.upgrade_declined(id);
         let slot = &self.slots[index];
         let discard_body = slot.is_head || response::status_forbids_body(status);
         let framing = match status {
@@ -242,6 +253,7 @@ impl ServerConn {
         let index = self.waiting_slot(id)?;
         let ResponseHead { status, reason, headers, content_length } = head;
         let close_asked = response::check(status, reason.as_deref(), &headers)?;
+        self.upgrade_declined(id);
         let slot = &self.slots[index];
         let (framing, mode) = if response::status_forbids_body(status) {
             let framing = if status == 205 { FramingField::Length(0) } else { FramingField::None };
@@ -313,8 +325,35 @@ impl ServerConn {
         if !slot.delivered || slot.progress == Progress::Done {
             return Err(RespondError::UnknownRequest);
         }
+        self.upgrade_declined(id);
         self.finish(index, true);
         Ok(())
+    }
+
+    /// Answers request `id`, which asked to switch protocols, with `101 Switching Protocols`,
+    /// `headers` (the new protocol's: `upgrade`, `sec-websocket-accept`, ...) and
+    /// `connection: upgrade`. From then on the connection is the caller's: the codec reads
+    /// nothing more and its state is [`ConnState::Upgraded`] once the head is taken. Only the
+    /// last request read may switch, and only once every earlier response is written.
+    pub fn upgrade(&mut self, id: RequestId, headers: &[(String, Vec<u8>)]) -> Result<(), RespondError> {
+        let index = self.waiting_slot(id)?;
+        if !matches!(self.reader, Reader::UpgradeAsked(asked) if asked == id) || index != 0 {
+            return Err(RespondError::NotUpgradable);
+        }
+        response::check(200, None, headers)?;
+        response::write_head(&mut self.output, 101, None, headers, FramingField::None, ConnectionField::Upgrade);
+        self.slots.clear();
+        self.ready.clear();
+        self.stop_reading();
+        self.reader = Reader::Upgraded;
+        Ok(())
+    }
+
+    /// Request `id` asked to switch protocols and gets an ordinary answer: reading goes on.
+    fn upgrade_declined(&mut self, id: RequestId) {
+        if matches!(self.reader, Reader::UpgradeAsked(asked) if asked == id) {
+            self.reader = Reader::Head;
+        }
     }
 
     /// Moves the bytes to write into `out`: by swapping buffers when `out` is empty (no copy;
@@ -338,7 +377,8 @@ impl ServerConn {
     /// means "poll now" (an idle period began without a timestamp, after a response).
     pub fn poll_at(&self) -> Option<Instant> {
         match &self.reader {
-            Reader::Stopped => None,
+            // After an upgrade request, the application's limits hold.
+            Reader::Stopped | Reader::UpgradeAsked(_) | Reader::Upgraded => None,
             Reader::Body(body) => body.last_progress.checked_add(self.limits.body_timeout),
             Reader::Head => match self.head_started {
                 Some(started) => started.checked_add(self.limits.head_timeout),
@@ -381,7 +421,7 @@ impl ServerConn {
     /// Whether the caller should read from the socket (and offer what it kept back).
     pub fn wants_read(&self) -> bool {
         match self.reader {
-            Reader::Stopped => false,
+            Reader::Stopped | Reader::UpgradeAsked(_) | Reader::Upgraded => false,
             Reader::Body(_) => true,
             Reader::Head => !self.head_buf.is_empty() || !self.is_blocked(),
         }
@@ -389,7 +429,9 @@ impl ServerConn {
 
     pub fn state(&self) -> ConnState {
         match self.reader {
-            Reader::Head | Reader::Body(_) => ConnState::Open,
+            Reader::Head | Reader::Body(_) | Reader::UpgradeAsked(_) => ConnState::Open,
+            Reader::Upgraded if self.output.is_empty() => ConnState::Upgraded,
+            Reader::Upgraded => ConnState::Closing,
             Reader::Stopped if self.slots.is_empty() && self.output.is_empty() => ConnState::Closed,
             Reader::Stopped => ConnState::Closing,
         }
@@ -405,7 +447,7 @@ impl ServerConn {
     pub(super) fn input_bytes(&self) -> usize {
         let body = match &self.reader {
             Reader::Body(body) => body.request.held_bytes(),
-            Reader::Head | Reader::Stopped => 0,
+            Reader::Head | Reader::Stopped | Reader::UpgradeAsked(_) | Reader::Upgraded => 0,
         };
         self.head_buf.len() + body + self.ready.iter().map(Request::held_bytes).sum::<usize>()
     }
@@ -583,8 +625,13 @@ impl ServerConn {
 
     fn request_complete(&mut self, request: Request) {
         let keep_alive = request.keep_alive();
+        let upgrade = asks_upgrade(&request);
+        let id = request.id();
         self.ready.push_back(request);
-        if keep_alive {
+        if upgrade {
+            // RFC 9110 §7.8: the bytes after it may already be the new protocol's.
+            self.reader = Reader::UpgradeAsked(id);
+        } else if keep_alive {
             self.reader = Reader::Head;
         } else {
             // RFC 9112 §9.6: nothing after a request that asked to close is processed.
@@ -607,7 +654,7 @@ impl ServerConn {
         self.error = Some(error);
         let body_id = match &self.reader {
             Reader::Body(body) => Some(body.request.id()),
-            Reader::Head | Reader::Stopped => None,
+            Reader::Head | Reader::Stopped | Reader::UpgradeAsked(_) | Reader::Upgraded => None,
         };
         self.stop_reading();
         let index = match self.slots.back() {
@@ -724,6 +771,17 @@ impl ServerConn {
             _ => Err(RespondError::NotStreaming),
         }
     }
+}
+
+/// An HTTP/1.1 request that asks to switch protocols: an `upgrade` field named by a
+/// `connection` option (RFC 9110 §7.8).
+fn asks_upgrade(request: &Request) -> bool {
+    request.version() == Version::Http11
+        && request.header("upgrade").is_some()
+        && request.headers().any(|(name, value)| {
+            name.eq_ignore_ascii_case("connection")
+                && value.split(|&b| b == b',').any(|option| option.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
 }
 
 fn connection_field(version: Version, close: bool) -> ConnectionField {

@@ -243,4 +243,7 @@ pub enum RespondError {
     /// connection closes after it, since the framing cannot be repaired
     #[error("fewer body bytes than the declared content-length")]
     BodyUnderrun,
+    /// the request did not ask to switch protocols, or earlier responses are still owed
+    #[error("this request cannot switch protocols")]
+    NotUpgradable,
 }

@@ -72,6 +72,8 @@ pub(super) enum ConnectionField {
     None,
     KeepAlive,
     Close,
+    /// A `101 Switching Protocols`.
+    Upgrade,
 }
 
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -152,6 +154,7 @@ pub(super) fn write_head(
         ConnectionField::None => {}
         ConnectionField::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
         ConnectionField::Close => out.extend_from_slice(b"connection: close\r\n"),
+        ConnectionField::Upgrade => out.extend_from_slice(b"connection: upgrade\r\n"),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -225,6 +228,7 @@ pub(super) fn is_tchar(b: u8) -> bool {
 fn canonical_reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",

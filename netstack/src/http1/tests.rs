@@ -892,3 +892,84 @@ impl GenRequest {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Switching protocols (RFC 9110 §7.8): what follows an upgrade request waits for its answer.
+
+const UPGRADE: &[u8] =
+    b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+
+#[test]
+fn an_accepted_upgrade_hands_the_connection_over() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(Limits::default(), now);
+    let mut input = UPGRADE.to_vec();
+    input.extend_from_slice(b"\x81\x85frame bytes");
+    let taken = conn.receive(&input, now);
+    assert_eq!(taken, UPGRADE.len(), "the bytes after the upgrade request are not the codec's");
+    assert!(!conn.wants_read());
+    assert_eq!(conn.poll_at(), None, "the application's limits hold while it decides");
+    let request = conn.poll_request().unwrap();
+    let headers = vec![("upgrade".to_string(), b"websocket".to_vec())];
+    conn.upgrade(request.id(), &headers).unwrap();
+    assert_eq!(conn.state(), ConnState::Closing, "the head is not taken yet");
+    let mut out = Vec::new();
+    conn.take_output(&mut out);
+    assert_eq!(out, b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n");
+    assert_eq!(conn.state(), ConnState::Upgraded);
+    assert_eq!(conn.receive(b"more", now), 0, "an upgraded codec reads nothing");
+    assert_eq!(conn.upgrade(request.id(), &headers), Err(RespondError::UnknownRequest));
+}
+
+#[test]
+fn a_declined_upgrade_goes_on_as_http() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(Limits::default(), now);
+    let mut input = UPGRADE.to_vec();
+    input.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+    let taken = conn.receive(&input, now);
+    assert_eq!(taken, UPGRADE.len());
+    let request = conn.poll_request().unwrap();
+    conn.respond(request.id(), Response::new(426)).unwrap();
+    assert!(conn.wants_read(), "reading goes on after an ordinary answer");
+    assert_eq!(conn.receive(&input[taken..], now), input.len() - taken);
+    let next = conn.poll_request().unwrap();
+    assert_eq!(next.target(), "/next");
+    assert_eq!(conn.state(), ConnState::Open);
+}
+
+#[test]
+fn only_an_upgrade_request_can_switch() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(Limits::default(), now);
+    // `Upgrade` without the `connection: upgrade` option is not a request to switch.
+    let plain = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_eq!(conn.receive(plain, now), plain.len());
+    let first = conn.poll_request().unwrap();
+    assert_eq!(conn.upgrade(first.id(), &[]), Err(RespondError::NotUpgradable));
+    // An HTTP/1.0 request cannot switch either.
+    let mut old = ServerConn::new(Limits::default(), now);
+    let head = b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    old.receive(head, now);
+    let request = old.poll_request().unwrap();
+    assert_eq!(old.upgrade(request.id(), &[]), Err(RespondError::NotUpgradable));
+}
+
+proptest! {
+    /// However the upgrade request and what follows are split, the codec takes exactly the
+    /// request, and the rest waits for the caller.
+    #[test]
+    fn upgrade_requests_split_anywhere(split in 0..UPGRADE.len() + 8) {
+        let now = Instant::now();
+        let mut conn = ServerConn::new(Limits::default(), now);
+        let mut input = UPGRADE.to_vec();
+        input.extend_from_slice(b"\x81\x02hi");
+        let (a, b) = input.split_at(split.min(input.len()));
+        let mut taken = conn.receive(a, now);
+        if taken == a.len() {
+            taken += conn.receive(b, now);
+        }
+        prop_assert_eq!(taken, UPGRADE.len());
+        prop_assert!(conn.poll_request().is_some());
+    }
+}

@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 
-use super::ServerStats;
-use crate::http1::ServerConn;
+use super::{ServerStats, Upper};
 use crate::tls::{TlsError, TlsLimits, TlsSession};
 
 /// How long a client may take from its connection to the end of its handshake by default.
@@ -108,7 +107,7 @@ impl TlsConn {
     /// offer the rest again later). After a failure, input is discarded (reported taken).
     pub(super) fn receive(
         &mut self,
-        codec: &mut ServerConn,
+        codec: &mut impl Upper,
         ciphertext: &[u8],
         now: Instant,
         stats: &mut ServerStats,
@@ -147,7 +146,7 @@ impl TlsConn {
     }
 
     /// Hands the decrypted bytes waiting to `codec`, and the peer's close_notify after them.
-    pub(super) fn deliver(&mut self, codec: &mut ServerConn, now: Instant) {
+    pub(super) fn deliver(&mut self, codec: &mut impl Upper, now: Instant) {
         if !self.plaintext_in.is_empty() {
             let taken = codec.receive(&self.plaintext_in, now);
             self.plaintext_in.drain(..taken);
@@ -161,7 +160,7 @@ impl TlsConn {
     /// The transport reported the peer's end of stream. Without a close_notify first, what the
     /// peer sent may be truncated; HTTP/1.1's own framing says whether a message is complete,
     /// so the codec just sees the end of stream.
-    pub(super) fn peer_closed(&mut self, codec: &mut ServerConn, now: Instant) {
+    pub(super) fn peer_closed(&mut self, codec: &mut impl Upper, now: Instant) {
         let _ = self.session.peer_closed();
         self.eof_delivered = true;
         codec.peer_closed(now);
@@ -170,7 +169,7 @@ impl TlsConn {
     /// Moves the codec's output through the session and appends the records to send to `out`
     /// (with any handshake records or alert the session has queued), up to about
     /// [`SEND_BYTES_MAX`]; the rest waits in the codec.
-    pub(super) fn take_output(&mut self, codec: &mut ServerConn, out: &mut Vec<u8>) {
+    pub(super) fn take_output(&mut self, codec: &mut impl Upper, out: &mut Vec<u8>) {
         if self.failed {
             self.session.take_ciphertext(out);
             return;

@@ -22,6 +22,7 @@ pub mod timers;
 pub mod url;
 pub mod urlpattern;
 pub mod wasm;
+pub mod websocket;
 pub mod worker;
 
 use crate::bridge::OpDecl;
@@ -59,6 +60,7 @@ pub const BOOTSTRAP: &[(&str, &str)] = &[
     clone::JS,
     kv::JS,
     service::JS,
+    websocket::JS,
     wasm::JS,
     worker::JS,
 ];
@@ -81,6 +83,7 @@ pub fn ops() -> Vec<OpDecl> {
     all.extend(service::ops());
     all.extend(cache::ops());
     all.extend(wasm::ops());
+    all.extend(websocket::ops());
     all
 }
 

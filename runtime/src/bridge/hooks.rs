@@ -51,6 +51,9 @@ hooks! {
     KvNamespace => "kvNamespace",
     // api/service
     ServiceBinding => "serviceBinding",
+    // api/websocket
+    BindWebSocket => "bindWebSocket",
+    WebSocketEvent => "webSocketEvent",
     // api/wasm
     InstallWasm => "installWasm",
     // api/worker

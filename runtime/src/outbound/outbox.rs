@@ -30,6 +30,13 @@ pub enum Work {
     KvRefused { verb: &'static str },
     /// A Cache API call on the tenant's caches; settle `op` with the store's reply.
     Cache { op: u32, cache: Box<crate::api::cache::CacheRequest> },
+    /// Send a message on the WebSocket bound as `socket`.
+    WsSend { socket: u32, message: netstack::WsMessage },
+    /// Start the close handshake of the WebSocket bound as `socket`.
+    WsClose { socket: u32, code: u16, reason: String },
+    /// Open a WebSocket for request `request`, bound as `socket`; settle `op` once the server
+    /// accepted the upgrade.
+    WsConnect { op: u32, request: u64, socket: u32, connect: Box<crate::api::websocket::WsConnect> },
 }
 
 /// How many pieces of work one isolate may queue between two turns of the core.

@@ -124,6 +124,12 @@ impl Core {
                         self.end_stream(id, false, now);
                     }
                 }
+                StreamEvent::WsMessage { conn, message } => {
+                    self.on_ws_event(conn, crate::api::websocket::WsEvent::Message(message), now)
+                }
+                StreamEvent::WsClosed { conn, code, reason, clean } => {
+                    self.on_ws_event(conn, crate::api::websocket::WsEvent::Closed { code, reason, clean }, now)
+                }
             }
         }
         self.io.stream_events = events;
@@ -203,6 +209,11 @@ impl Core {
                     self.call_service(version, op, request, binding, *call, &mut settled, now)
                 }
                 Work::Cache { op, cache } => self.submit_cache(version, op, *cache, &mut settled),
+                Work::WsSend { socket, message } => self.ws_send(version, socket, message, now),
+                Work::WsClose { socket, code, reason } => self.ws_close(version, socket, code, &reason, now),
+                Work::WsConnect { op, request, socket, connect } => {
+                    self.ws_connect(version, op, request, socket, *connect, &mut settled, now)
+                }
                 Work::UploadFinish { key } => {
                     if let Some(exchange) = self.io.by_key.get(&(version, key)).copied() {
                         let link = self.http.transport_mut();
@@ -339,6 +350,7 @@ impl Core {
         self.kv_isolate_gone(version);
         self.service_isolate_gone(version);
         self.caches_isolate_gone(version);
+        self.websockets_isolate_gone(version, Instant::now());
         let gone: Vec<ExchangeId> = self
             .io
             .subrequests

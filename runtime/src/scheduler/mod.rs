@@ -35,6 +35,7 @@ mod caches;
 mod io;
 mod kv;
 mod service;
+mod websocket;
 
 pub use kv::KvStore;
 
@@ -144,6 +145,8 @@ struct Pending {
     /// The response status and the body bytes sent so far (for the counters).
     status: u16,
     bytes_out: u64,
+    /// The request asked for a WebSocket: its `Sec-WebSocket-Key`.
+    upgrade: Option<Box<[u8]>>,
 }
 
 /// A request answered whose work goes on after its response (`ctx.waitUntil()`): bounded by
@@ -233,6 +236,8 @@ pub struct Core {
     kv: Option<kv::CoreKv>,
     /// Cache API calls on the host's cache store (see `caches`).
     caches: Option<caches::CoreCaches>,
+    /// WebSockets bound to connections (see `websocket`).
+    sockets: websocket::CoreSockets,
 }
 
 impl std::fmt::Debug for Core {
@@ -322,6 +327,7 @@ impl Core {
             io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
             kv,
             caches,
+            sockets: websocket::CoreSockets::default(),
         };
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
         core.arm_kv(Vec::with_capacity(EventFd::READ_BYTES));
@@ -560,6 +566,7 @@ impl Core {
                 return;
             }
         };
+        let upgrade = websocket::upgrade_key(&request);
         let names: Vec<String> = request.headers().map(|(name, _)| name.to_ascii_lowercase()).collect();
         let headers: Vec<(&str, &[u8])> =
             names.iter().map(String::as_str).zip(request.headers().map(|(_, value)| value)).collect();
@@ -590,6 +597,7 @@ impl Core {
                 stream: None,
                 status: 0,
                 bytes_out: 0,
+                upgrade,
             },
         );
         self.pending_of.entry(version).or_default().insert(id);
@@ -909,6 +917,14 @@ impl Core {
                 break;
             }
             self.wall_deadlines.remove(&(at, id));
+            if self.holds_socket(id)
+                && let Some(b) = self.background.get_mut(&id)
+            {
+                // An open WebSocket keeps its request going: the limit starts again.
+                b.wall_deadline = now + WAIT_UNTIL_WALL;
+                self.wall_deadlines.insert((b.wall_deadline, id));
+                continue;
+            }
             if let Some(b) = self.background.get(&id) {
                 let version = b.tenant.version;
                 tracing::warn!(
@@ -950,6 +966,7 @@ impl Core {
             headers: vec![("content-type".into(), b"text/plain".to_vec())],
             body: text.as_bytes().to_vec(),
             stream: None,
+            web_socket: None,
         };
         self.respond(id, response, now);
     }
@@ -971,6 +988,7 @@ impl Core {
                     headers: vec![("content-type".into(), b"text/plain".to_vec())],
                     body: b"worker threw an exception\n".to_vec(),
                     stream: None,
+                    web_socket: None,
                 };
                 (id, response)
             }
@@ -987,6 +1005,20 @@ impl Core {
             return;
         }
         pending.status = response.status;
+        if let Some(socket) = response.web_socket {
+            let version = pending.tenant.version;
+            match self.accept_websocket(id, socket, response.headers, now) {
+                Ok(()) => self.complete(id, 0, now),
+                Err(reason) => {
+                    if let Some(p) = self.pending.get(&id) {
+                        tracing::error!(target: "worker", "[{}] {reason}", p.tenant.name);
+                    }
+                    self.websocket_refused(version, id, socket, reason, now);
+                    self.fail_request(id, 500, "worker threw an exception\n", None, now);
+                }
+            }
+            return;
+        }
         let (conn, request) = match &pending.to {
             ReplyTo::Client { conn, request } => (*conn, *request),
             ReplyTo::Service(_) => {

@@ -113,7 +113,18 @@ impl Core {
         let body_max = caller.limits.heap_bytes.min(BODY_BYTES_MAX);
         let to = ReplyTo::Service(Caller { version: Some(version), op, collected: None, body_max });
         let started = Instant::now();
-        let pending = Pending { to, depth, tenant, started, wall_deadline, cpu, stream: None, status: 0, bytes_out: 0 };
+        let pending = Pending {
+            to,
+            depth,
+            tenant,
+            started,
+            wall_deadline,
+            cpu,
+            stream: None,
+            status: 0,
+            bytes_out: 0,
+            upgrade: None,
+        };
         self.pending.insert(id, pending);
         self.pending_of.entry(callee).or_default().insert(id);
         self.touched.insert(callee);

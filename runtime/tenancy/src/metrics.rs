@@ -102,6 +102,18 @@ impl Collector for Reports {
         )?;
         counter(
             &mut encoder,
+            "isobar_tenant_websocket_messages_in",
+            "WebSocket messages the tenant's sockets received.",
+            per_tenant().map(|(l, t)| (l, t.counters.ws_messages_in as f64)),
+        )?;
+        counter(
+            &mut encoder,
+            "isobar_tenant_websocket_messages_out",
+            "WebSocket messages the tenant's scripts sent.",
+            per_tenant().map(|(l, t)| (l, t.counters.ws_messages_out as f64)),
+        )?;
+        counter(
+            &mut encoder,
             "isobar_tenant_subrequests",
             "Subrequests (fetch) started by the tenant.",
             per_tenant().map(|(l, t)| (l, t.counters.subrequests as f64)),

@@ -53,6 +53,10 @@ pub struct TenantCounters {
     /// a limit).
     pub scheduled: u64,
     pub scheduled_failed: u64,
+    /// WebSocket messages received from peers and sent by scripts (bytes count in `bytes_in`
+    /// and `bytes_out`).
+    pub ws_messages_in: u64,
+    pub ws_messages_out: u64,
     /// KV operations by verb, in [`KV_VERBS`] order (refused ones included).
     pub kv_operations: [u64; 4],
     /// KV operations that ended in an error (a limit, the store down).
@@ -119,6 +123,8 @@ impl TenantCounters {
         self.subrequest_bytes_in += other.subrequest_bytes_in;
         self.scheduled += other.scheduled;
         self.scheduled_failed += other.scheduled_failed;
+        self.ws_messages_in += other.ws_messages_in;
+        self.ws_messages_out += other.ws_messages_out;
         for (a, b) in self.kv_operations.iter_mut().zip(other.kv_operations) {
             *a += b;
         }

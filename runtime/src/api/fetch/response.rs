@@ -494,5 +494,12 @@ pub fn to_wire(scope: &mut Scope, response: v8::Local<v8::Object>) -> Result<cra
             (Vec::new(), Some(crate::state::WireStream::Js { reader: id, length }))
         }
     };
-    Ok(crate::state::WireResponse { status: status as u16, reason, headers: wire_headers, body, stream })
+    let web_socket = match status {
+        101 => {
+            let client = class::field(scope, response, WEB_SOCKET);
+            Some(crate::api::websocket::bind(scope, client)?)
+        }
+        _ => None,
+    };
+    Ok(crate::state::WireResponse { status: status as u16, reason, headers: wire_headers, body, stream, web_socket })
 }
