@@ -46,4 +46,4 @@ pub use smol::{LinkKind, SmolConfig, SmolConfigError, SmolNet, SmolStack, SmolSt
 pub use steer::{Forwarder, Owner, Steering};
 pub use tls::{TlsConfigError, TlsError, TlsLimits, TlsServerConfig, TlsSession};
 pub use transport::{ConnEvent, ConnId, ConnectError, NetLimits, SendError, Transport};
-pub use websocket::{WsConnection, WsError, WsLimits, WsMessage, WsRole, WsState};
+pub use websocket::{WsConnection, WsEndpoint, WsError, WsLimits, WsMessage, WsRole, WsState, WsUpdate};

@@ -11,10 +11,9 @@
 //!
 //! A request that asks to switch to WebSocket and that the caller accepts
 //! ([`HttpServer::respond_upgrade`]) turns its connection into a WebSocket
-//! ([`crate::websocket`]): from then on the peer's bytes (decrypted, on HTTPS) go to the
-//! WebSocket, whose messages come out as [`StreamEvent::WsMessage`] and whose end as one
-//! [`StreamEvent::WsClosed`]; the caller sends with [`HttpServer::ws_send`] and
-//! [`HttpServer::ws_close`].
+//! ([`crate::websocket::WsEndpoint`]): from then on the peer's bytes (decrypted, on HTTPS) go
+//! to the WebSocket, whose messages and end come out as [`StreamEvent::Ws`]; the caller sends
+//! with [`HttpServer::ws_send`] and [`HttpServer::ws_close`].
 
 mod tls;
 
@@ -26,7 +25,7 @@ use kernel_shim::ring::{Completion, Ring};
 
 use crate::http1::{self, ConnState, RequestId, Response, ResponseHead, ServerConn};
 use crate::transport::{ConnEvent, ConnId, SendError, Transport};
-use crate::websocket::{WsConnection, WsError, WsLimits, WsMessage, WsRole, WsState};
+use crate::websocket::{WsEndpoint, WsError, WsLimits, WsMessage, WsRole, WsUpdate};
 
 use tls::TlsConn;
 pub use tls::{HANDSHAKE_TIMEOUT_DEFAULT, ServerTls};
@@ -68,51 +67,8 @@ pub enum StreamEvent {
     Writable { conn: ConnId, request: RequestId },
     /// The client went away: stop producing the body (cancel its source).
     Gone { conn: ConnId, request: RequestId },
-    /// A text or binary message from a WebSocket peer (pings and pongs are the protocol's).
-    WsMessage { conn: ConnId, message: WsMessage },
-    /// The WebSocket is over, once per connection: the peer's close frame (`clean`), or the
-    /// connection failed or was cut (code 1006, or the code the failure sent: 1009 for a
-    /// message over the limits, 1002 for a protocol error, 1007 for bad UTF-8).
-    WsClosed { conn: ConnId, code: u16, reason: String, clean: bool },
-}
-
-/// How long the peer has to answer our close frame before the connection is cut.
-pub const WS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A connection's WebSocket after the upgrade.
-#[derive(Debug)]
-struct Ws {
-    conn: WsConnection,
-    /// The close handshake we started must be over by then.
-    close_deadline: Option<Instant>,
-    /// `WsClosed` was reported.
-    reported: bool,
-    /// Messages the protocol's own buffer had no room for yet, in order, and their bytes: at
-    /// most [`WS_BACKLOG_BYTES_MAX`].
-    backlog: std::collections::VecDeque<WsMessage>,
-    backlog_bytes: usize,
-}
-
-/// Bytes of messages a WebSocket may hold for a peer that does not read, beyond the
-/// protocol's own buffer ([`WsLimits::outgoing_bytes_max`]). Past it, a send is refused.
-pub const WS_BACKLOG_BYTES_MAX: usize = 16 << 20;
-
-fn message_bytes(message: &WsMessage) -> usize {
-    match message {
-        WsMessage::Text(text) => text.len(),
-        WsMessage::Binary(data) | WsMessage::Ping(data) | WsMessage::Pong(data) => data.len(),
-        WsMessage::Close(reason) => reason.as_ref().map_or(0, |(_, text)| text.len()) + 2,
-    }
-}
-
-/// The close code RFC 6455 §7.4.1 gives the failure (the one sent, when one was).
-fn failure_code(error: &WsError) -> u16 {
-    match error {
-        WsError::TooLarge { .. } | WsError::MessageTooLarge { .. } => 1009,
-        WsError::Protocol { .. } => 1002,
-        WsError::InvalidUtf8 => 1007,
-        _ => 1006,
-    }
+    /// A message from a WebSocket peer, or the socket's end (once per connection).
+    Ws { conn: ConnId, update: WsUpdate },
 }
 
 /// What reads a connection's plaintext and writes its answers: the HTTP codec, then (after an
@@ -126,20 +82,20 @@ pub(crate) trait Upper {
 /// A connection's upper layers, borrowed apart from its TLS session.
 struct Layers<'a> {
     codec: &'a mut ServerConn,
-    ws: Option<&'a mut Ws>,
+    ws: Option<&'a mut WsEndpoint>,
 }
 
 impl Upper for Layers<'_> {
     fn receive(&mut self, bytes: &[u8], now: Instant) -> usize {
         match &mut self.ws {
-            Some(ws) => ws.conn.receive(bytes),
+            Some(ws) => ws.receive(bytes),
             None => self.codec.receive(bytes, now),
         }
     }
 
     fn peer_closed(&mut self, now: Instant) {
         match &mut self.ws {
-            Some(ws) => ws.conn.peer_closed(),
+            Some(ws) => ws.peer_closed(),
             None => self.codec.peer_closed(now),
         }
     }
@@ -148,7 +104,7 @@ impl Upper for Layers<'_> {
         // The 101 head first, then the WebSocket's frames.
         self.codec.take_output(out);
         if let Some(ws) = &mut self.ws {
-            ws.conn.take_output(out);
+            ws.take_output(out);
         }
     }
 }
@@ -184,7 +140,7 @@ struct Conn {
     /// The caller found no room for a streamed body: tell it when there is.
     blocked: bool,
     /// The WebSocket, once the connection is upgraded (boxed: most connections have none).
-    ws: Option<Box<Ws>>,
+    ws: Option<Box<WsEndpoint>>,
 }
 
 impl Conn {
@@ -225,7 +181,7 @@ impl Conn {
     /// Whether the layer above the transport takes input now.
     fn wants_read(&self) -> bool {
         match &self.ws {
-            Some(ws) => ws.conn.wants_read(),
+            Some(ws) => ws.wants_read(),
             None => self.codec.wants_read(),
         }
     }
@@ -233,7 +189,7 @@ impl Conn {
     /// The next codec deadline, or the TLS handshake's, or the WebSocket close's, if sooner.
     fn poll_at(&self) -> Option<Instant> {
         let handshake = self.tls.as_ref().and_then(|tls| tls.deadline());
-        let ws_close = self.ws.as_ref().and_then(|ws| ws.close_deadline);
+        let ws_close = self.ws.as_ref().and_then(|ws| ws.deadline());
         [self.codec.poll_at(), handshake, ws_close].into_iter().flatten().min()
     }
 }
@@ -747,52 +703,28 @@ impl<T: Transport> HttpServer<T> {
             return false;
         }
         c.in_flight = c.in_flight.saturating_sub(1);
-        c.ws = Some(Box::new(Ws {
-            conn: WsConnection::new(WsRole::Server, limits),
-            close_deadline: None,
-            reported: false,
-            backlog: std::collections::VecDeque::new(),
-            backlog_bytes: 0,
-        }));
+        c.ws = Some(Box::new(WsEndpoint::new(WsRole::Server, limits)));
         self.service(ring, conn, now, requests);
         true
     }
 
     /// Sends a message on an upgraded connection. A peer that does not read gets up to
-    /// [`WS_BACKLOG_BYTES_MAX`] queued; past that, or once the WebSocket is closing, the send
-    /// is refused.
+    /// [`crate::websocket::BACKLOG_BYTES_MAX`] queued; past that, or once the WebSocket is
+    /// closing, the send is refused.
     pub fn ws_send(&mut self, ring: &mut Ring, conn: ConnId, message: WsMessage, now: Instant) -> Result<(), WsError> {
         let c = self.conns.get_mut(&conn).filter(|c| !c.closing).ok_or(WsError::Closed)?;
-        let ws = c.ws.as_deref_mut().ok_or(WsError::Closed)?;
-        if ws.close_deadline.is_some() || ws.reported {
-            return Err(WsError::Closed);
-        }
-        let bytes = message_bytes(&message);
-        if ws.backlog.is_empty() && ws.conn.has_room() {
-            ws.conn.send(message)?;
-        } else {
-            if ws.backlog_bytes + bytes > WS_BACKLOG_BYTES_MAX {
-                return Err(WsError::OutgoingFull { queued_bytes: ws.backlog_bytes });
-            }
-            ws.backlog_bytes += bytes;
-            ws.backlog.push_back(message);
-        }
+        c.ws.as_deref_mut().ok_or(WsError::Closed)?.send(message)?;
         self.service_ws(ring, conn, now);
         Ok(())
     }
 
     /// Starts the WebSocket's close handshake with `code` and `reason` after the messages
-    /// queued; the peer has [`WS_CLOSE_TIMEOUT`] to answer before the connection is cut.
+    /// queued; the peer has [`crate::websocket::CLOSE_TIMEOUT`] to answer before the
+    /// connection is cut.
     pub fn ws_close(&mut self, ring: &mut Ring, conn: ConnId, code: u16, reason: &str, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.closing) else { return };
         let Some(ws) = c.ws.as_deref_mut() else { return };
-        if ws.close_deadline.is_some() || ws.reported {
-            return;
-        }
-        ws.close_deadline = Some(now + WS_CLOSE_TIMEOUT);
-        let message = WsMessage::Close(Some((code, reason.to_string())));
-        ws.backlog_bytes += message_bytes(&message);
-        ws.backlog.push_back(message);
+        ws.close(code, reason, now);
         self.service_ws(ring, conn, now);
     }
 
@@ -805,32 +737,10 @@ impl<T: Transport> HttpServer<T> {
         }
         // Messages out of what arrived, and more input as the protocol takes it: each pass
         // takes input or leaves, and the stash is bounded.
+        let mut updates = Vec::new();
         for _ in 0..=STASH_BYTES_MAX / 1024 {
             let Some(ws) = c.ws.as_deref_mut() else { return };
-            while let Some(result) = ws.conn.poll_message() {
-                match result {
-                    Ok(WsMessage::Text(text)) if !ws.reported => {
-                        self.stream_events.push(StreamEvent::WsMessage { conn, message: WsMessage::Text(text) })
-                    }
-                    Ok(WsMessage::Binary(data)) if !ws.reported => {
-                        self.stream_events.push(StreamEvent::WsMessage { conn, message: WsMessage::Binary(data) })
-                    }
-                    Ok(WsMessage::Close(frame)) if !ws.reported => {
-                        ws.reported = true;
-                        let (code, reason) = frame.unwrap_or((1005, String::new()));
-                        self.stream_events.push(StreamEvent::WsClosed { conn, code, reason, clean: true });
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        if !ws.reported {
-                            ws.reported = true;
-                            let code = failure_code(&error);
-                            let reason = error.to_string();
-                            self.stream_events.push(StreamEvent::WsClosed { conn, code, reason, clean: false });
-                        }
-                    }
-                }
-            }
+            ws.poll(now, &mut updates);
             if c.stash.is_empty() || !c.wants_read() {
                 break;
             }
@@ -842,6 +752,7 @@ impl<T: Transport> HttpServer<T> {
                 break;
             }
         }
+        self.stream_events.extend(updates.into_iter().map(|update| StreamEvent::Ws { conn, update }));
         let should_pause = !c.stash.is_empty();
         if should_pause != c.recv_paused {
             c.recv_paused = should_pause;
@@ -851,29 +762,8 @@ impl<T: Transport> HttpServer<T> {
                 self.transport.resume_recv(ring, conn);
             }
         }
-        let Some(ws) = c.ws.as_deref_mut() else { return };
-        // The backlog moves into the protocol as its buffer drains.
-        while ws.conn.has_room()
-            && let Some(message) = ws.backlog.pop_front()
-        {
-            ws.backlog_bytes -= message_bytes(&message);
-            if ws.conn.send(message).is_err() {
-                // Closing or closed (or a message the protocol refuses): what is queued after
-                // it cannot go either once closed; a refused message is dropped.
-                if ws.conn.state() != WsState::Open {
-                    ws.backlog.clear();
-                    ws.backlog_bytes = 0;
-                }
-            }
-        }
-        let late = ws.close_deadline.is_some_and(|at| at <= now);
-        if late {
-            // The peer did not answer our close in time: cut the connection.
-            if !ws.reported {
-                ws.reported = true;
-                let reason = "the peer did not answer the close in time".to_string();
-                self.stream_events.push(StreamEvent::WsClosed { conn, code: 1006, reason, clean: false });
-            }
+        if c.ws.as_ref().is_some_and(|ws| ws.late(now)) {
+            // The peer did not answer our close in time (reported by `poll`): cut it.
             c.closing = true;
             self.transport.abort(ring, conn);
             return;
@@ -890,7 +780,7 @@ impl<T: Transport> HttpServer<T> {
                 }
             }
         }
-        let over = c.ws.as_ref().is_some_and(|ws| ws.conn.state() == WsState::Closed);
+        let over = c.ws.as_ref().is_some_and(|ws| ws.is_over());
         if over && self.transport.queued_bytes(conn) == 0 {
             c.closing = true;
             if let Some(tls) = &mut c.tls {
@@ -976,12 +866,10 @@ impl<'a> EventSink<'a> {
     /// WebSocket is over.
     fn streams_gone(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            if let Some(ws) = c.ws.as_deref_mut()
-                && !ws.reported
-            {
-                ws.reported = true;
-                let reason = "the connection was closed without a close frame".to_string();
-                self.stream_events.push(StreamEvent::WsClosed { conn, code: 1006, reason, clean: false });
+            if let Some(ws) = c.ws.as_deref_mut() {
+                let mut updates = Vec::new();
+                ws.gone(&mut updates);
+                self.stream_events.extend(updates.into_iter().map(|update| StreamEvent::Ws { conn, update }));
             }
             for request in c.streaming.drain(..) {
                 // The response is over for the server too: cut short, the connection then closes.

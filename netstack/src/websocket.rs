@@ -17,7 +17,9 @@
 //! thread-local generator, which seeds itself from the OS; that is the one place netstack's
 //! dependencies read system randomness (masks must be unpredictable, RFC 6455 §5.3).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use tungstenite::error::{CapacityError, Error as TungError};
 use tungstenite::protocol::frame::CloseFrame;
@@ -370,6 +372,177 @@ impl WsConnection {
         self.terminated = true;
         self.error = Some(error.clone());
         error
+    }
+}
+
+/// What a [`WsEndpoint`] reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsUpdate {
+    /// A text or binary message from the peer (pings and pongs are the protocol's).
+    Message(WsMessage),
+    /// The WebSocket is over, reported once: the peer's close frame (`clean`), or a failure
+    /// (code 1006, or the code the failure sent: 1009 for a message over the limits, 1002 for
+    /// a protocol error, 1007 for bad UTF-8).
+    Closed { code: u16, reason: String, clean: bool },
+}
+
+/// How long the peer has to answer our close frame before the connection is cut.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes of messages an endpoint holds for a peer that does not read, beyond the protocol's
+/// own buffer ([`WsLimits::outgoing_bytes_max`]). Past it, a send is refused.
+pub const BACKLOG_BYTES_MAX: usize = 16 << 20;
+
+/// One end of a WebSocket as a server or a client drives it over a connection: the protocol
+/// ([`WsConnection`]) plus what the connection's owner needs around it, the same on both sides:
+/// a bounded backlog of messages for a slow peer, the close handshake's deadline, and one
+/// [`WsUpdate::Closed`] however the socket ends.
+#[derive(Debug)]
+pub struct WsEndpoint {
+    conn: WsConnection,
+    /// The close handshake we started must be over by then.
+    close_deadline: Option<Instant>,
+    /// `Closed` was reported.
+    reported: bool,
+    backlog: VecDeque<WsMessage>,
+    backlog_bytes: usize,
+}
+
+impl WsEndpoint {
+    pub fn new(role: WsRole, limits: WsLimits) -> WsEndpoint {
+        WsEndpoint {
+            conn: WsConnection::new(role, limits),
+            close_deadline: None,
+            reported: false,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+        }
+    }
+
+    /// The peer's bytes; see [`WsConnection::receive`].
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        self.conn.receive(bytes)
+    }
+
+    pub fn wants_read(&self) -> bool {
+        self.conn.wants_read()
+    }
+
+    /// The peer closed the TCP connection (EOF).
+    pub fn peer_closed(&mut self) {
+        self.conn.peer_closed();
+    }
+
+    /// Moves the bytes to write into `out` (appended).
+    pub fn take_output(&mut self, out: &mut Vec<u8>) {
+        self.conn.take_output(out);
+    }
+
+    /// Queues a message: into the protocol now if it has room, else into the backlog. Refused
+    /// once closing, past [`BACKLOG_BYTES_MAX`], or over the message limit.
+    pub fn send(&mut self, message: WsMessage) -> Result<(), WsError> {
+        if self.close_deadline.is_some() || self.reported {
+            return Err(WsError::Closed);
+        }
+        if self.backlog.is_empty() && self.conn.has_room() {
+            return self.conn.send(message);
+        }
+        let bytes = message_bytes(&message);
+        if self.backlog_bytes + bytes > BACKLOG_BYTES_MAX {
+            return Err(WsError::OutgoingFull { queued_bytes: self.backlog_bytes });
+        }
+        self.backlog_bytes += bytes;
+        self.backlog.push_back(message);
+        Ok(())
+    }
+
+    /// Starts the close handshake after the messages queued; the peer has [`CLOSE_TIMEOUT`]
+    /// to answer.
+    pub fn close(&mut self, code: u16, reason: &str, now: Instant) {
+        if self.close_deadline.is_some() || self.reported {
+            return;
+        }
+        self.close_deadline = Some(now + CLOSE_TIMEOUT);
+        let message = WsMessage::Close(Some((code, reason.to_string())));
+        self.backlog_bytes += message_bytes(&message);
+        self.backlog.push_back(message);
+    }
+
+    /// Takes the messages that arrived and what ended the socket into `out`, and moves the
+    /// backlog into the protocol as its buffer drains.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<WsUpdate>) {
+        while let Some(result) = self.conn.poll_message() {
+            match result {
+                Ok(message @ (WsMessage::Text(_) | WsMessage::Binary(_))) if !self.reported => {
+                    out.push(WsUpdate::Message(message))
+                }
+                Ok(WsMessage::Close(frame)) if !self.reported => {
+                    let (code, reason) = frame.unwrap_or((1005, String::new()));
+                    self.report(out, code, reason, true);
+                }
+                Ok(_) => {}
+                Err(error) => self.report(out, failure_code(&error), error.to_string(), false),
+            }
+        }
+        while self.conn.has_room()
+            && let Some(message) = self.backlog.pop_front()
+        {
+            self.backlog_bytes -= message_bytes(&message);
+            if self.conn.send(message).is_err() && self.conn.state() != WsState::Open {
+                // Closing or closed: nothing queued can go any more. (A message the protocol
+                // refuses while open is dropped.)
+                self.backlog.clear();
+                self.backlog_bytes = 0;
+            }
+        }
+        if self.late(now) {
+            self.report(out, 1006, "the peer did not answer the close in time".into(), false);
+        }
+    }
+
+    /// The connection is gone (closed, failed, cut): the socket is over.
+    pub fn gone(&mut self, out: &mut Vec<WsUpdate>) {
+        self.report(out, 1006, "the connection was closed without a close frame".into(), false);
+    }
+
+    /// Our close was not answered in time: cut the connection.
+    pub fn late(&self, now: Instant) -> bool {
+        self.close_deadline.is_some_and(|at| at <= now)
+    }
+
+    /// The close handshake is over: flush the output, then close the connection.
+    pub fn is_over(&self) -> bool {
+        self.conn.state() == WsState::Closed
+    }
+
+    /// When [`Self::poll`] must run again (the close deadline), if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.close_deadline
+    }
+
+    fn report(&mut self, out: &mut Vec<WsUpdate>, code: u16, reason: String, clean: bool) {
+        if !self.reported {
+            self.reported = true;
+            out.push(WsUpdate::Closed { code, reason, clean });
+        }
+    }
+}
+
+fn message_bytes(message: &WsMessage) -> usize {
+    match message {
+        WsMessage::Text(text) => text.len(),
+        WsMessage::Binary(data) | WsMessage::Ping(data) | WsMessage::Pong(data) => data.len(),
+        WsMessage::Close(reason) => reason.as_ref().map_or(0, |(_, text)| text.len()) + 2,
+    }
+}
+
+/// The close code RFC 6455 §7.4.1 gives the failure (the one sent, when one was).
+fn failure_code(error: &WsError) -> u16 {
+    match error {
+        WsError::TooLarge { .. } | WsError::MessageTooLarge { .. } => 1009,
+        WsError::Protocol { .. } => 1002,
+        WsError::InvalidUtf8 => 1007,
+        _ => 1006,
     }
 }
 

@@ -438,14 +438,7 @@ impl Worker {
 
     /// Delivers a WebSocket event to the end bound as `socket`, as request `request`'s work
     /// (its listeners run at the next microtask checkpoint).
-    pub fn ws_event(
-        &mut self,
-        request: u64,
-        socket: u32,
-        event: crate::api::websocket::WsEvent,
-        now: Instant,
-        budget: Duration,
-    ) {
+    pub fn ws_event(&mut self, request: u64, socket: u32, event: netstack::WsUpdate, now: Instant, budget: Duration) {
         self.advance_clock(now);
         in_context!(&mut self.isolate, budget, |scope, _handles| {
             crate::api::websocket::event(scope, request, socket, event);

@@ -124,12 +124,7 @@ impl Core {
                         self.end_stream(id, false, now);
                     }
                 }
-                StreamEvent::WsMessage { conn, message } => {
-                    self.on_ws_event(conn, crate::api::websocket::WsEvent::Message(message), now)
-                }
-                StreamEvent::WsClosed { conn, code, reason, clean } => {
-                    self.on_ws_event(conn, crate::api::websocket::WsEvent::Closed { code, reason, clean }, now)
-                }
+                StreamEvent::Ws { conn, update } => self.on_ws_event(conn, update, now),
             }
         }
         self.io.stream_events = events;

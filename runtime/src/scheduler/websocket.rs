@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use netstack::transport::ConnId;
-use netstack::{WsLimits, WsMessage};
+use netstack::{WsLimits, WsMessage, WsUpdate};
 
 use super::Core;
-use crate::api::websocket::WsEvent;
 
 /// One bound end.
 #[derive(Debug, Clone, Copy)]
@@ -84,18 +83,18 @@ impl Core {
 
     /// Tells the end `socket` of `version`'s isolate that it is closed (it was never bound).
     pub(super) fn websocket_refused(&mut self, version: u64, request: u64, socket: u32, reason: &str, now: Instant) {
-        let event = WsEvent::Closed { code: 1006, reason: reason.to_string(), clean: false };
+        let event = WsUpdate::Closed { code: 1006, reason: reason.to_string(), clean: false };
         self.deliver_ws_event(version, request, socket, event, now);
     }
 
     /// A message or the end of a server-side WebSocket, from the connection.
-    pub(super) fn on_ws_event(&mut self, conn: ConnId, event: WsEvent, now: Instant) {
+    pub(super) fn on_ws_event(&mut self, conn: ConnId, event: WsUpdate, now: Instant) {
         let Some(&(version, socket)) = self.sockets.by_conn.get(&conn) else { return };
         let Some(&bound) = self.sockets.by_id.get(&(version, socket)) else { return };
-        let closed = matches!(event, WsEvent::Closed { .. });
+        let closed = matches!(event, WsUpdate::Closed { .. });
         if let Some(tenant) = self.cache.tenant(version) {
             let counters = self.counters.entry(tenant.name.clone()).or_default();
-            if let WsEvent::Message(message) = &event {
+            if let WsUpdate::Message(message) = &event {
                 counters.ws_messages_in += 1;
                 counters.bytes_in += match message {
                     WsMessage::Text(text) => text.len() as u64,
@@ -114,7 +113,7 @@ impl Core {
         }
     }
 
-    fn deliver_ws_event(&mut self, version: u64, request: u64, socket: u32, event: WsEvent, now: Instant) {
+    fn deliver_ws_event(&mut self, version: u64, request: u64, socket: u32, event: WsUpdate, now: Instant) {
         // Each event may use the tenant's CPU limit afresh.
         if let Some(background) = self.background.get_mut(&request) {
             background.cpu = Duration::ZERO;

@@ -5,7 +5,7 @@
 //! calls back into the isolate with [`event`] for what arrives. What this module must not do:
 //! frame bytes itself, or reach a connection while the core is inside V8.
 
-use netstack::WsMessage;
+use netstack::{WsMessage, WsUpdate};
 
 use crate::bridge::hooks::{self, Hook};
 use crate::bridge::{self, JsError, OpDecl, Scope, args, context};
@@ -29,18 +29,6 @@ pub struct WsConnect {
     pub protocols: String,
     /// Other request headers (lower-case names), from `fetch()`.
     pub headers: Vec<(String, Vec<u8>)>,
-}
-
-/// What the core delivers to a bound end.
-#[derive(Debug)]
-pub enum WsEvent {
-    Message(WsMessage),
-    /// The WebSocket is over: the peer's close (`clean`) or a failure.
-    Closed {
-        code: u16,
-        reason: String,
-        clean: bool,
-    },
 }
 
 fn push(scope: &mut Scope, work: Work) -> Result<(), JsError> {
@@ -115,17 +103,17 @@ pub fn bind(scope: &mut Scope, client: v8::Local<v8::Value>) -> Result<u32, Stri
 }
 
 /// Delivers `event` to the end bound as `socket`, as request `request`'s work.
-pub fn event(scope: &mut Scope, request: u64, socket: u32, event: WsEvent) {
+pub fn event(scope: &mut Scope, request: u64, socket: u32, event: WsUpdate) {
     let Some(hook) = hooks::get(scope, Hook::WebSocketEvent) else { return };
     context::enter(scope, Some(request));
     let id = v8::Integer::new_from_unsigned(scope, socket).into();
     let values: Option<[v8::Local<v8::Value>; 3]> = (|| {
         Some(match event {
-            WsEvent::Message(WsMessage::Text(text)) => {
+            WsUpdate::Message(WsMessage::Text(text)) => {
                 let text = v8::String::new(scope, &text)?;
                 [v8::Integer::new(scope, 1).into(), text.into(), v8::undefined(scope).into()]
             }
-            WsEvent::Message(message) => {
+            WsUpdate::Message(message) => {
                 let bytes = match message {
                     WsMessage::Binary(bytes) => bytes,
                     _ => return None,
@@ -133,7 +121,7 @@ pub fn event(scope: &mut Scope, request: u64, socket: u32, event: WsEvent) {
                 let array = args::new_u8_array(scope, bytes).ok()?;
                 [v8::Integer::new(scope, 2).into(), array.into(), v8::undefined(scope).into()]
             }
-            WsEvent::Closed { code, reason, clean } => {
+            WsUpdate::Closed { code, reason, clean } => {
                 let detail = v8::Object::new(scope);
                 let code_key = v8::String::new(scope, "code")?;
                 let code_value = v8::Integer::new(scope, i32::from(code));
