@@ -17,10 +17,70 @@ use tungstenite::{Message, WebSocket};
 const WORKER: &str = r#"
 let opened = 0;
 let closes = [];
+const describe = (data) => (typeof data === "string" ? data : `bin:${new Uint8Array(data).join(",")}`);
 export default {
   async fetch(request) {
     const url = new URL(request.url);
     if (url.pathname === "/stats") return new Response(`opened ${opened} closes ${closes.join(",")}`);
+    const target = url.searchParams.get("to");
+    if (url.pathname === "/client") {
+      // new WebSocket(url): open, two messages each way, our close, the close event.
+      const ws = new WebSocket(target, ["chat", "other"]);
+      const seen = [];
+      await new Promise((resolve) => {
+        ws.addEventListener("open", () => {
+          seen.push(`open:${ws.readyState}`);
+          ws.send("ping");
+          ws.send(new Uint8Array([9, 8, 7]));
+        });
+        ws.addEventListener("message", (event) => {
+          seen.push(describe(event.data));
+          if (seen.length === 3) ws.close(1000, "done");
+        });
+        ws.addEventListener("error", (event) => seen.push(`error:${event.message}`));
+        ws.addEventListener("close", (event) => {
+          seen.push(`close:${event.code}:${event.wasClean}`);
+          resolve();
+        });
+      });
+      return new Response(`${ws.protocol}|${seen.join("|")}`);
+    }
+    if (url.pathname === "/fetch") {
+      // fetch() with Upgrade: websocket: a 101 Response whose webSocket is accepted.
+      const response = await fetch(target, { headers: { Upgrade: "websocket" } });
+      const ws = response.webSocket;
+      ws.accept();
+      ws.send("via fetch");
+      const reply = await new Promise((resolve) => ws.addEventListener("message", (e) => resolve(e.data)));
+      ws.close(1000);
+      return new Response(`${response.status} ${reply}`);
+    }
+    if (url.pathname === "/refused") {
+      try {
+        await fetch(target, { headers: { Upgrade: "websocket" } });
+        return new Response("connected?");
+      } catch (error) {
+        return new Response(`refused: ${error.message}`);
+      }
+    }
+    if (url.pathname === "/proxy") {
+      // A Worker between a client and an origin: every message relayed both ways.
+      const [client, server] = Object.values(new WebSocketPair());
+      server.accept();
+      const origin = new WebSocket(target);
+      const early = [];
+      origin.addEventListener("open", () => {
+        for (const data of early) origin.send(data);
+      });
+      server.addEventListener("message", (event) => {
+        if (origin.readyState === WebSocket.OPEN) origin.send(event.data);
+        else early.push(event.data);
+      });
+      origin.addEventListener("message", (event) => server.send(event.data));
+      server.addEventListener("close", (event) => origin.close(event.code === 1005 ? 1000 : event.code, event.reason));
+      origin.addEventListener("close", (event) => server.close(event.code === 1005 ? 1000 : event.code, event.reason));
+      return new Response(null, { status: 101, webSocket: client });
+    }
     if (url.pathname === "/bad") {
       const pair = new WebSocketPair();
       pair[1].accept();
@@ -42,6 +102,8 @@ export default {
         server.close(4000, "bye");
       } else if (event.data === "count") {
         server.send(`count ${count}`);
+      } else if (event.data === "spin") {
+        for (;;) {}
       } else if (event.data === "later") {
         setTimeout(() => server.send("timer fired"), 50);
       } else {
@@ -55,6 +117,51 @@ export default {
   },
 };
 "#;
+
+/// A WebSocket origin on loopback: echoes text with an `origin:` prefix and binary as it is,
+/// picks the `chat` subprotocol when offered, and closes when asked to. At most `connections`
+/// connections, each on its own thread.
+fn echo_origin(connections: usize) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                // The signature is tungstenite's `Callback`, error type included.
+                #[expect(clippy::result_large_err)]
+                let choose = |request: &tungstenite::handshake::server::Request,
+                              mut response: tungstenite::handshake::server::Response| {
+                    let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
+                    if offered.is_some_and(|list| list.split(',').any(|p| p.trim() == "chat")) {
+                        response.headers_mut().insert("sec-websocket-protocol", "chat".parse().unwrap());
+                    }
+                    Ok(response)
+                };
+                let Ok(mut socket) = tungstenite::accept_hdr(stream, choose) else { return };
+                for _ in 0..10_000 {
+                    let reply = match socket.read() {
+                        Ok(Message::Text(text)) => Message::text(format!("origin:{}", text.as_str())),
+                        Ok(Message::Binary(data)) => Message::Binary(data),
+                        Ok(Message::Close(_)) | Err(_) => break,
+                        Ok(_) => continue,
+                    };
+                    if socket.send(reply).is_err() {
+                        break;
+                    }
+                }
+                // Finish the close handshake (or just go, if the connection broke).
+                for _ in 0..100 {
+                    if socket.flush().is_err() || socket.read().is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
 
 fn start(dir: &TempDir) -> Isobar {
     let script = dir.write("ws.js", WORKER).display().to_string();
@@ -167,4 +274,105 @@ fn oversized_frames_and_vanished_clients_close_only_their_socket() {
     let bad = isobar.get("/bad");
     assert_eq!(bad.status, 500);
     assert!(isobar.stderr().contains("did not ask for one"), "{}", isobar.stderr());
+}
+
+#[test]
+fn a_worker_opens_websockets_to_an_origin() {
+    let dir = TempDir::new("websocket-client");
+    let isobar = start(&dir);
+    let origin = echo_origin(8);
+    let client = isobar.get(&format!("/client?to=ws://{origin}/path"));
+    assert_eq!(client.status, 200, "{} {}", client.text(), isobar.stderr());
+    assert_eq!(
+        client.text(),
+        "chat|open:1|origin:ping|bin:9,8,7|close:1000:true",
+        "new WebSocket(): open, messages both ways, the subprotocol chosen, a clean close"
+    );
+    let fetched = isobar.get(&format!("/fetch?to=http://{origin}/"));
+    assert_eq!(fetched.text(), "101 origin:via fetch", "fetch() with Upgrade: websocket");
+    // Nobody listens there: a clean error, not a hang.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let refused = isobar.get(&format!("/refused?to=http://{closed}/"));
+    assert!(refused.text().starts_with("refused: WebSocket connection to"), "{}", refused.text());
+    // isobar's own listener is not a destination, for WebSockets as for fetch().
+    let own = isobar.get(&format!("/refused?to=http://{}/stats", isobar.addr));
+    assert!(own.text().contains("it is one of isobar's own listeners"), "{}", own.text());
+    // An HTTP server that does not switch protocols is an error too.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nno");
+        }
+    });
+    let plain = isobar.get(&format!("/refused?to=http://{plain_addr}/"));
+    assert!(plain.text().contains("the server answered 200 instead of switching protocols (101)"), "{}", plain.text());
+}
+
+#[test]
+fn a_worker_relays_a_websocket_between_a_client_and_an_origin() {
+    let dir = TempDir::new("websocket-proxy");
+    let isobar = start(&dir);
+    let origin = echo_origin(4);
+    let stream = TcpStream::connect(isobar.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = format!("ws://{}/proxy?to=ws://{origin}/", isobar.addr);
+    let (mut socket, _) = tungstenite::client(url.as_str(), stream).expect("the upgrade is accepted");
+    for i in 0..50 {
+        socket.send(Message::text(format!("m{i}"))).unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(next_text(&mut socket), format!("origin:m{i}"), "relayed both ways, in order");
+    }
+    socket.send(Message::binary(vec![1u8; 70_000])).unwrap();
+    assert_eq!(socket.read().unwrap(), Message::binary(vec![1u8; 70_000]));
+    socket.close(None).unwrap();
+    let closed = loop {
+        match socket.read() {
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code),
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) => break None,
+            Err(error) => panic!("{error}"),
+        }
+    };
+    assert!(matches!(closed, Some(CloseCode::Normal) | None), "{closed:?}");
+}
+
+#[test]
+fn a_runaway_handler_or_a_drain_closes_the_socket_with_1001() {
+    let dir = TempDir::new("websocket-away");
+    let mut isobar = start(&dir);
+    // A message handler that never returns: the CPU limit stops it, the socket goes with its
+    // isolate, and the server goes on.
+    let mut spinning = open(&isobar, "/spin");
+    assert_eq!(next_text(&mut spinning), "hello");
+    spinning.send(Message::text("spin")).unwrap();
+    let code = loop {
+        match spinning.read() {
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code),
+            Ok(_) => continue,
+            Err(error) => panic!("expected a close frame, got {error}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Away));
+    assert!(isobar.stderr().contains("exceeded its CPU time limit"), "{}", isobar.stderr());
+    let mut fresh = open(&isobar, "/fresh");
+    assert_eq!(next_text(&mut fresh), "hello");
+    fresh.send(Message::text("x")).unwrap();
+    assert_eq!(next_text(&mut fresh), "echo x");
+    // Shutting down: open sockets get 1001 and the process still exits.
+    isobar.terminate();
+    let code = loop {
+        match fresh.read() {
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code),
+            Ok(_) => continue,
+            Err(error) => panic!("expected a close frame, got {error}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Away));
+    let _ = fresh.flush();
+    assert_eq!(isobar.wait_exit(Duration::from_secs(20)), Some(0), "drained with a socket open");
 }

@@ -29,7 +29,7 @@ use netstack::http1::{BodyFraming, ClientConn, ClientEvent, ClientLimits, Client
 use netstack::pool::{IdleId, Put};
 use netstack::tls::ClientConfig;
 use netstack::{ConnEvent, ConnId, KeepAlivePool, Link, LookupId, LookupStart, Origin, PoolLimits, ResolvConf};
-use netstack::{Scheme, TlsLimits, TlsSession, Transport};
+use netstack::{Scheme, TlsLimits, TlsSession, Transport, WsEndpoint, WsError, WsLimits, WsMessage, WsRole, WsUpdate};
 
 pub use policy::{EgressPolicy, IpNet, Refused};
 
@@ -154,6 +154,10 @@ pub enum Progress {
     Chunk(Vec<u8>),
     End,
     Failed(FetchError),
+    /// The origin switched to WebSocket (after a `101` head): the connection is now a
+    /// client-side WebSocket, driven with [`Outbound::ws_send`] and [`Outbound::ws_close`],
+    /// whose messages come out of [`Outbound::take_ws_updates`].
+    Upgraded(ConnId),
 }
 
 /// Names one exchange on a core.
@@ -203,6 +207,8 @@ struct OutConn {
     recv_paused: bool,
     /// In the keep-alive pool under this id.
     idle: Option<IdleId>,
+    /// The connection switched to WebSocket: its client end.
+    ws: Option<Box<WsEndpoint>>,
 }
 
 /// A core's outbound side. See the module documentation.
@@ -217,6 +223,8 @@ pub struct Outbound {
     ready: Vec<ExchangeId>,
     /// Events of outbound connections gathered while the transport was busy calling back.
     events: Vec<OwnedEvent>,
+    /// What happened on WebSocket connections since the last [`Self::take_ws_updates`].
+    ws_updates: Vec<(ConnId, WsUpdate)>,
     /// Counters for metrics.
     pub stats: OutboundStats,
 }
@@ -261,6 +269,7 @@ impl Outbound {
             pool,
             ready: Vec::new(),
             events: Vec::new(),
+            ws_updates: Vec::new(),
             stats: OutboundStats::default(),
         }
     }
@@ -473,6 +482,7 @@ impl Outbound {
                 plain_out: Vec::new(),
                 recv_paused: false,
                 idle: None,
+                ws: None,
             },
         );
         if let Some(e) = self.exchanges.get_mut(&id) {
@@ -523,6 +533,9 @@ impl Outbound {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if !c.connected {
             return;
+        }
+        if c.ws.is_some() {
+            return self.pump_ws(link, ring, conn, now);
         }
         let handshaking = c.tls.as_ref().is_some_and(TlsSession::is_handshaking);
         if let Some(id) = c.exchange
@@ -636,6 +649,18 @@ impl Outbound {
 
     fn on_peer_closed(&mut self, link: &mut Link, ring: &mut Ring, conn: ConnId, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
+        if let Some(ws) = &mut c.ws {
+            if let Some(tls) = &mut c.tls {
+                let _ = tls.peer_closed();
+                let mut plain = Vec::new();
+                tls.read_plaintext(&mut plain);
+                c.stash.extend_from_slice(&plain);
+            }
+            if c.stash.is_empty() {
+                ws.peer_closed();
+            }
+            return self.pump_ws(link, ring, conn, now);
+        }
         if c.idle.is_some() || c.exchange.is_none() {
             return self.close_conn(link, ring, conn);
         }
@@ -663,6 +688,7 @@ impl Outbound {
         let Some(id) = c.exchange else { return };
         let Some(e) = self.exchanges.get_mut(&id) else { return };
         let mut ended = None;
+        let mut upgraded = false;
         while e.progress.iter().filter(|p| matches!(p, Progress::Chunk(_))).count() < 1 {
             let Some(event) = c.client.poll_event() else { break };
             match event {
@@ -683,8 +709,13 @@ impl Outbound {
                     break;
                 }
                 ClientEvent::Upgraded => {
-                    e.progress.push_back(Progress::Failed(FetchError::Response("unexpected protocol upgrade".into())));
-                    ended = Some(false);
+                    // The codec allows a 101 only to a request that asked to upgrade; the
+                    // caller checks the handshake's fields and then owns the WebSocket.
+                    e.progress.push_back(Progress::Upgraded(conn));
+                    e.stage = Stage::Done;
+                    c.exchange = None;
+                    c.ws = Some(Box::new(WsEndpoint::new(WsRole::Client, WsLimits::default())));
+                    upgraded = true;
                     break;
                 }
                 ClientEvent::Failed(error) => {
@@ -696,6 +727,9 @@ impl Outbound {
         }
         if !e.progress.is_empty() {
             self.ready.push(id);
+        }
+        if upgraded {
+            return self.pump_ws(link, ring, conn, now);
         }
         if let Some(reusable) = ended {
             e.stage = Stage::Done;
@@ -731,7 +765,7 @@ impl Outbound {
     ) -> Option<Progress> {
         let e = self.exchanges.get_mut(&id)?;
         let next = e.progress.pop_front();
-        let finished = matches!(next, Some(Progress::End) | Some(Progress::Failed(_)));
+        let finished = matches!(next, Some(Progress::End | Progress::Failed(_) | Progress::Upgraded(_)));
         if finished {
             self.exchanges.remove(&id);
             return next;
@@ -813,12 +847,104 @@ impl Outbound {
     }
 
     fn close_conn(&mut self, link: &mut Link, ring: &mut Ring, conn: ConnId) {
-        if let Some(c) = self.conns.remove(&conn) {
+        if let Some(mut c) = self.conns.remove(&conn) {
             if let Some(idle) = c.idle {
                 self.pool.remove(idle);
             }
+            if let Some(ws) = &mut c.ws {
+                let mut updates = Vec::new();
+                ws.gone(&mut updates);
+                self.ws_updates.extend(updates.into_iter().map(|update| (conn, update)));
+            }
             link.abort(ring, conn);
         }
+    }
+
+    /// Moves everything that can move on a WebSocket connection: stashed input into the
+    /// protocol, its messages out, its output (through TLS) onto the wire, and the end.
+    fn pump_ws(&mut self, link: &mut Link, ring: &mut Ring, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(ws) = c.ws.as_deref_mut() else { return };
+        let mut updates = Vec::new();
+        // Each pass takes input or leaves; the stash is bounded by the pause below.
+        for _ in 0..64 {
+            ws.poll(now, &mut updates);
+            if c.stash.is_empty() || !ws.wants_read() {
+                break;
+            }
+            let taken = ws.receive(&c.stash);
+            c.stash.drain(..taken);
+            if taken == 0 {
+                break;
+            }
+        }
+        let late = ws.late(now);
+        if link.queued_bytes(conn) == 0 && !late {
+            let mut out = Vec::new();
+            match &mut c.tls {
+                Some(tls) => {
+                    ws.take_output(&mut c.plain_out);
+                    if !c.plain_out.is_empty() {
+                        let taken = tls.write_plaintext(&c.plain_out).unwrap_or(0);
+                        c.plain_out.drain(..taken);
+                    }
+                    tls.take_ciphertext(&mut out);
+                }
+                None => ws.take_output(&mut out),
+            }
+            if !out.is_empty() && link.send_owned(ring, conn, out).is_err() {
+                ws.gone(&mut updates);
+            }
+        }
+        let over = ws.is_over() && link.queued_bytes(conn) == 0 && c.plain_out.is_empty();
+        let should_pause = !c.stash.is_empty() || !c.cipher_stash.is_empty();
+        if should_pause != c.recv_paused {
+            c.recv_paused = should_pause;
+            if should_pause {
+                link.pause_recv(ring, conn);
+            } else {
+                link.resume_recv(ring, conn);
+            }
+        }
+        self.ws_updates.extend(updates.into_iter().map(|update| (conn, update)));
+        if late || over {
+            self.close_conn(link, ring, conn);
+        }
+    }
+
+    /// Sends a message on WebSocket connection `conn` (see [`WsEndpoint::send`]).
+    pub fn ws_send(
+        &mut self,
+        link: &mut Link,
+        ring: &mut Ring,
+        conn: ConnId,
+        message: WsMessage,
+        now: Instant,
+    ) -> Result<(), WsError> {
+        let ws = self.conns.get_mut(&conn).and_then(|c| c.ws.as_deref_mut()).ok_or(WsError::Closed)?;
+        ws.send(message)?;
+        self.pump_ws(link, ring, conn, now);
+        Ok(())
+    }
+
+    /// Starts the close handshake of WebSocket connection `conn`.
+    pub fn ws_close(&mut self, link: &mut Link, ring: &mut Ring, conn: ConnId, code: u16, reason: &str, now: Instant) {
+        let Some(ws) = self.conns.get_mut(&conn).and_then(|c| c.ws.as_deref_mut()) else { return };
+        ws.close(code, reason, now);
+        self.pump_ws(link, ring, conn, now);
+    }
+
+    /// Drops WebSocket connection `conn` at once (its isolate went away).
+    pub fn ws_abort(&mut self, link: &mut Link, ring: &mut Ring, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.ws = None;
+        }
+        self.close_conn(link, ring, conn);
+    }
+
+    /// Moves what happened on WebSocket connections since the last call into `out`.
+    pub fn take_ws_updates(&mut self, out: &mut Vec<(ConnId, WsUpdate)>) {
+        out.append(&mut self.ws_updates);
     }
 
     /// When [`Self::poll`] next has work.
@@ -832,7 +958,8 @@ impl Outbound {
             })
             .min();
         let codecs = self.conns.values().filter(|c| c.exchange.is_some()).filter_map(|c| c.client.poll_at()).min();
-        [connect, codecs, self.dns.poll_at(), self.pool.poll_at()].into_iter().flatten().min()
+        let sockets = self.conns.values().filter_map(|c| c.ws.as_ref()?.deadline()).min();
+        [connect, codecs, sockets, self.dns.poll_at(), self.pool.poll_at()].into_iter().flatten().min()
     }
 
     /// Timeouts due at `now`: DNS retries, connects, the codecs' head and body timeouts, idle
@@ -862,6 +989,15 @@ impl Outbound {
                 c.client.poll(now);
             }
             self.collect_events(link, ring, conn, now);
+        }
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ws.as_ref().is_some_and(|ws| ws.late(now)))
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in late {
+            self.pump_ws(link, ring, conn, now);
         }
         let mut expired = Vec::new();
         self.pool.expire(now, &mut expired);

@@ -56,7 +56,7 @@ pub(super) struct CoreIo {
     streams: HashMap<(ConnId, RequestId), u64>,
     /// Work the isolates asked for this turn.
     pub(super) work: Vec<Work>,
-    ready: Vec<ExchangeId>,
+    pub(super) ready: Vec<ExchangeId>,
     stream_events: Vec<StreamEvent>,
 }
 
@@ -82,8 +82,12 @@ impl CoreIo {
     }
 }
 
+/// What a plain `fetch()` rejects with when the origin switches protocols.
+const UNEXPECTED_UPGRADE: &str =
+    "fetch failed: the origin switched protocols (a WebSocket is opened with `Upgrade: websocket`)";
+
 /// An async op's settlement: resolve with what `make` builds, or reject.
-fn resolve_with(
+pub(super) fn resolve_with(
     make: impl for<'s, 'i> FnOnce(&mut v8::PinScope<'s, 'i>) -> Result<v8::Local<'s, v8::Value>, JsError> + 'static,
 ) -> Settle {
     Box::new(make)
@@ -91,6 +95,11 @@ fn resolve_with(
 
 fn reject(message: String) -> Settle {
     Box::new(move |_scope| Err(JsError::type_error(message)))
+}
+
+/// A rejection with a TypeError saying `message`.
+pub(super) fn reject_with(message: String) -> Settle {
+    reject(message)
 }
 
 impl Core {
@@ -110,6 +119,7 @@ impl Core {
             self.deliver(exchange, now);
         }
         self.io.ready = ready;
+        self.outbound_ws_turn(now);
         let mut events = std::mem::take(&mut self.io.stream_events);
         self.http.take_stream_events(&mut events);
         for event in events.drain(..) {
@@ -250,7 +260,9 @@ impl Core {
 
     /// Gives exchange `exchange`'s consumer what it is waiting for, if the exchange has it.
     fn deliver(&mut self, exchange: ExchangeId, now: Instant) {
-        let Some(sub) = self.io.subrequests.get_mut(&exchange) else { return };
+        let Some(sub) = self.io.subrequests.get_mut(&exchange) else {
+            return self.ws_connect_progress(exchange, now);
+        };
         let version = sub.version;
         // Upload first: it may be what the origin waits for.
         if let Some((op, bytes)) = sub.upload.take() {
@@ -291,6 +303,12 @@ impl Core {
                     self.remove_subrequest(exchange);
                     self.settle(version, vec![(op, reject("fetch failed: the origin sent no response head".into()))]);
                 }
+                Some(Progress::Upgraded(conn)) => {
+                    let link = self.http.transport_mut();
+                    self.io.outbound.ws_abort(link, &mut self.ring, conn);
+                    self.remove_subrequest(exchange);
+                    self.settle(version, vec![(op, reject(UNEXPECTED_UPGRADE.into()))]);
+                }
                 None => {}
             }
             return;
@@ -315,6 +333,12 @@ impl Core {
                     reject(format!("the subrequest's body failed: {error}"))
                 }
                 Some(Progress::Head(_)) => reject("the origin sent a second response head".into()),
+                Some(Progress::Upgraded(conn)) => {
+                    let link = self.http.transport_mut();
+                    self.io.outbound.ws_abort(link, &mut self.ring, conn);
+                    self.remove_subrequest(exchange);
+                    reject(UNEXPECTED_UPGRADE.into())
+                }
             };
             if let Some(sub) = self.io.subrequests.get_mut(&exchange) {
                 sub.read_op = None;
@@ -326,6 +350,7 @@ impl Core {
     /// Request `id` of `version`'s isolate ended: its subrequests end with it (except one whose
     /// body is some response being passed through).
     pub(super) fn request_ended(&mut self, version: u64, id: u64) {
+        self.websockets_request_ended(version, id);
         let ended: Vec<ExchangeId> = self
             .io
             .subrequests
@@ -434,6 +459,12 @@ impl Core {
                         }
                         Some(Progress::Failed(error)) => {
                             tracing::warn!(target: "worker", "a passed-through response body failed: {error}");
+                            self.end_stream(id, false, now);
+                            return;
+                        }
+                        Some(Progress::Upgraded(conn)) => {
+                            let link = self.http.transport_mut();
+                            self.io.outbound.ws_abort(link, &mut self.ring, conn);
                             self.end_stream(id, false, now);
                             return;
                         }

@@ -450,6 +450,7 @@ impl Core {
                         tracing::debug!(core = self.index, in_flight = self.pending.len(), "draining");
                         self.draining = true;
                         self.http.drain(&mut self.ring, now, &mut self.incoming);
+                        self.websockets_drain(now);
                     }
                 }
                 Command::Deploy { deployment, ack } => {
@@ -900,6 +901,10 @@ impl Core {
             if self.pending.get(&id).is_some_and(|p| p.stream.is_some()) {
                 continue;
             }
+            // A WebSocket it opened can still bring events.
+            if self.holds_socket(id) {
+                continue;
+            }
             if let Some(p) = self.pending.get(&id) {
                 tracing::error!(
                     target: "worker",
@@ -918,6 +923,7 @@ impl Core {
             }
             self.wall_deadlines.remove(&(at, id));
             if self.holds_socket(id)
+                && !self.draining
                 && let Some(b) = self.background.get_mut(&id)
             {
                 // An open WebSocket keeps its request going: the limit starts again.

@@ -14,6 +14,9 @@ use netstack::transport::ConnId;
 use netstack::{WsLimits, WsMessage, WsUpdate};
 
 use super::Core;
+use super::io::{reject_with, resolve_with};
+use crate::bridge::async_ops::Settle;
+use crate::outbound::{ExchangeId, FetchRequest, Progress, RequestBody, ResponseMeta};
 
 /// One bound end.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +24,23 @@ struct Socket {
     /// The request it works for.
     request: u64,
     conn: ConnId,
+    /// A client end the core opened (its connection is the outbound side's), not a server end
+    /// on a client's connection.
+    outbound: bool,
+}
+
+/// A WebSocket being opened: the exchange carrying its upgrade request.
+#[derive(Debug)]
+struct Connecting {
+    version: u64,
+    request: u64,
+    socket: u32,
+    op: u32,
+    url: String,
+    /// The `Sec-WebSocket-Key` sent.
+    key: String,
+    /// The `101` head, once it arrived.
+    head: Option<ResponseMeta>,
 }
 
 /// The core's WebSockets, by (tenant version, id in the isolate) and by connection.
@@ -30,6 +50,7 @@ pub(super) struct CoreSockets {
     by_conn: HashMap<ConnId, (u64, u32)>,
     /// How many are open for each request.
     per_request: HashMap<u64, u32>,
+    connecting: HashMap<ExchangeId, Connecting>,
 }
 
 /// Whether a request asks for a WebSocket (RFC 6455 §4.2.1): its `Sec-WebSocket-Key` if so.
@@ -72,7 +93,7 @@ impl Core {
         if !self.http.respond_upgrade(&mut self.ring, conn, request, &head, limits, now, &mut self.incoming) {
             return Err("the connection cannot switch to a WebSocket");
         }
-        self.sockets.by_id.insert((version, socket), Socket { request: id, conn });
+        self.sockets.by_id.insert((version, socket), Socket { request: id, conn, outbound: false });
         self.sockets.by_conn.insert(conn, (version, socket));
         *self.sockets.per_request.entry(id).or_default() += 1;
         if let Some(slot) = self.cache.slot(version) {
@@ -141,20 +162,35 @@ impl Core {
                 _ => 0,
             };
         }
-        match self.http.ws_send(&mut self.ring, bound.conn, message, now) {
+        let sent = if bound.outbound {
+            let link = self.http.transport_mut();
+            self.io.outbound.ws_send(link, &mut self.ring, bound.conn, message, now)
+        } else {
+            self.http.ws_send(&mut self.ring, bound.conn, message, now)
+        };
+        match sent {
             Ok(()) | Err(netstack::WsError::Closed) => {}
             Err(error) => {
                 // A peer that reads nothing while the script sends on: the socket fails rather
                 // than hold without bound.
                 tracing::warn!(target: "worker", "WebSocket closed: {error}");
-                self.http.ws_close(&mut self.ring, bound.conn, 1011, "the peer does not read its messages", now);
+                self.close_bound(bound, 1011, "the peer does not read its messages", now);
             }
         }
     }
 
     pub(super) fn ws_close(&mut self, version: u64, socket: u32, code: u16, reason: &str, now: Instant) {
         let Some(bound) = self.sockets.by_id.get(&(version, socket)).copied() else { return };
-        self.http.ws_close(&mut self.ring, bound.conn, code, reason, now);
+        self.close_bound(bound, code, reason, now);
+    }
+
+    fn close_bound(&mut self, bound: Socket, code: u16, reason: &str, now: Instant) {
+        if bound.outbound {
+            let link = self.http.transport_mut();
+            self.io.outbound.ws_close(link, &mut self.ring, bound.conn, code, reason, now);
+        } else {
+            self.http.ws_close(&mut self.ring, bound.conn, code, reason, now);
+        }
     }
 
     fn forget_socket(&mut self, version: u64, socket: u32) -> Option<Socket> {
@@ -179,27 +215,186 @@ impl Core {
         let gone: Vec<u32> = self.sockets.by_id.keys().filter(|(v, _)| *v == version).map(|(_, s)| *s).collect();
         for socket in gone {
             if let Some(bound) = self.forget_socket(version, socket) {
-                self.http.ws_close(&mut self.ring, bound.conn, 1001, "the worker went away", now);
+                self.close_bound(bound, 1001, "the worker went away", now);
             }
+        }
+        let connecting: Vec<ExchangeId> =
+            self.sockets.connecting.iter().filter(|(_, c)| c.version == version).map(|(e, _)| *e).collect();
+        for exchange in connecting {
+            self.sockets.connecting.remove(&exchange);
+            let link = self.http.transport_mut();
+            self.io.outbound.cancel(link, &mut self.ring, exchange);
+        }
+    }
+
+    /// The core drains: the WebSockets it opened close with 1001 (going away), as the server
+    /// closes those on its connections.
+    pub(super) fn websockets_drain(&mut self, now: Instant) {
+        let outbound: Vec<Socket> = self.sockets.by_id.values().filter(|s| s.outbound).copied().collect();
+        for bound in outbound {
+            self.close_bound(bound, 1001, "the server is shutting down", now);
+        }
+    }
+
+    /// Request `id` ended: the WebSockets it was still opening are dropped.
+    pub(super) fn websockets_request_ended(&mut self, version: u64, id: u64) {
+        let connecting: Vec<ExchangeId> = self
+            .sockets
+            .connecting
+            .iter()
+            .filter(|(_, c)| c.version == version && c.request == id)
+            .map(|(e, _)| *e)
+            .collect();
+        for exchange in connecting {
+            self.sockets.connecting.remove(&exchange);
+            let link = self.http.transport_mut();
+            self.io.outbound.cancel(link, &mut self.ring, exchange);
+        }
+    }
+
+    /// What happened on the client ends' connections.
+    pub(super) fn outbound_ws_turn(&mut self, now: Instant) {
+        let mut updates = Vec::new();
+        self.io.outbound.take_ws_updates(&mut updates);
+        for (conn, update) in updates {
+            self.on_ws_event(conn, update, now);
         }
     }
 }
 
 impl Core {
-    /// Opens a WebSocket for an isolate (`new WebSocket(url)`, `fetch()` with `Upgrade`).
+    /// Opens a WebSocket for an isolate (`new WebSocket(url)`, `fetch()` with `Upgrade`): an
+    /// upgrade request through the outbound side (its DNS, egress policy, TLS and limits), the
+    /// op settled once the server's `101` is checked.
     #[expect(clippy::too_many_arguments)]
     pub(super) fn ws_connect(
         &mut self,
-        _version: u64,
+        version: u64,
         op: u32,
-        _request: u64,
-        _socket: u32,
+        request: u64,
+        socket: u32,
         connect: crate::api::websocket::WsConnect,
-        settled: &mut Vec<(u32, crate::bridge::async_ops::Settle)>,
-        _now: Instant,
+        settled: &mut Vec<(u32, Settle)>,
+        now: Instant,
     ) {
-        let message =
-            format!("WebSocket connection to {} failed: outgoing WebSockets are not supported yet", connect.url);
-        settled.push((op, Box::new(move |_scope| Err(crate::bridge::JsError::type_error(message)))));
+        let failed = |reason: String| reject_with(format!("WebSocket connection to {} failed: {reason}", connect.url));
+        let url = match url::Url::parse(&connect.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            _ => return settled.push((op, failed("the URL is not a ws: or wss: URL".into()))),
+        };
+        let key = netstack::websocket::client_key();
+        let mut headers: Vec<(String, Vec<u8>)> = connect
+            .headers
+            .into_iter()
+            .filter(|(name, _)| !super::is_hop_by_hop(name) && !name.starts_with("sec-websocket-") && name != "host")
+            .collect();
+        headers.push(("upgrade".into(), b"websocket".to_vec()));
+        headers.push(("connection".into(), b"Upgrade".to_vec()));
+        headers.push(("sec-websocket-version".into(), b"13".to_vec()));
+        headers.push(("sec-websocket-key".into(), key.clone().into_bytes()));
+        if !connect.protocols.is_empty() {
+            headers.push(("sec-websocket-protocol".into(), connect.protocols.into_bytes()));
+        }
+        if let Some(tenant) = self.cache.tenant(version) {
+            self.counters.entry(tenant.name.clone()).or_default().subrequests += 1;
+        }
+        let fetch = FetchRequest { url, method: "GET".into(), headers, body: RequestBody::None };
+        let link = self.http.transport_mut();
+        match self.io.outbound.start(link, &mut self.ring, fetch, now) {
+            Ok(exchange) => {
+                let url = connect.url;
+                let connecting = Connecting { version, request, socket, op, url, key, head: None };
+                self.sockets.connecting.insert(exchange, connecting);
+                self.io.ready.push(exchange);
+            }
+            Err(error) => settled.push((op, failed(error.to_string()))),
+        }
     }
+
+    /// Moves a WebSocket being opened on: its `101` head, checked, then the switch.
+    pub(super) fn ws_connect_progress(&mut self, exchange: ExchangeId, now: Instant) {
+        // Each pass takes one piece of progress; an exchange has a head and an end.
+        for _ in 0..4 {
+            if !self.sockets.connecting.contains_key(&exchange) {
+                return;
+            }
+            let link = self.http.transport_mut();
+            let Some(progress) = self.io.outbound.next_progress(link, &mut self.ring, exchange, now) else { return };
+            let Some(connecting) = self.sockets.connecting.get_mut(&exchange) else { return };
+            match progress {
+                Progress::Head(meta) if meta.status == 101 => {
+                    let expected = netstack::websocket::accept_key(connecting.key.as_bytes());
+                    let accepted = header(&meta, "sec-websocket-accept") == Some(expected.as_bytes());
+                    let websocket = header(&meta, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
+                    if !accepted || !websocket {
+                        let reason = "the server's 101 answer is not a valid WebSocket handshake".to_string();
+                        return self.ws_connect_failed(exchange, reason, true);
+                    }
+                    connecting.head = Some(meta);
+                }
+                Progress::Head(meta) => {
+                    let reason = format!("the server answered {} instead of switching protocols (101)", meta.status);
+                    return self.ws_connect_failed(exchange, reason, true);
+                }
+                Progress::Upgraded(conn) => {
+                    let Some(connecting) = self.sockets.connecting.remove(&exchange) else { return };
+                    let Some(head) = connecting.head else {
+                        let link = self.http.transport_mut();
+                        self.io.outbound.ws_abort(link, &mut self.ring, conn);
+                        let reason = "the connection switched protocols without a 101 head".to_string();
+                        let settle =
+                            reject_with(format!("WebSocket connection to {} failed: {reason}", connecting.url));
+                        return self.settle(connecting.version, vec![(connecting.op, settle)]);
+                    };
+                    let Connecting { version, request, socket, op, .. } = connecting;
+                    self.sockets.by_id.insert((version, socket), Socket { request, conn, outbound: true });
+                    self.sockets.by_conn.insert(conn, (version, socket));
+                    *self.sockets.per_request.entry(request).or_default() += 1;
+                    if let Some(slot) = self.cache.slot(version) {
+                        slot.worker.hold_request(request);
+                    }
+                    let settle = resolve_with(move |scope| handshake_reply(scope, &head));
+                    return self.settle(version, vec![(op, settle)]);
+                }
+                Progress::Failed(error) => return self.ws_connect_failed(exchange, error.to_string(), false),
+                Progress::End | Progress::Chunk(_) => {
+                    return self.ws_connect_failed(exchange, "the server did not switch protocols".into(), true);
+                }
+            }
+        }
+    }
+
+    fn ws_connect_failed(&mut self, exchange: ExchangeId, reason: String, cancel: bool) {
+        let Some(connecting) = self.sockets.connecting.remove(&exchange) else { return };
+        if cancel {
+            let link = self.http.transport_mut();
+            self.io.outbound.cancel(link, &mut self.ring, exchange);
+        }
+        let settle = reject_with(format!("WebSocket connection to {} failed: {reason}", connecting.url));
+        self.settle(connecting.version, vec![(connecting.op, settle)]);
+    }
+}
+
+fn header<'m>(meta: &'m ResponseMeta, name: &str) -> Option<&'m [u8]> {
+    meta.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.trim_ascii())
+}
+
+/// `[protocol, status, statusText, [[name, value], ...]]` of an accepted handshake.
+fn handshake_reply<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    head: &ResponseMeta,
+) -> Result<v8::Local<'s, v8::Value>, crate::bridge::JsError> {
+    use crate::bridge::args;
+    let protocol = header(head, "sec-websocket-protocol").unwrap_or_default();
+    let protocol = args::new_one_byte_string(scope, protocol)?;
+    let status = v8::Integer::new(scope, i32::from(head.status));
+    let reason = args::new_one_byte_string(scope, head.reason.as_bytes())?;
+    let mut pairs = Vec::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
+        let name = args::new_one_byte_string(scope, name.as_bytes())?;
+        let value = args::new_one_byte_string(scope, value)?;
+        pairs.push(v8::Array::new_with_elements(scope, &[name.into(), value.into()]).into());
+    }
+    let pairs = v8::Array::new_with_elements(scope, &pairs);
+    Ok(v8::Array::new_with_elements(scope, &[protocol.into(), status.into(), reason.into(), pairs.into()]).into())
 }

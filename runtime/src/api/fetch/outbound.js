@@ -104,6 +104,9 @@
     let request = new internals.Request(input, init);
     const signal = request.signal;
     if (signal.aborted) throw abortError(signal);
+    // A WebSocket handshake (api/websocket): the Response's `webSocket` is the client end.
+    const upgrade = request.headers.get("upgrade");
+    if (upgrade !== null && upgrade.trim().toLowerCase() === "websocket") return internals.fetchWebSocket(request);
     const mode = request.redirect;
     for (let hops = 0; ; hops++) {
       const response = await send(request, signal);

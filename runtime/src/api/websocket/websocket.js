@@ -109,14 +109,27 @@
       return [a, b];
     }
 
-    // A socket opened by fetch() with `Upgrade: websocket` (not yet accepted).
-    static #opened(id, url, protocol) {
+    // fetch() with `Upgrade: websocket`: the Response (101) of the server's accepted
+    // handshake, whose `webSocket` must be accepted before use. Registered before the
+    // handshake ends, so no message that follows it is missed.
+    static async #fetch(request) {
       const ws = new WebSocket(token);
+      const id = ++lastId;
       ws.#id = id;
-      ws.#url = url;
-      ws.#protocol = protocol;
+      ws.#url = parseUrl(request.url);
       bound.set(id, ws);
-      return ws;
+      const pairs = [];
+      for (const pair of request.headers) ArrayPrototypePush(pairs, pair);
+      const protocols = request.headers.get("sec-websocket-protocol") ?? "";
+      let reply;
+      try {
+        reply = await ops.wsConnect(id, request.url, protocols, pairs);
+      } catch (error) {
+        bound.delete(id);
+        throw error;
+      }
+      ws.#protocol = reply[0];
+      return new internals.Response(null, { status: 101, statusText: reply[2], headers: reply[3], webSocket: ws });
     }
 
     // Binds the peer of `client` (returned in a 101 Response) to a connection: the core's id.
@@ -150,7 +163,8 @@
       const ws = bound.get(id);
       if (ws === undefined) return;
       if (kind === 1 || kind === 2) {
-        if (ws.#state !== OPEN && ws.#state !== CLOSING) return;
+        // CONNECTING: a message right behind the handshake, delivered after `open`.
+        if (ws.#state === CLOSED) return;
         let data = a;
         if (kind === 2) data = ws.#binaryType === "blob" ? new internals.Blob([a]) : bytesToBuffer(a);
         ws.#receive(new MessageEvent("message", { data }));
@@ -277,8 +291,7 @@
 
     static {
       internals.webSocketPair = () => WebSocket.#pair();
-      internals.webSocketOpened = (id, url, protocol) => WebSocket.#opened(id, url, protocol);
-      internals.nextWebSocketId = () => ++lastId;
+      internals.fetchWebSocket = (request) => WebSocket.#fetch(request);
       hooks.bindWebSocket = (client) => WebSocket.#bind(client);
       hooks.webSocketEvent = (id, kind, a, b) => WebSocket.#coreEvent(id, kind, a, b);
     }
