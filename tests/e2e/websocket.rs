@@ -3,7 +3,9 @@
 //! binary, in order, also from a timer after the response; the Worker's close reaches the
 //! client with its code and reason; a frame over the 1 MiB limit closes that socket with 1009
 //! and nothing else; a client that vanishes is seen by the Worker as a close; a WebSocket
-//! returned to a request that did not ask for one is a 500.
+//! returned to a request that did not ask for one is a 500. A Worker also opens them (`new
+//! WebSocket`, `fetch()` with `Upgrade`) to origins the tests start, relays one between a client
+//! and an origin, and serves one over HTTPS; a runaway handler and a drain close sockets with 1001.
 //!
 //! Loopback only; every loop is bounded, every read has a timeout.
 
@@ -375,4 +377,46 @@ fn a_runaway_handler_or_a_drain_closes_the_socket_with_1001() {
     assert_eq!(code, Some(CloseCode::Away));
     let _ = fresh.flush();
     assert_eq!(isobar.wait_exit(Duration::from_secs(20)), Some(0), "drained with a socket open");
+}
+
+#[test]
+fn a_websocket_over_https() {
+    let ca = crate::certs::Ca::new("isobar wss CA");
+    let dir = TempDir::new("websocket-tls");
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let cert = dir.write("cert.pem", &cert).display().to_string();
+    let key = dir.write("key.pem", &key).display().to_string();
+    let script = dir.write("ws.js", WORKER).display().to_string();
+    let isobar = Isobar::start(&[
+        "run",
+        &script,
+        "--cores",
+        "1",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-listen",
+        "127.0.0.1:0",
+    ]);
+    let https = isobar.tls.expect("isobar printed its https:// listener");
+    let tcp = TcpStream::connect(https).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let session = rustls::ClientConnection::new(ca.client(), name).unwrap();
+    let tls = rustls::StreamOwned::new(session, tcp);
+    let (mut socket, response) = tungstenite::client("wss://localhost/secure", tls).expect("the upgrade over TLS");
+    assert_eq!(response.status(), 101);
+    assert_eq!(socket.read().unwrap(), Message::text("hello"));
+    for i in 0..20 {
+        socket.send(Message::text(format!("s{i}"))).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(socket.read().unwrap(), Message::text(format!("echo s{i}")), "decrypted, framed, in order");
+    }
+    socket.send(Message::text("close")).unwrap();
+    match socket.read().unwrap() {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Library(4000)),
+        other => panic!("expected the Worker's close, got {other:?}"),
+    }
 }
