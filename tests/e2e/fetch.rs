@@ -479,6 +479,35 @@ fn wait_until_work_fetches_after_the_response() {
     assert_eq!(origin.seen().len(), 1);
 }
 
+#[test]
+fn wait_until_work_is_cut_at_its_wall_limit() {
+    let origin = Origin::start();
+    let isobar = run_worker(&Resolver::start());
+    let started = Instant::now();
+    let r = get(&isobar, &format!("/background-forever?to={}", q(&origin.url("/hello"))));
+    assert_eq!(r.text(), "answered first\n");
+    // Its first fetch happens after the response.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while origin.seen().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(origin.seen().len(), 1, "the work after the response ran");
+    // Workers allow 30 s after the response; the work would take 60 s.
+    let cut = "waitUntil() work went on for more than 30 s after the response; cancelled";
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while !isobar.stderr().contains(cut) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(isobar.stderr().contains(cut), "{}", isobar.stderr());
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(29), "cut after {elapsed:?}, before its 30 s");
+    // Its timer was cancelled with it: the second fetch never happens.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(origin.seen().len(), 1, "nothing of the cut work ran after the cut");
+    // The tenant goes on serving.
+    assert_eq!(get(&isobar, "/background?to=x").status, 200);
+}
+
 /// A `serve` configuration with one tenant running fetch.js and `extra` appended.
 fn serve_config(dir: &TempDir, extra: &str) -> std::path::PathBuf {
     let script = workspace().join("tests/workers/fetch.js");

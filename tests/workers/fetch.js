@@ -97,6 +97,15 @@ export default {
         ctx.waitUntil(fetch(to).then((r) => r.text()));
         return say("answered first");
       }
+      case "/background-forever": {
+        // Work after the response that would go on for a minute: cut at 30 s of wall time.
+        ctx.waitUntil((async () => {
+          await fetch(`${to}?step=1`).then((r) => r.text());
+          await new Promise((resolve) => setTimeout(resolve, 60_000));
+          await fetch(`${to}?step=2`).then((r) => r.text());
+        })());
+        return say("answered first");
+      }
     }
     return say("no such scenario", 404);
   },
