@@ -27,8 +27,18 @@ pub struct WireResponse {
     pub body: Vec<u8>,
     /// The body comes from a stream instead (then `body` is empty).
     pub stream: Option<WireStream>,
-    /// A `101` answer's WebSocket: the id its server end is bound as (see `api::websocket`).
-    pub web_socket: Option<u32>,
+    /// A `101` answer's WebSocket (see `api::websocket`).
+    pub web_socket: Option<WireWebSocket>,
+}
+
+/// The WebSocket of a `101` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireWebSocket {
+    /// The id the server end (on the client's connection) is bound as.
+    pub id: u32,
+    /// A socket the isolate opened, to join to the client's connection (`return fetch(request)`
+    /// of a WebSocket handshake): the core passes messages between them.
+    pub splice: Option<u32>,
 }
 
 /// Where a streamed response body comes from.

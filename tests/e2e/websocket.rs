@@ -65,6 +65,10 @@ export default {
         return new Response(`refused: ${error.message}`);
       }
     }
+    if (url.pathname === "/passthrough") {
+      // The proxy template's way: the origin's 101 Response, returned as it is.
+      return fetch(new Request(target, request));
+    }
     if (url.pathname === "/proxy") {
       // A Worker between a client and an origin: every message relayed both ways.
       const [client, server] = Object.values(new WebSocketPair());
@@ -419,4 +423,37 @@ fn a_websocket_over_https() {
         Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Library(4000)),
         other => panic!("expected the Worker's close, got {other:?}"),
     }
+}
+
+#[test]
+fn a_fetched_websocket_returned_as_it_is_joins_the_two_connections() {
+    let dir = TempDir::new("websocket-passthrough");
+    let isobar = start(&dir);
+    let origin = echo_origin(4);
+    let stream = TcpStream::connect(isobar.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = format!("ws://{}/passthrough?to=http://{origin}/", isobar.addr);
+    let (mut socket, response) = tungstenite::client(url.as_str(), stream).expect("the upgrade is accepted");
+    assert_eq!(response.status(), 101);
+    for i in 0..30 {
+        socket.send(Message::text(format!("p{i}"))).unwrap();
+        socket.send(Message::binary(vec![i as u8; 1000])).unwrap();
+    }
+    for i in 0..30 {
+        assert_eq!(next_text(&mut socket), format!("origin:p{i}"));
+        assert_eq!(socket.read().unwrap(), Message::binary(vec![i as u8; 1000]));
+    }
+    socket.close(None).unwrap();
+    for _ in 0..10 {
+        match socket.read() {
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    // Both directions were counted as the tenant's messages, though no JavaScript ran for them.
+    let metrics = isobar_e2e::eventually(Duration::from_secs(10), || {
+        let metrics = isobar.metrics();
+        (metrics.sum("isobar_tenant_websocket_messages_out_total", &[]) >= 120.0).then_some(metrics)
+    });
+    assert!(metrics.is_some(), "{}", isobar.metrics().text);
 }

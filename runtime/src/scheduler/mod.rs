@@ -1011,15 +1011,19 @@ impl Core {
             return;
         }
         pending.status = response.status;
-        if let Some(socket) = response.web_socket {
+        if let Some(web_socket) = response.web_socket {
             let version = pending.tenant.version;
-            match self.accept_websocket(id, socket, response.headers, now) {
+            let socket = web_socket.id;
+            match self.accept_websocket(id, web_socket, response.headers, now) {
                 Ok(()) => self.complete(id, 0, now),
                 Err(reason) => {
                     if let Some(p) = self.pending.get(&id) {
                         tracing::error!(target: "worker", "[{}] {reason}", p.tenant.name);
                     }
                     self.websocket_refused(version, id, socket, reason, now);
+                    if let Some(origin) = web_socket.splice {
+                        self.ws_close(version, origin, 1011, "the response could not be sent", now);
+                    }
                     self.fail_request(id, 500, "worker threw an exception\n", None, now);
                 }
             }

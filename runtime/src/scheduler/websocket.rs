@@ -27,6 +27,9 @@ struct Socket {
     /// A client end the core opened (its connection is the outbound side's), not a server end
     /// on a client's connection.
     outbound: bool,
+    /// Joined to this other socket of the same isolate: what arrives on one is sent on the
+    /// other, without entering the isolate.
+    splice: Option<u32>,
 }
 
 /// A WebSocket being opened: the exchange carrying its upgrade request.
@@ -69,10 +72,11 @@ impl Core {
     pub(super) fn accept_websocket(
         &mut self,
         id: u64,
-        socket: u32,
+        web_socket: crate::state::WireWebSocket,
         headers: Vec<(String, Vec<u8>)>,
         now: Instant,
     ) -> Result<(), &'static str> {
+        let socket = web_socket.id;
         let Some(pending) = self.pending.get(&id) else { return Err("the request is gone") };
         let super::ReplyTo::Client { conn, request } = pending.to else {
             return Err("a WebSocket cannot be returned to a service binding's caller");
@@ -83,6 +87,11 @@ impl Core {
             );
         };
         let version = pending.tenant.version;
+        if let Some(origin) = web_socket.splice
+            && !self.sockets.by_id.get(&(version, origin)).is_some_and(|s| s.outbound && s.splice.is_none())
+        {
+            return Err("the WebSocket to join is not open");
+        }
         let mut head: Vec<(String, Vec<u8>)> = headers
             .into_iter()
             .filter(|(name, _)| !super::is_hop_by_hop(name) && !name.starts_with("sec-websocket-a"))
@@ -93,7 +102,13 @@ impl Core {
         if !self.http.respond_upgrade(&mut self.ring, conn, request, &head, limits, now, &mut self.incoming) {
             return Err("the connection cannot switch to a WebSocket");
         }
-        self.sockets.by_id.insert((version, socket), Socket { request: id, conn, outbound: false });
+        let splice = web_socket.splice;
+        self.sockets.by_id.insert((version, socket), Socket { request: id, conn, outbound: false, splice });
+        if let Some(origin) = splice
+            && let Some(other) = self.sockets.by_id.get_mut(&(version, origin))
+        {
+            other.splice = Some(socket);
+        }
         self.sockets.by_conn.insert(conn, (version, socket));
         *self.sockets.per_request.entry(id).or_default() += 1;
         if let Some(slot) = self.cache.slot(version) {
@@ -127,6 +142,24 @@ impl Core {
         if closed {
             self.forget_socket(version, socket);
         }
+        if let Some(other) = bound.splice {
+            // Joined sockets: pass it on to the other connection.
+            if let Some(other) = self.sockets.by_id.get(&(version, other)).copied() {
+                match event {
+                    WsUpdate::Message(message) => self.send_bound(version, other, message, now),
+                    WsUpdate::Closed { code, reason, .. } => {
+                        // 1005 and 1006 describe this side; they may not be sent.
+                        let code = if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) { code } else { 1000 };
+                        self.close_bound(other, code, &reason, now);
+                    }
+                }
+            }
+            if closed && let Some(slot) = self.cache.slot(version) {
+                slot.worker.release_request(bound.request);
+                self.touched.insert(version);
+            }
+            return;
+        }
         self.deliver_ws_event(version, bound.request, socket, event, now);
         if closed && let Some(slot) = self.cache.slot(version) {
             slot.worker.release_request(bound.request);
@@ -153,6 +186,10 @@ impl Core {
     /// A send or close the isolate asked for.
     pub(super) fn ws_send(&mut self, version: u64, socket: u32, message: WsMessage, now: Instant) {
         let Some(bound) = self.sockets.by_id.get(&(version, socket)).copied() else { return };
+        self.send_bound(version, bound, message, now);
+    }
+
+    fn send_bound(&mut self, version: u64, bound: Socket, message: WsMessage, now: Instant) {
         if let Some(tenant) = self.cache.tenant(version) {
             let counters = self.counters.entry(tenant.name.clone()).or_default();
             counters.ws_messages_out += 1;
@@ -347,7 +384,8 @@ impl Core {
                         return self.settle(connecting.version, vec![(connecting.op, settle)]);
                     };
                     let Connecting { version, request, socket, op, .. } = connecting;
-                    self.sockets.by_id.insert((version, socket), Socket { request, conn, outbound: true });
+                    let bound = Socket { request, conn, outbound: true, splice: None };
+                    self.sockets.by_id.insert((version, socket), bound);
                     self.sockets.by_conn.insert(conn, (version, socket));
                     *self.sockets.per_request.entry(request).or_default() += 1;
                     if let Some(slot) = self.cache.slot(version) {

@@ -88,17 +88,28 @@ op!(fn ws_connect(scope, args) {
     outbox::start_op(scope, request, |op| Work::WsConnect { op, request, socket, connect })
 });
 
-/// Binds the peer of `client` (a WebSocket returned in a `101` Response) to a connection:
-/// its id for the core's events, or why it cannot be returned.
-pub fn bind(scope: &mut Scope, client: v8::Local<v8::Value>) -> Result<u32, String> {
+/// Binds the WebSocket a `101` Response carries to the client's connection: the id the
+/// server end is bound as, and the id of the socket it is joined to when the script returned a
+/// socket `fetch()` opened (the core then passes messages between the two connections), or why
+/// it cannot be returned.
+pub fn bind(scope: &mut Scope, client: v8::Local<v8::Value>) -> Result<crate::state::WireWebSocket, String> {
     let Some(hook) = hooks::get(scope, Hook::BindWebSocket) else {
         return Err("the isolate has no WebSocket support".into());
     };
     v8::tc_scope!(let tc, scope);
     let undefined = v8::undefined(tc).into();
-    match hook.call(tc, undefined, &[client]) {
-        Some(id) => id.uint32_value(tc).filter(|&id| id > 0).ok_or_else(|| "bad WebSocket id".to_string()),
-        None => Err(crate::worker::exception_text(tc)),
+    let Some(reply) = hook.call(tc, undefined, &[client]) else {
+        return Err(crate::worker::exception_text(tc));
+    };
+    let pair = v8::Local::<v8::Array>::try_from(reply).map_err(|_| "bad WebSocket binding".to_string())?;
+    let mut ids = [0u32; 2];
+    for (i, id) in ids.iter_mut().enumerate() {
+        *id = pair.get_index(tc, i as u32).and_then(|v| v.uint32_value(tc)).unwrap_or(0);
+    }
+    match ids {
+        [0, _] => Err("bad WebSocket id".into()),
+        [id, 0] => Ok(crate::state::WireWebSocket { id, splice: None }),
+        [id, origin] => Ok(crate::state::WireWebSocket { id, splice: Some(origin) }),
     }
 }
 

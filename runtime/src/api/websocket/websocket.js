@@ -137,6 +137,22 @@
       if (!(#peer in client)) throw new TypeErrorCtor("webSocket must be a WebSocket");
       if (client.#coupled) throw new TypeErrorCtor("This WebSocket was already returned in a Response.");
       if (client.#accepted) throw new TypeErrorCtor("Can't return a WebSocket in a Response after calling accept() on it.");
+      if (client.#id !== 0 && client.#peer === null) {
+        // A socket fetch() opened, returned as it is: the core joins the client's connection
+        // to it, and messages pass between them without entering the isolate.
+        const id = ++lastId;
+        const origin = client.#id;
+        bound.delete(origin);
+        client.#coupled = true;
+        client.#state = CLOSED;
+        const arrived = client.#queue;
+        client.#queue = [];
+        for (const event of arrived) {
+          if (event.type === "message") ops.wsSend(id, toWire(event.data));
+          else if (event.type === "close") ops.wsClose(id, event.code >= 3000 || event.code === 1000 ? event.code : 1000, event.reason);
+        }
+        return [id, origin];
+      }
       const server = client.#peer;
       if (server === null || client.#id !== 0) {
         throw new TypeErrorCtor("Only one end of a WebSocketPair can be returned in a Response.");
@@ -155,7 +171,7 @@
         if (event.type === "message") ops.wsSend(id, toWire(event.data));
         else if (event.type === "close") ops.wsClose(id, event.code, event.reason);
       }
-      return id;
+      return [id, 0];
     }
 
     // An event from the core for the end bound as `id`.
