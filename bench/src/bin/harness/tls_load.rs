@@ -453,3 +453,97 @@ fn receive(conn: &mut Conn, chunk: &mut [u8]) -> bool {
     }
     closed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::PrivateKeyDer;
+
+    use super::*;
+
+    /// A blocking TLS server on one thread, one connection at a time, answering `ok` to each
+    /// request and closing after one that asks for it; it serves until `stop` is set.
+    fn serve(listener: std::net::TcpListener, config: Arc<rustls::ServerConfig>, stop: Arc<AtomicBool>) {
+        while let Ok((socket, _)) = listener.accept() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+            let mut stream = rustls::StreamOwned::new(conn, socket);
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match stream.read(&mut chunk) {
+                        Ok(n) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                    continue;
+                };
+                let head: Vec<u8> = buffer.drain(..end + 4).collect();
+                if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").is_err() {
+                    break;
+                }
+                if head.windows(17).any(|w| w == b"connection: close") {
+                    stream.conn.send_close_notify();
+                    let _ = stream.flush();
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn handshakes_and_keep_alive_against_a_rustls_server() {
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(params, ca_key);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+        let server_config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.der().clone()], PrivateKeyDer::try_from(key.serialize_der()).unwrap())
+                .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = std::thread::spawn({
+            let stop = stop.clone();
+            move || serve(listener, Arc::new(server_config), stop)
+        });
+
+        let (verifying, load) = client_configs(ca.der()).unwrap();
+        let name = ServerName::try_from("localhost".to_string()).unwrap();
+        let (status, body, negotiated) = check(endpoint, verifying, name.clone(), "localhost", "/").unwrap();
+        assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+        assert!(negotiated.starts_with("TLSv1_3, "), "{negotiated}");
+        for reuse in [Reuse::PerRequest, Reuse::KeepAlive] {
+            let spec = TlsLoadSpec {
+                endpoint,
+                tls: Some(load.clone()),
+                server_name: name.clone(),
+                host: "localhost".into(),
+                path: "/".into(),
+                reuse,
+                concurrency: 1,
+                warmup: Duration::from_millis(50),
+                duration: Duration::from_millis(200),
+                requests_max: 10_000,
+            };
+            let mut probes = Vec::new();
+            let result = run(&spec, &mut |phase| probes.push(phase)).unwrap();
+            assert!(result.requests > 0 && result.failures == 0, "{reuse:?}: {result:?}");
+            assert_eq!(probes, [Phase::Start, Phase::End]);
+        }
+        stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(endpoint);
+        server.join().unwrap();
+    }
+}
