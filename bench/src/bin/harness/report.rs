@@ -850,7 +850,9 @@ fn tls_section(results: &Results, r: &TlsResults) -> String {
          \"keep-alive\": N connections made during the warm-up, then request after request. Client: {}. \
          Servers on CPU {}, all up at once, {:.2} s windows after {:.2} s of warm-up, {} rounds taking turns. \
          Server CPU is every thread of the server's processes per request (per handshake, in the first rows). \
-         Medians with the range; ratios to isobar over TLS at the same load. {}\n",
+         Medians with the range; ratios to isobar over TLS at the same load. A client CPU share near 1 means the \
+         client, not the server, set the pace (a handshake costs the client about as much as a server): compare \
+         those rows by server CPU per request. {}\n",
         r.certificate,
         r.client,
         results.machine.server_cpu,
