@@ -1,5 +1,6 @@
 //! The benchmark harness: what a tenant costs on isobar — a tenant switch, a cold start, memory,
-//! throughput, metering, Workers KV, Cron Triggers' timing — measured side by side with one OS
+//! throughput, metering, Workers KV, Cron Triggers' timing, a fetch() proxy, HTTPS termination —
+//! measured side by side with one OS
 //! process or one OS thread per tenant and with the runtimes people would pick instead
 //! (workerd, deno, bun, node), and written up as BENCHMARKS.md sections, SVG plots and a JSON
 //! results file.
@@ -29,10 +30,13 @@ mod netns;
 mod peers;
 mod plots;
 mod procfs;
+mod proxy;
 mod report;
 mod servers;
 mod switch;
 mod throughput;
+mod tls;
+mod tls_load;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,7 +54,8 @@ struct Args {
     /// quick: seconds, isobar only (CI); full: every scenario against every peer.
     mode: Mode,
     /// Only these scenarios (comma-separated): switch, coldstart, memory, throughput, metering,
-    /// kv, cron. cron runs only when named here (it watches the clock for minutes).
+    /// kv, cron, proxy, tls. cron, proxy and tls run only when named here (cron watches the
+    /// clock for minutes; proxy and tls are issue 9's, measured apart from issue 11's set).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// The isobar binary (default: build it with cargo, same profile as this harness).
@@ -102,6 +107,8 @@ pub enum Scenario {
     Metering,
     Kv,
     Cron,
+    Proxy,
+    Tls,
 }
 
 impl Scenario {
@@ -128,6 +135,8 @@ impl Scenario {
             Scenario::Metering => "metering",
             Scenario::Kv => "kv",
             Scenario::Cron => "cron",
+            Scenario::Proxy => "proxy",
+            Scenario::Tls => "tls",
         }
     }
 }
@@ -170,6 +179,14 @@ pub struct Plan {
     pub kv_window: Duration,
     /// Minute boundaries the cron scenario watches.
     pub cron_minutes: usize,
+    /// Client connections to each proxy (and to the direct origin).
+    pub proxy_connections: Vec<usize>,
+    pub proxy_window: Duration,
+    /// Connections in flight, one request and one full handshake each.
+    pub tls_handshake_connections: Vec<usize>,
+    /// Keep-alive connections (handshaken during the warm-up).
+    pub tls_keepalive_connections: Vec<usize>,
+    pub tls_window: Duration,
 }
 
 impl Plan {
@@ -200,6 +217,11 @@ impl Plan {
                 kv_connections: vec![1, 4],
                 kv_window: Duration::from_millis(150),
                 cron_minutes: 1,
+                proxy_connections: vec![1, 8],
+                proxy_window: Duration::from_millis(200),
+                tls_handshake_connections: vec![4],
+                tls_keepalive_connections: vec![1],
+                tls_window: Duration::from_millis(200),
             },
             Mode::Full => Plan {
                 mode,
@@ -226,6 +248,11 @@ impl Plan {
                 kv_connections: vec![1, 16],
                 kv_window: Duration::from_secs(2),
                 cron_minutes: 10,
+                proxy_connections: vec![1, 64],
+                proxy_window: Duration::from_secs(2),
+                tls_handshake_connections: vec![1, 16],
+                tls_keepalive_connections: vec![1, 64],
+                tls_window: Duration::from_secs(2),
             },
         }
     }
@@ -379,6 +406,8 @@ fn run(args: Args) -> Result<()> {
             Scenario::Metering => results.metering = Some(metering::run(&mut ctx)),
             Scenario::Kv => results.kv = Some(kv::run(&mut ctx)),
             Scenario::Cron => results.cron = Some(cron::run(&mut ctx)),
+            Scenario::Proxy => results.proxy = Some(proxy::run(&mut ctx)),
+            Scenario::Tls => results.tls = Some(tls::run(&mut ctx)),
         }
         eprintln!("harness: {} done in {:.1} s", scenario.name(), began.elapsed().as_secs_f64());
     }

@@ -153,10 +153,24 @@ pub fn measure_with_part(
     client: &Placement,
 ) -> Result<(Measurement, f64)> {
     let all: Vec<u32> = pids.iter().chain(part).copied().collect();
+    measure_beside(&all, part, client, |probe| load::run(spec, probe))
+}
+
+/// One window of whatever load `run` generates (it calls the probe at the window's edges) from
+/// a client thread placed on `client`. The server figures are `pids`'; the second value is the
+/// CPU time per request of `beside` (processes read apart: a store inside `pids`, or an origin
+/// on another CPU outside them).
+pub fn measure_beside(
+    pids: &[u32],
+    beside: &[u32],
+    client: &Placement,
+    run: impl FnOnce(&mut dyn FnMut(Phase)) -> Result<load::LoadResult> + Send,
+) -> Result<(Measurement, f64)> {
+    let (all, part) = (pids, beside);
     let usage = Mutex::new([procfs::Usage::default(); 4]);
     let result = on_client(client, || {
-        load::run(spec, &mut |phase| {
-            let (now, now_part) = (procfs::usage(&all), procfs::usage(part));
+        run(&mut |phase| {
+            let (now, now_part) = (procfs::usage(all), procfs::usage(part));
             if let Ok(mut edges) = usage.lock() {
                 match phase {
                     Phase::Start => (edges[0], edges[2]) = (now, now_part),

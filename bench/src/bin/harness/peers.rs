@@ -138,7 +138,7 @@ fn package_list() -> Vec<String> {
 }
 
 /// bench/native/responder.c compiled into the cache (again when the source is newer).
-fn compile_responder(cache: &Path, workspace: &Path) -> Result<Peer, String> {
+pub fn compile_responder(cache: &Path, workspace: &Path) -> Result<Peer, String> {
     let source = workspace.join("bench/native/responder.c");
     let binary = cache.join("responder");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();

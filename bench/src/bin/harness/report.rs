@@ -17,8 +17,11 @@ use crate::kv::{KvResults, Op};
 use crate::measure::{Series, Spread};
 use crate::memory::MemoryResults;
 use crate::metering::MeteringResults;
+use crate::proxy::ProxyResults;
 use crate::switch::SwitchResults;
 use crate::throughput::ThroughputResults;
+use crate::tls::TlsResults;
+use crate::tls_load::Reuse;
 use crate::{Context, Mode, Plan, Scenario};
 
 #[derive(Debug, Serialize)]
@@ -40,6 +43,8 @@ pub struct Results {
     pub metering: Option<MeteringResults>,
     pub kv: Option<KvResults>,
     pub cron: Option<CronResults>,
+    pub proxy: Option<ProxyResults>,
+    pub tls: Option<TlsResults>,
     pub targets: Vec<Target>,
     pub plots: Vec<PathBuf>,
 }
@@ -106,6 +111,8 @@ impl Results {
             metering: None,
             kv: None,
             cron: None,
+            proxy: None,
+            tls: None,
             targets: vec![],
             plots: vec![],
         }
@@ -279,6 +286,12 @@ pub fn sections(results: &Results) -> Vec<(&'static str, String)> {
     }
     if let Some(r) = &results.cron {
         out.push(("cron", cron_section(results, r)));
+    }
+    if let Some(r) = &results.proxy {
+        out.push(("proxy", proxy_section(results, r)));
+    }
+    if let Some(r) = &results.tls {
+        out.push(("tls", tls_section(results, r)));
     }
     out
 }
@@ -738,6 +751,169 @@ fn cron_section(results: &Results, r: &CronResults) -> String {
                 String::new()
             }
         );
+    }
+    s
+}
+
+fn proxy_section(results: &Results, r: &ProxyResults) -> String {
+    let mut s = String::new();
+    let plan = &results.plan;
+    let _ = writeln!(
+        s,
+        "One Worker proxies every request to a local origin with `fetch()` (same path, method and headers; the \
+         origin's response returned untouched), the same handler on every system (Bun and Deno with their own \
+         `fetch()`). Origin: {}, up for the whole run and shared by every proxy; proxies on CPU {}, one process \
+         each (isobar: `serve`, one core), all up at once, the harness's client on CPU {}, {:.2} s windows after \
+         {:.2} s of warm-up, {} rounds taking turns. \"direct\" is the client to a second origin process on the \
+         server CPU, no proxy: the reference a proxy's figures add to. Server CPU is the proxy's processes \
+         per request (the origin's, on the client CPU, is its own column); CPU 1 share = the client's and the \
+         origin's CPU over the window (near 1: that CPU, not the proxy, was the limit). Medians with the range; \
+         ratios to isobar at the same connections. {}\n",
+        r.origin,
+        results.machine.server_cpu,
+        results.machine.client_cpu,
+        plan.proxy_window.as_secs_f64(),
+        plan.warmup.as_secs_f64() * 2.0,
+        plan.rounds,
+        provenance(results),
+    );
+    if let Some(error) = &r.origin_error {
+        let _ = writeln!(s, "Origin error: {}\n", cell(error));
+    }
+    let _ = writeln!(
+        s,
+        "| system | connections | req/s | vs isobar | p50 | p50 over direct | p99 | server CPU / request | CPU vs isobar | origin CPU / request | CPU 1 share (client + origin) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let isobar = r.systems.iter().find(|sys| !sys.direct && sys.system.starts_with("isobar"));
+    let direct = r.systems.iter().find(|sys| sys.direct);
+    for &connections in &plan.proxy_connections {
+        let base = isobar.and_then(|sys| sys.cell(connections));
+        let base_rps = base.and_then(|c| c.series.median("requests_per_second"));
+        let base_cpu = base.and_then(|c| c.series.median("server_cpu_us_per_request"));
+        let direct_p50 = direct.and_then(|sys| sys.cell(connections)).and_then(|c| c.series.median("p50_us"));
+        for sys in &r.systems {
+            let Some(c) = sys.cell(connections) else { continue };
+            let series = &c.series;
+            let note = first_error(&series.errors).map(|e| format!(" (failed rounds: {e})")).unwrap_or_default();
+            let p50 = series.median("p50_us");
+            let over = match (p50, direct_p50) {
+                (Some(p), Some(d)) if !sys.direct => format!("+{}", us(p - d)),
+                _ => "–".into(),
+            };
+            let shares: Vec<f64> = series
+                .rounds
+                .iter()
+                .zip(c.origin_cpu_share.iter().copied().chain(std::iter::repeat(0.0)))
+                .map(|(m, origin)| m.client_cpu_share + origin)
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {}{note} | {} | {} | {} | {} | {over} | {} | {} | {} | {} | {} |",
+                sys.system,
+                count(connections as f64),
+                spread(series.spread("requests_per_second"), count),
+                ratio(series.median("requests_per_second"), base_rps),
+                p50.map(us).unwrap_or_else(|| "–".into()),
+                spread(series.spread("p99_us"), us),
+                spread(series.spread("server_cpu_us_per_request"), us),
+                ratio(series.median("server_cpu_us_per_request"), base_cpu),
+                c.origin_cpu.map(|o| us(o.median)).unwrap_or_else(|| "–".into()),
+                Spread::of(&shares).map(|v| format!("{:.2}", v.median)).unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    let unavailable: Vec<String> = r
+        .systems
+        .iter()
+        .filter(|sys| sys.cells.is_empty())
+        .map(|sys| format!("{}: {}", sys.system, cell(sys.error.as_deref().unwrap_or("not measured"))))
+        .collect();
+    if !unavailable.is_empty() {
+        let _ = writeln!(s, "\nNot measured in this run:\n");
+        for line in unavailable {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
+    s
+}
+
+fn tls_section(results: &Results, r: &TlsResults) -> String {
+    let mut s = String::new();
+    let plan = &results.plan;
+    let _ = writeln!(
+        s,
+        "HTTPS hello world (`examples/hello.js` on isobar and workerd, the same response from the others), every \
+         server presenting the same certificate: {}. \"new connection per request\": each request opens a TCP \
+         connection, makes a full TLS handshake, sends one request with `connection: close`, reads the response \
+         and resets the connection, with N of these in flight (req/s = new connections per second); \
+         \"keep-alive\": N connections made during the warm-up, then request after request. Client: {}. \
+         Servers on CPU {}, all up at once, {:.2} s windows after {:.2} s of warm-up, {} rounds taking turns. \
+         Server CPU is every thread of the server's processes per request (per handshake, in the first rows). \
+         Medians with the range; ratios to isobar over TLS at the same load. A client CPU share near 1 means the \
+         client, not the server, set the pace (a handshake costs the client about as much as a server): compare \
+         those rows by server CPU per request. {}\n",
+        r.certificate,
+        r.client,
+        results.machine.server_cpu,
+        plan.tls_window.as_secs_f64(),
+        plan.warmup.as_secs_f64() * 2.0,
+        plan.rounds,
+        provenance(results),
+    );
+    let _ = writeln!(
+        s,
+        "| system | load | connections | req/s | vs isobar | p50 | p99 | server CPU / request | CPU vs isobar | client CPU share |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let isobar = r.systems.iter().find(|sys| sys.tls && sys.system.starts_with("isobar"));
+    let cases: Vec<(Reuse, usize)> = plan
+        .tls_handshake_connections
+        .iter()
+        .map(|c| (Reuse::PerRequest, *c))
+        .chain(plan.tls_keepalive_connections.iter().map(|c| (Reuse::KeepAlive, *c)))
+        .collect();
+    for (reuse, connections) in cases {
+        let base = isobar.and_then(|sys| sys.cell(reuse, connections));
+        let base_rps = base.and_then(|c| c.series.median("requests_per_second"));
+        let base_cpu = base.and_then(|c| c.series.median("server_cpu_us_per_request"));
+        let load = match reuse {
+            Reuse::PerRequest => "new connection per request",
+            Reuse::KeepAlive => "keep-alive",
+        };
+        for sys in &r.systems {
+            let Some(c) = sys.cell(reuse, connections) else { continue };
+            let series = &c.series;
+            let note = first_error(&series.errors).map(|e| format!(" (failed rounds: {e})")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| {}{note} | {load} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                sys.system,
+                count(connections as f64),
+                spread(series.spread("requests_per_second"), count),
+                ratio(series.median("requests_per_second"), base_rps),
+                series.median("p50_us").map(us).unwrap_or_else(|| "–".into()),
+                spread(series.spread("p99_us"), us),
+                spread(series.spread("server_cpu_us_per_request"), us),
+                ratio(series.median("server_cpu_us_per_request"), base_cpu),
+                series.median("client_cpu_share").map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    let _ = writeln!(s, "\nNegotiated (one verified request per server before the load):\n");
+    for sys in &r.systems {
+        match (&sys.negotiated, &sys.error, sys.tls) {
+            (_, Some(error), _) => {
+                let _ = writeln!(s, "- {}: not measured: {}", sys.system, cell(error));
+            }
+            (Some(n), None, _) => {
+                let _ = writeln!(s, "- {}: {n}.", sys.system);
+            }
+            (None, None, false) => {
+                let _ = writeln!(s, "- {}: plain HTTP/1.1.", sys.system);
+            }
+            (None, None, true) => {}
+        }
     }
     s
 }

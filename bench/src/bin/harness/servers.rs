@@ -278,6 +278,18 @@ pub fn worker_module(id: usize, greeting: &str) -> String {
     )
 }
 
+/// The proxy scenario's Worker (isobar, workerd): every request goes to `origin` with the same
+/// path, method and headers, and the origin's response is returned as it is (its body is
+/// never read by the script).
+pub fn proxy_module(origin: SocketAddr) -> String {
+    format!(
+        "// The proxy scenario's Worker (bench/src/bin/harness/proxy.rs).\nconst ORIGIN = \"http://{origin}\";\n\
+         export default {{\n  async fetch(request) {{\n    const url = new URL(request.url);\n    \
+         return fetch(ORIGIN + url.pathname + url.search, {{ method: request.method, headers: request.headers }});\n  \
+         }},\n}};\n"
+    )
+}
+
 /// The JavaScript runtimes run per tenant (and for hello world).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runtime {
@@ -314,6 +326,43 @@ impl Runtime {
                 "{prelude}Deno.serve({{ port: {port}, hostname: \"{ip}\", onListen() {{}} }}, (request) => {{\n  \
                  if (request.url.endsWith(\"/ws\")) touch();\n  return new Response(greeting);\n}});\n"
             ),
+        }
+    }
+
+    /// The proxy scenario's server on `addr` for this runtime (`proxy_module`'s handler, with
+    /// the runtime's own `fetch()`); None for node, which the scenario does not run.
+    pub fn proxy_script(self, addr: SocketAddr, origin: SocketAddr) -> Option<String> {
+        let (ip, port) = (addr.ip(), addr.port());
+        let handler = format!(
+            "const ORIGIN = \"http://{origin}\";\nfunction proxy(request) {{\n  const url = new URL(request.url);\n  \
+             return fetch(ORIGIN + url.pathname + url.search, {{ method: request.method, headers: request.headers }});\n}}\n"
+        );
+        match self {
+            Runtime::Node => None,
+            Runtime::Bun => Some(format!(
+                "{handler}Bun.serve({{ port: {port}, hostname: \"{ip}\", idleTimeout: 0, fetch: proxy }});\n"
+            )),
+            Runtime::Deno => {
+                Some(format!("{handler}Deno.serve({{ port: {port}, hostname: \"{ip}\", onListen() {{}} }}, proxy);\n"))
+            }
+        }
+    }
+
+    /// The tls scenario's hello-world HTTPS server on `addr` for this runtime, with the
+    /// certificate chain and key (PEM) in the script; None for node.
+    pub fn tls_hello_script(self, addr: SocketAddr, cert_pem: &str, key_pem: &str) -> Option<String> {
+        let (ip, port) = (addr.ip(), addr.port());
+        let pems = format!("const cert = {cert_pem:?};\nconst key = {key_pem:?};\nconst greeting = {HELLO_BODY:?};\n");
+        match self {
+            Runtime::Node => None,
+            Runtime::Bun => Some(format!(
+                "{pems}Bun.serve({{ port: {port}, hostname: \"{ip}\", idleTimeout: 0, tls: {{ cert, key }}, \
+                 fetch() {{\n  return new Response(greeting);\n}} }});\n"
+            )),
+            Runtime::Deno => Some(format!(
+                "{pems}Deno.serve({{ port: {port}, hostname: \"{ip}\", cert, key, onListen() {{}} }}, () => \
+                 new Response(greeting));\n"
+            )),
         }
     }
 
@@ -602,6 +651,100 @@ impl Launcher {
         let mut server = self.empty_server(name, log.clone());
         server.children.push(spawn(program, &args, &[], &self.placement, &log)?);
         server.endpoints.push(addr);
+        Ok(server)
+    }
+
+    /// The responder answering `body` to every request, placed on `placement` (the proxy
+    /// scenario's origin runs on the client's CPU, its "direct" reference on the server's).
+    pub fn responder_on(&mut self, name: &str, responder: &Path, body: &str, placement: &Placement) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let port = self.ports.take(1)?;
+        let log = dir.join("server.log");
+        let mut server = self.empty_server(name, log.clone());
+        server.placement = placement.clone();
+        let args = os(&["--port", &port.to_string(), "--addr", &self.ip.to_string(), "--body", body]);
+        server.children.push(spawn(responder, &args, &[], placement, &log)?);
+        server.endpoints.push(SocketAddr::new(self.ip, port));
+        server.tenants.push((0, "origin.bench".into()));
+        Ok(server)
+    }
+
+    /// One runtime process running the script `script(addr)` returns for its address.
+    pub fn runtime_script(
+        &mut self,
+        name: &str,
+        runtime: Runtime,
+        program: &Path,
+        script: impl FnOnce(SocketAddr) -> Option<String>,
+    ) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let addr = SocketAddr::new(self.ip, self.ports.take(1)?);
+        let log = dir.join("server.log");
+        let env_owned = runtime_env(&self.work);
+        let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let text = script(addr).with_context(|| format!("no such script for {}", runtime.name()))?;
+        let path = dir.join("server.js");
+        std::fs::write(&path, text).context("write a script")?;
+        let mut server = self.empty_server(name, log.clone());
+        server.children.push(spawn(program, &runtime.args(&path), &env, &self.placement, &log)?);
+        server.endpoints.push(addr);
+        server.tenants.push((0, "t0.bench".into()));
+        Ok(server)
+    }
+
+    /// workerd running `proxy_module(origin)`, its global outbound a network service that may
+    /// reach loopback (workerd's default "internet" service reaches public addresses only).
+    pub fn workerd_proxy(&mut self, name: &str, program: &Path, origin: SocketAddr) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let addr = SocketAddr::new(self.ip, self.ports.take(1)?);
+        let log = dir.join("server.log");
+        std::fs::write(dir.join("proxy.js"), proxy_module(origin)).context("write the worker")?;
+        let config = format!(
+            "using Workerd = import \"/workerd/workerd.capnp\";\nconst config :Workerd.Config = (\n  services = [\n    \
+             (name = \"main\", worker = .proxyWorker),\n    (name = \"loopback\", network = (allow = [\"local\"])),\n  ],\n  \
+             sockets = [ (name = \"http\", address = \"{addr}\", http = (), service = \"main\") ],\n);\n\
+             const proxyWorker :Workerd.Worker = (\n  modules = [ (name = \"proxy.js\", esModule = embed \"proxy.js\") ],\n  \
+             compatibilityDate = \"2024-09-23\",\n  globalOutbound = \"loopback\",\n);\n"
+        );
+        self.workerd_config(name, program, dir, &config, addr, log)
+    }
+
+    /// workerd serving hello world (`worker_module`) over HTTPS with the PEM files `cert` and
+    /// `key` (embedded into its configuration).
+    pub fn workerd_tls(&mut self, name: &str, program: &Path, cert: &Path, key: &Path) -> Result<Server> {
+        let dir = self.dir(name)?;
+        let addr = SocketAddr::new(self.ip, self.ports.take(1)?);
+        let log = dir.join("server.log");
+        std::fs::write(dir.join("hello.js"), worker_module(0, HELLO_BODY)).context("write the worker")?;
+        std::fs::copy(cert, dir.join("cert.pem")).context("copy the certificate")?;
+        std::fs::copy(key, dir.join("key.pem")).context("copy the key")?;
+        let config = format!(
+            "using Workerd = import \"/workerd/workerd.capnp\";\nconst config :Workerd.Config = (\n  services = [\n    \
+             (name = \"main\", worker = .helloWorker),\n  ],\n  \
+             sockets = [ (name = \"https\", address = \"{addr}\", service = \"main\",\n    \
+             https = (options = (), tlsOptions = (keypair = (privateKey = embed \"key.pem\", certificateChain = embed \"cert.pem\")))) ],\n);\n\
+             const helloWorker :Workerd.Worker = (\n  modules = [ (name = \"hello.js\", esModule = embed \"hello.js\") ],\n  \
+             compatibilityDate = \"2024-09-23\",\n);\n"
+        );
+        self.workerd_config(name, program, dir, &config, addr, log)
+    }
+
+    fn workerd_config(
+        &mut self,
+        name: &str,
+        program: &Path,
+        dir: PathBuf,
+        config: &str,
+        addr: SocketAddr,
+        log: PathBuf,
+    ) -> Result<Server> {
+        let config_path = dir.join("workerd.capnp");
+        std::fs::write(&config_path, config).context("write workerd.capnp")?;
+        let args = vec![OsString::from("serve"), config_path.into_os_string()];
+        let mut server = self.empty_server(name, log.clone());
+        server.children.push(spawn(program, &args, &[], &self.placement, &log)?);
+        server.endpoints.push(addr);
+        server.tenants.push((0, "t0.bench".into()));
         Ok(server)
     }
 
