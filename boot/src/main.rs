@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod guest;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,6 +41,7 @@ const HANDLED_SIGNALS: &[Signal] = &[Signal::Interrupt, Signal::Terminate, Signa
 const TEST_VIOLATION_ENV: &str = "ISOBAR_TEST_SECCOMP_VIOLATION";
 
 fn main() -> ExitCode {
+    let mut timeline = snapshot::Timeline::new();
     // Scripts see UTC, as on Workers. Set before any thread exists and before V8 starts: with
     // TZ unset, the first `Date.prototype.toString()` or `Intl.DateTimeFormat` without a
     // `timeZone` makes ICU look for the host's zone with readlink("/etc/localtime") on a core
@@ -74,9 +76,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let _log_guard = init_logging(&cli.log, std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    timeline.mark("command line and log");
     let result = match cli.command {
-        Command::Run(args) => run(*args),
-        Command::Serve(args) => serve(*args),
+        Command::Run(args) => run(*args, timeline),
+        Command::Serve(args) => serve(*args, timeline),
         Command::Snapshot(args) => snapshot(args),
     };
     match result {
@@ -255,7 +258,7 @@ impl Net {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run(args: RunArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCode> {
     let path = args.file.as_path();
     let source =
         std::fs::read_to_string(path).with_context(|| format!("cannot read the worker script {}", path.display()))?;
@@ -283,9 +286,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         crons: checked_crons(&args.crons)?,
     };
     let kv_store = (!settings.kv.is_empty()).then(|| KvStoreConfig::Embedded { directory: args.kv_path.clone() });
-    runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
+    timeline.mark("arguments and script");
+    let origin = snapshot::prepare(&args.snapshot)?;
+    timeline.mark(snapshot_phase(&origin));
     let tenant = Tenant::build(settings)?;
+    timeline.mark("compile");
     runtime::Worker::validate(&tenant.spec, tenant.limits.heap_bytes, Duration::from_secs(10))?;
+    timeline.mark("top level checked");
     let deployment = Deployment::new([Arc::new(tenant)])?;
     let serving = Serving {
         listen: args.listen,
@@ -318,7 +325,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut serving = with_tls_args(serving, &args.tls)?;
     serving.budget.startup_cpu = Duration::from_millis(serving.hardening.startup_cpu_ms);
-    start(serving, deployment, &format!("worker {name} from {}", path.display()))
+    start(serving, deployment, &format!("worker {name} from {}", path.display()), timeline)
+}
+
+/// The start-up phase name for V8 and its snapshot, by where the snapshot came from.
+fn snapshot_phase(origin: &snapshot::Origin) -> &'static str {
+    match origin {
+        snapshot::Origin::File(_) => "V8 + snapshot from its file",
+        snapshot::Origin::Cache(_) => "V8 + snapshot from the cache",
+        snapshot::Origin::Built => "V8 + snapshot built",
+    }
 }
 
 /// `run --cron`: each a valid expression (the error says which and why), duplicates dropped.
@@ -360,23 +376,21 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn serve(args: ServeArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCode> {
     if let Some(flags) = &args.v8_flags {
         runtime::engine::set_extra_flags(flags);
     }
     let config = config::load(&args.config)?;
+    timeline.mark("configuration");
     let started = Instant::now();
-    if let Some(path) = &args.snapshot {
-        match runtime::engine::use_snapshot_file(path) {
-            Ok(()) => tracing::info!("snapshot loaded from {}", path.display()),
-            Err(why) => tracing::warn!("not using the snapshot file: {why}; building the snapshot"),
-        }
-    }
-    runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
-    tracing::info!("V8 and isobar's snapshot ready in {:?}", started.elapsed());
+    let origin = snapshot::prepare(&args.snapshot)?;
+    tracing::info!("V8 and isobar's snapshot ready in {:?} ({origin})", started.elapsed());
+    timeline.mark(snapshot_phase(&origin));
     let started = Instant::now();
     let deployment = build_deployment(&config, None)?;
+    timeline.mark("compile");
     check_top_levels(&deployment, None)?;
+    timeline.mark("top levels checked");
     tracing::info!(tenants = deployment.tenants.len(), "tenants compiled and checked in {:?}", started.elapsed());
     let defaults = TenantLimits::from(config.default_limits);
     let serving = Serving {
@@ -425,7 +439,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bail!("--admin {admin} is not a loopback address: set server.admin_token in {}", args.config.display());
     }
     let what = format!("{} tenant(s) from {}", deployment.tenants.len(), args.config.display());
-    start(serving, deployment, &what)
+    start(serving, deployment, &what, timeline)
 }
 
 /// `isobar run --kv NAME[=NAMESPACE]`: the bindings, checked as the configuration file's are.
@@ -752,7 +766,12 @@ impl Drop for SealOrAbandon {
 /// Binds the listeners, starts the cores (and the admin API), drops root if asked, seals the
 /// process with the system-call filter, prints where it listens, and serves until a signal
 /// drains it.
-fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result<ExitCode> {
+fn start(
+    mut serving: Serving,
+    deployment: Deployment,
+    what: &str,
+    mut timeline: snapshot::Timeline,
+) -> anyhow::Result<ExitCode> {
     match kernel_shim::limits::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "open files limit"),
         Err(error) => tracing::warn!("cannot raise the open files limit: {error}"),
@@ -792,6 +811,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         }
         None => None,
     };
+    timeline.mark("listeners");
     // Everything that needs root is open: listeners, links, the map-count sysctl.
     if let Some(account) = &account {
         kernel_shim::user::become_user(account)?;
@@ -806,6 +826,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
     let kv = serving.kv.as_ref().map(|store| open_kv(store, sandbox.clone())).transpose()?;
     let caches = open_caches(&serving.caches, sandbox.clone())?;
+    timeline.mark("subrequests, KV and cache stores");
     let config = runtime::ServerConfig {
         deployment,
         net,
@@ -828,6 +849,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;
     tracing::info!("{cores} core(s) ready in {:?}", started.elapsed());
+    timeline.mark("cores");
     let admin_addr = match admin_listener {
         Some((fd, admin_addr)) => {
             let admin = runtime::admin::AdminConfig {
@@ -845,6 +867,8 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     if let Some(sandbox) = &sandbox {
         seal(sandbox)?;
     }
+    timeline.mark("admin, signals, seal");
+    tracing::info!("start-up took {} from main", timeline.summary());
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
     // Before the HTTP line, which tells a waiting reader that start-up is over.
     if let Some(tls_addr) = tls_addr {
