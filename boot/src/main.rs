@@ -289,10 +289,9 @@ fn run(args: RunArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCo
     timeline.mark("arguments and script");
     let origin = snapshot::prepare(&args.snapshot)?;
     timeline.mark(snapshot_phase(&origin));
-    let tenant = Tenant::build(settings)?;
-    timeline.mark("compile");
-    runtime::Worker::validate(&tenant.spec, tenant.limits.heap_bytes, Duration::from_secs(10))?;
-    timeline.mark("top level checked");
+    // Compiled and its top level run in one isolate (not the compiler's and then another).
+    let tenant = Tenant::build_checked(settings, Duration::from_secs(10))?;
+    timeline.mark("compile and top level checked");
     let deployment = Deployment::new([Arc::new(tenant)])?;
     let serving = Serving {
         listen: args.listen,
@@ -824,9 +823,10 @@ fn start(
         total_max: serving.hardening.conns_max,
     };
     let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
+    timeline.mark("subrequest settings");
     let kv = serving.kv.as_ref().map(|store| open_kv(store, sandbox.clone())).transpose()?;
     let caches = open_caches(&serving.caches, sandbox.clone())?;
-    timeline.mark("subrequests, KV and cache stores");
+    timeline.mark("KV and cache stores");
     let config = runtime::ServerConfig {
         deployment,
         net,
