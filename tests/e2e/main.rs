@@ -14,5 +14,6 @@ mod netstack;
 mod qemu;
 mod services;
 mod skeleton;
+mod snapshot;
 mod tenants;
 mod tls;
