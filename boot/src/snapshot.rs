@@ -1,8 +1,8 @@
 //! Where V8's startup snapshot comes from when isobar starts: the file `--snapshot` names, else
 //! the snapshot cache, else it is built — and then written to the cache, so that the next start
 //! of the same binary with the same V8 flags loads it (~1 ms) instead of building it again
-//! (~50 ms of CPU natively, seconds under TCG). docs/why-snapshot-cache.md says why a cache and
-//! not a snapshot embedded at build time.
+//! (~50 ms of CPU natively, seconds under TCG). docs/why-snapshot.md says why a cache and not a
+//! snapshot embedded at build time.
 //!
 //! Nothing read here reaches V8 unchecked: a file must belong to this process's user and be
 //! writable by no one else (`kernel_shim::file::read_private`), and its key (this binary's
