@@ -113,7 +113,10 @@ fn an_unfit_cached_snapshot_is_refused_rebuilt_and_replaced() {
         let log = run_with_cache(&cache, &[]);
         assert!(log.contains("not using the cached snapshot") && log.contains(why), "{case}: {log}");
         assert!(log.contains("snapshot written to the cache"), "{case}: rewritten\n{log}");
-        assert_eq!(std::fs::read(&file).unwrap(), sound, "{case}: the cache holds a sound snapshot again");
+        // Rebuilt, not restored: V8's snapshots of the same build differ byte for byte (hash
+        // seeds, addresses), so the next start's load is the proof that it is sound.
+        let rewritten = std::fs::read(&file).unwrap();
+        assert!(rewritten != bytes && rewritten.len() > 100_000, "{case}: a new snapshot was written");
         let log = run_with_cache(&cache, &[]);
         assert!(log.contains("snapshot loaded from the cache"), "{case}: then used\n{log}");
     }
