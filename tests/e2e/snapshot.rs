@@ -153,3 +153,31 @@ fn an_unfit_cached_snapshot_is_refused_rebuilt_and_replaced() {
 fn own_uid() -> u32 {
     std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
 }
+
+/// `isobar run` compiles its script and runs the top level in one isolate now: a top level that
+/// throws, or that sets up no handler, is still a start-up error naming the file, and a module
+/// with imports and a service worker still serve.
+#[test]
+fn run_still_checks_the_top_level_before_serving() {
+    let dir = TempDir::new("run-top-level");
+    let throws = dir.write("throws.js", "throw new Error('top level says no');\nexport default { fetch() {} };\n");
+    let (code, stderr) =
+        isobar_e2e::run_expecting_failure(&["run", throws.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("throws.js") && stderr.contains("top level says no"), "{stderr}");
+
+    let idle = dir.write("idle.js", "globalThis.x = 1;\n");
+    let (code, stderr) = isobar_e2e::run_expecting_failure(&["run", idle.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("idle.js") && stderr.contains("no fetch handler"), "{stderr}");
+
+    dir.write("greeting.js", "export const greeting = 'hi from an import';\n");
+    let main = dir.write(
+        "main.js",
+        "import { greeting } from './greeting.js';\nexport default { fetch() { return new Response(greeting); } };\n",
+    );
+    let isobar = Isobar::start(&["run", main.to_str().unwrap(), "--cores", "1"]);
+    assert_eq!(isobar.get("/").text(), "hi from an import");
+    let isobar = Isobar::start(&["run", "examples/service-worker.js", "--cores", "1"]);
+    assert_eq!(isobar.connect().request("DELETE", "/thing", &[], b"").text(), "service worker saw DELETE /thing\n");
+}
