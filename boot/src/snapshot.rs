@@ -169,7 +169,7 @@ fn prune(dir: &Path, current: &str) {
             others.push((modified, entry.path()));
         }
     }
-    others.sort_by(|a, b| b.0.cmp(&a.0));
+    others.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (_, path) in others.into_iter().skip(OTHERS_KEPT) {
         match std::fs::remove_file(&path) {
             Ok(()) => tracing::debug!("removed the old cached snapshot {}", path.display()),
