@@ -214,3 +214,53 @@ impl Timeline {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_current_snapshot_and_the_newest_others() {
+        let dir = std::env::temp_dir().join(format!("isobar-snapshot-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = SystemTime::now();
+        let make = |name: &str, age_s: u64| {
+            let path = dir.join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(now - Duration::from_secs(age_s)).unwrap();
+        };
+        make("snapshot-current.bin", 10_000);
+        for (i, age) in [10, 20, 30, 40, 50].into_iter().enumerate() {
+            make(&format!("snapshot-other{i}.bin"), age);
+        }
+        make(".snapshot-current.bin.1.tmp", 2 * 3600);
+        make(".snapshot-current.bin.2.tmp", 60);
+        make("unrelated.txt", 99_999);
+        prune(&dir, "snapshot-current.bin");
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".snapshot-current.bin.2.tmp",
+                "snapshot-current.bin",
+                "snapshot-other0.bin",
+                "snapshot-other1.bin",
+                "snapshot-other2.bin",
+                "unrelated.txt"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_timeline_names_every_phase_in_order() {
+        let mut timeline = Timeline::new();
+        timeline.mark("one");
+        timeline.mark("two");
+        let line = timeline.summary();
+        assert!(line.contains("(one ") && line.contains(", two ") && line.ends_with("wall/CPU ms)"), "{line}");
+    }
+}
