@@ -27,7 +27,8 @@ pub enum Command {
     /// Serve the tenants of a configuration file (routing by Host, limits, admin API).
     Serve(Box<ServeArgs>),
     /// Write V8's startup snapshot (isobar's API, compiled and warmed up) to a file that
-    /// `serve --snapshot` loads instead of building it: for slow starts, e.g. a guest under TCG.
+    /// `run`/`serve --snapshot` load instead of building it: for images (the guest's) whose
+    /// first start must be fast too.
     Snapshot(SnapshotArgs),
 }
 
@@ -60,16 +61,32 @@ pub struct ServeArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub v8_flags: Option<String>,
 
-    /// A snapshot written by `isobar snapshot` with this same binary. If it cannot be used
-    /// (another build, damaged), isobar says why and builds the snapshot itself.
-    #[arg(long)]
-    pub snapshot: Option<PathBuf>,
+    #[command(flatten)]
+    pub snapshot: SnapshotSource,
 
     #[command(flatten)]
     pub network: NetArgs,
 
     #[command(flatten)]
     pub hardening: HardeningArgs,
+}
+
+/// Where V8's startup snapshot comes from (both `run` and `serve`): a file, the cache, or built.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SnapshotSource {
+    /// A snapshot written by `isobar snapshot` with this same binary (the cache is then not
+    /// used). If it cannot be used (another build, other flags, damaged, writable by another
+    /// user), isobar says why and builds the snapshot itself.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+
+    /// Where isobar keeps the snapshot it builds, keyed by this binary's build ID and its V8
+    /// flags, to load it at the next start instead of building it again: a directory only this
+    /// user may write to (made, mode 0700, if missing), or `off`. Default: $CACHE_DIRECTORY
+    /// (systemd's CacheDirectory=), else /var/cache/isobar as root, else
+    /// $XDG_CACHE_HOME/isobar or ~/.cache/isobar.
+    #[arg(long, value_name = "DIR|off", env = "ISOBAR_SNAPSHOT_CACHE")]
+    pub snapshot_cache: Option<PathBuf>,
 }
 
 /// What a forbidden system call does once start-up is over (`--seccomp`).
@@ -226,6 +243,9 @@ pub struct RunArgs {
     /// `.isobar/cache`, or one under the system's temporary directory if that cannot be made.
     #[arg(long, value_name = "DIR")]
     pub cache_path: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub snapshot: SnapshotSource,
 
     #[command(flatten)]
     pub network: NetArgs,

@@ -73,8 +73,14 @@ fn run() -> anyhow::Result<()> {
         admin: None,
         cores: None,
         v8_flags: None,
-        snapshot: Some(PathBuf::from(settings.get("snapshot").map(String::as_str).unwrap_or(SNAPSHOT)))
-            .filter(|path| path.exists()),
+        // The image's snapshot, made at image build time by this binary, is the guest's
+        // equivalent of one embedded in the binary; no cache: nothing written to the
+        // initramfs survives the boot.
+        snapshot: crate::cli::SnapshotSource {
+            snapshot: Some(PathBuf::from(settings.get("snapshot").map(String::as_str).unwrap_or(SNAPSHOT)))
+                .filter(|path| path.exists()),
+            snapshot_cache: Some(PathBuf::from("off")),
+        },
         network: crate::cli::NetArgs {
             net: Some(net),
             ip: settings.get("ip").cloned(),
@@ -92,7 +98,7 @@ fn run() -> anyhow::Result<()> {
             ..crate::cli::HardeningArgs::default()
         },
     };
-    let code = crate::serve(args)?;
+    let code = crate::serve(args, crate::snapshot::Timeline::new())?;
     if code != std::process::ExitCode::SUCCESS {
         anyhow::bail!("isobar stopped with a failure");
     }

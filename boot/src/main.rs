@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod guest;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,6 +41,7 @@ const HANDLED_SIGNALS: &[Signal] = &[Signal::Interrupt, Signal::Terminate, Signa
 const TEST_VIOLATION_ENV: &str = "ISOBAR_TEST_SECCOMP_VIOLATION";
 
 fn main() -> ExitCode {
+    let mut timeline = snapshot::Timeline::new();
     // Scripts see UTC, as on Workers. Set before any thread exists and before V8 starts: with
     // TZ unset, the first `Date.prototype.toString()` or `Intl.DateTimeFormat` without a
     // `timeZone` makes ICU look for the host's zone with readlink("/etc/localtime") on a core
@@ -74,9 +76,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let _log_guard = init_logging(&cli.log, std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    timeline.mark("command line and log");
     let result = match cli.command {
-        Command::Run(args) => run(*args),
-        Command::Serve(args) => serve(*args),
+        Command::Run(args) => run(*args, timeline),
+        Command::Serve(args) => serve(*args, timeline),
         Command::Snapshot(args) => snapshot(args),
     };
     match result {
@@ -255,7 +258,7 @@ impl Net {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run(args: RunArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCode> {
     let path = args.file.as_path();
     let source =
         std::fs::read_to_string(path).with_context(|| format!("cannot read the worker script {}", path.display()))?;
@@ -283,9 +286,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         crons: checked_crons(&args.crons)?,
     };
     let kv_store = (!settings.kv.is_empty()).then(|| KvStoreConfig::Embedded { directory: args.kv_path.clone() });
-    runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
-    let tenant = Tenant::build(settings)?;
-    runtime::Worker::validate(&tenant.spec, tenant.limits.heap_bytes, Duration::from_secs(10))?;
+    timeline.mark("arguments and script");
+    let origin = snapshot::prepare(&args.snapshot)?;
+    timeline.mark(snapshot_phase(&origin));
+    // Compiled and its top level run in one isolate (not the compiler's and then another).
+    let tenant = Tenant::build_checked(settings, Duration::from_secs(10))?;
+    timeline.mark("compile and top level checked");
     let deployment = Deployment::new([Arc::new(tenant)])?;
     let serving = Serving {
         listen: args.listen,
@@ -318,7 +324,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut serving = with_tls_args(serving, &args.tls)?;
     serving.budget.startup_cpu = Duration::from_millis(serving.hardening.startup_cpu_ms);
-    start(serving, deployment, &format!("worker {name} from {}", path.display()))
+    start(serving, deployment, &format!("worker {name} from {}", path.display()), timeline)
+}
+
+/// The start-up phase name for V8 and its snapshot, by where the snapshot came from.
+fn snapshot_phase(origin: &snapshot::Origin) -> &'static str {
+    match origin {
+        snapshot::Origin::File(_) => "V8 + snapshot from its file",
+        snapshot::Origin::Cache(_) => "V8 + snapshot from the cache",
+        snapshot::Origin::Built => "V8 + snapshot built",
+    }
 }
 
 /// `run --cron`: each a valid expression (the error says which and why), duplicates dropped.
@@ -360,23 +375,21 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn serve(args: ServeArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCode> {
     if let Some(flags) = &args.v8_flags {
         runtime::engine::set_extra_flags(flags);
     }
     let config = config::load(&args.config)?;
+    timeline.mark("configuration");
     let started = Instant::now();
-    if let Some(path) = &args.snapshot {
-        match runtime::engine::use_snapshot_file(path) {
-            Ok(()) => tracing::info!("snapshot loaded from {}", path.display()),
-            Err(why) => tracing::warn!("not using the snapshot file: {why}; building the snapshot"),
-        }
-    }
-    runtime::engine::init().map_err(|e| anyhow::anyhow!("V8 failed to start: {e}"))?;
-    tracing::info!("V8 and isobar's snapshot ready in {:?}", started.elapsed());
+    let origin = snapshot::prepare(&args.snapshot)?;
+    tracing::info!("V8 and isobar's snapshot ready in {:?} ({origin})", started.elapsed());
+    timeline.mark(snapshot_phase(&origin));
     let started = Instant::now();
-    let deployment = build_deployment(&config, None)?;
-    check_top_levels(&deployment, None)?;
+    let (deployment, checked) = build_deployment(&config, None)?;
+    timeline.mark("compile, first tenant of each script checked");
+    check_top_levels(&deployment, None, &checked)?;
+    timeline.mark("other top levels checked");
     tracing::info!(tenants = deployment.tenants.len(), "tenants compiled and checked in {:?}", started.elapsed());
     let defaults = TenantLimits::from(config.default_limits);
     let serving = Serving {
@@ -425,7 +438,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bail!("--admin {admin} is not a loopback address: set server.admin_token in {}", args.config.display());
     }
     let what = format!("{} tenant(s) from {}", deployment.tenants.len(), args.config.display());
-    start(serving, deployment, &what)
+    start(serving, deployment, &what, timeline)
 }
 
 /// `isobar run --kv NAME[=NAMESPACE]`: the bindings, checked as the configuration file's are.
@@ -550,7 +563,17 @@ fn open_caches(
 
 /// Compiles every tenant of `config`. Tenants identical to one in `current` keep that version,
 /// so a reload does not throw away their isolates.
-fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> anyhow::Result<Deployment> {
+///
+/// At start-up (no `current`), the first tenant of each script (and memory limit) is compiled
+/// and its top level run in one fresh isolate (`Tenant::build_checked`) rather than in the
+/// compiler isolate and then again in a checking one: an isolate fewer (~4 ms of CPU) per
+/// distinct script. Their names come back beside the deployment, so that [`check_top_levels`]
+/// counts them as checked; every other tenant, and every tenant of a reload, is compiled in the
+/// compiler isolate and checked there.
+fn build_deployment(
+    config: &config::Config,
+    current: Option<&Deployment>,
+) -> anyhow::Result<(Deployment, Vec<Arc<str>>)> {
     for tenant in &config.tenants {
         for (binding, target) in &tenant.services {
             if !config.tenants.iter().any(|t| &t.name == target) {
@@ -564,16 +587,24 @@ fn build_deployment(config: &config::Config, current: Option<&Deployment>) -> an
         }
     }
     let mut tenants = Vec::with_capacity(config.tenants.len());
+    let mut checked: Vec<Arc<str>> = Vec::new();
+    let mut scripts_checked: Vec<(&Path, usize)> = Vec::new();
     for tenant in &config.tenants {
         let source =
             std::fs::read_to_string(&tenant.script).map_err(|e| config::ConfigError::script(config, tenant, &e))?;
         let settings = tenant.settings(source);
-        let built =
-            Tenant::build(settings).with_context(|| format!("{}: tenant {}", config.path.display(), tenant.name))?;
+        let script = (tenant.script.as_path(), settings.limits.heap_bytes);
+        let check_now = current.is_none() && !scripts_checked.contains(&script);
+        let built = if check_now { Tenant::build_checked(settings, CHECK_CPU) } else { Tenant::build(settings) }
+            .with_context(|| format!("{}: tenant {}", config.path.display(), tenant.name))?;
+        if check_now {
+            scripts_checked.push(script);
+            checked.push(built.name.clone());
+        }
         let kept = current.and_then(|d| d.tenants.get(tenant.name.as_str())).filter(|old| old.same_as(&built)).cloned();
         tenants.push(kept.unwrap_or_else(|| Arc::new(built)));
     }
-    Ok(Deployment::new(tenants)?)
+    Ok((Deployment::new(tenants)?, checked))
 }
 
 /// Whether `tenant` is the same version `current` serves (kept across a reload by
@@ -585,16 +616,21 @@ fn kept_from(current: Option<&Deployment>, tenant: &Tenant) -> bool {
 /// CPU time a configured tenant's top level may use while it is checked (as an admin `PUT`).
 const CHECK_CPU: Duration = Duration::from_secs(2);
 
-/// Runs the top level of every tenant in `next` that is new or changed against `current` once,
-/// off the cores, as an admin `PUT` does: a script that throws, sets up no handler or spins at
+/// Runs the top level of every tenant in `next` that is new or changed against `current` (and
+/// not `already` checked while it was built) once, off the cores, as an admin `PUT` does: a script that throws, sets up no handler or spins at
 /// load is refused with its tenant's name before it can reach a core. Tenants whose top level
 /// sees the same thing (an ES module's top level sees no `env`) are checked once.
-fn check_top_levels(next: &Deployment, current: Option<&Deployment>) -> anyhow::Result<()> {
+fn check_top_levels(next: &Deployment, current: Option<&Deployment>, already: &[Arc<str>]) -> anyhow::Result<()> {
     let mut checked: Vec<(&runtime::WorkerSpec, usize)> = Vec::new();
     let mut tenants: Vec<&Arc<Tenant>> = next.tenants.values().collect();
     tenants.sort_by(|a, b| a.name.cmp(&b.name));
+    for tenant in &tenants {
+        if already.contains(&tenant.name) {
+            checked.push((&tenant.spec, tenant.limits.heap_bytes));
+        }
+    }
     for tenant in tenants {
-        if kept_from(current, tenant) {
+        if kept_from(current, tenant) || already.contains(&tenant.name) {
             continue;
         }
         let (spec, heap_bytes) = (&tenant.spec, tenant.limits.heap_bytes);
@@ -752,7 +788,12 @@ impl Drop for SealOrAbandon {
 /// Binds the listeners, starts the cores (and the admin API), drops root if asked, seals the
 /// process with the system-call filter, prints where it listens, and serves until a signal
 /// drains it.
-fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Result<ExitCode> {
+fn start(
+    mut serving: Serving,
+    deployment: Deployment,
+    what: &str,
+    mut timeline: snapshot::Timeline,
+) -> anyhow::Result<ExitCode> {
     match kernel_shim::limits::raise_open_files_limit() {
         Ok(files) => tracing::debug!(files, "open files limit"),
         Err(error) => tracing::warn!("cannot raise the open files limit: {error}"),
@@ -792,6 +833,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         }
         None => None,
     };
+    timeline.mark("listeners");
     // Everything that needs root is open: listeners, links, the map-count sysctl.
     if let Some(account) = &account {
         kernel_shim::user::become_user(account)?;
@@ -804,8 +846,10 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
         total_max: serving.hardening.conns_max,
     };
     let outbound = outbound_config(&serving.egress, addr, admin_listener.as_ref().map(|(_, a)| *a))?;
+    timeline.mark("subrequest settings");
     let kv = serving.kv.as_ref().map(|store| open_kv(store, sandbox.clone())).transpose()?;
     let caches = open_caches(&serving.caches, sandbox.clone())?;
+    timeline.mark("KV and cache stores");
     let config = runtime::ServerConfig {
         deployment,
         net,
@@ -828,6 +872,7 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     let started = Instant::now();
     let mut server = runtime::Server::start(config)?;
     tracing::info!("{cores} core(s) ready in {:?}", started.elapsed());
+    timeline.mark("cores");
     let admin_addr = match admin_listener {
         Some((fd, admin_addr)) => {
             let admin = runtime::admin::AdminConfig {
@@ -845,6 +890,8 @@ fn start(mut serving: Serving, deployment: Deployment, what: &str) -> anyhow::Re
     if let Some(sandbox) = &sandbox {
         seal(sandbox)?;
     }
+    timeline.mark("admin, signals, seal");
+    tracing::info!("start-up took {} from main", timeline.summary());
     let cpu_list: Vec<String> = cpus.iter().map(usize::to_string).collect();
     // Before the HTTP line, which tells a waiting reader that start-up is over.
     if let Some(tls_addr) = tls_addr {
@@ -1061,8 +1108,8 @@ fn reload_config(server: &runtime::Server, path: &Path, tls_listen: Option<Socke
         // Built, checked and deployed under the control plane's change lock, so an admin PUT
         // racing this reload is applied wholly before or wholly after it, never in between.
         let (kept, total) = control.change(|current| {
-            let next = build_deployment(&config, Some(current.as_ref()))?;
-            check_top_levels(&next, Some(current.as_ref()))?;
+            let (next, _) = build_deployment(&config, Some(current.as_ref()))?;
+            check_top_levels(&next, Some(current.as_ref()), &[])?;
             let kept = next.tenants.values().filter(|t| kept_from(Some(current.as_ref()), t)).count();
             let total = next.tenants.len();
             Ok::<_, anyhow::Error>((Some(next), (kept, total)))

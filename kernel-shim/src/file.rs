@@ -1,10 +1,14 @@
 //! Reading small configuration files (certificates, keys, resolv.conf) whole, with a bound: a
 //! path that names something huge or endless (`/dev/zero`, a log by mistake) is an error, not
-//! an allocation without end.
+//! an allocation without end. And private files: a cache only this process's user may have
+//! written (the V8 startup snapshot), read only if that holds, and written so that a reader
+//! never sees half of one.
 //!
 //! Blocking file I/O: for the control thread (start-up, SIGHUP reloads), never a core's loop.
 
-use std::io::{self, Read};
+use std::fs::{DirBuilder, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The whole of the file at `path`, or an error if it holds more than `bytes_max` bytes.
@@ -20,6 +24,90 @@ pub fn read_bounded(path: &Path, bytes_max: usize) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+/// The effective user ID of this process: whose files a private file or directory must be.
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether `meta` (of `path`) is something only this process's user can have written: owned by
+/// the effective user, and writable by neither its group nor others.
+fn check_private(path: &Path, meta: &Metadata) -> io::Result<()> {
+    let denied =
+        |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", path.display())));
+    if meta.uid() != effective_uid() {
+        return denied(format!("belongs to uid {}, not to this process's user (uid {})", meta.uid(), effective_uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return denied(format!("other users may write to it (mode {:o})", meta.mode() & 0o7777));
+    }
+    Ok(())
+}
+
+/// The whole of the regular file at `path`, if only this process's user can have written it
+/// (see [`check_private`]) and it holds at most `bytes_max` bytes. A symbolic link is refused
+/// (`O_NOFOLLOW`), and the checks are made on the file opened, not on the name, so the file
+/// cannot be swapped between check and read.
+pub fn read_private(path: &Path, bytes_max: usize) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a regular file", path.display())));
+    }
+    check_private(path, &meta)?;
+    if meta.len() > bytes_max as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {bytes_max} bytes", path.display()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let limit = u64::try_from(bytes_max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit).read_to_end(&mut bytes)?;
+    if bytes.len() > bytes_max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} grew past {bytes_max} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Makes `dir` (and its missing parents) with mode 0700 if it does not exist, and checks that
+/// only this process's user can write to it: a private file in a directory others may write
+/// to could be replaced by them.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io::Error::new(error.kind(), format!("cannot create {}: {error}", dir.display()))),
+    }
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a directory", dir.display())));
+    }
+    check_private(dir, &meta)
+}
+
+/// Writes `bytes` to `dir/name` (mode 0600) as a whole: into a new file beside it first, which
+/// is then renamed over `name`, so a reader sees the old file or the new one, never a part.
+pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temporary)
+        .and_then(|mut file: File| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(&temporary, dir.join(name)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -39,6 +127,48 @@ mod tests {
         // An endless file stops at the bound.
         assert_eq!(read_bounded(Path::new("/dev/zero"), 4096).unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(read_bounded(&dir.join("missing"), 10).unwrap_err().kind(), io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn private_files_are_read_only_if_no_one_else_can_have_written_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kernel-shim-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        private_dir(&dir.join("cache")).unwrap();
+        let cache = dir.join("cache");
+        assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
+
+        write_private(&cache, "blob", b"0123456789").unwrap();
+        assert_eq!(std::fs::metadata(cache.join("blob")).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(read_private(&cache.join("blob"), 10).unwrap(), b"0123456789");
+        assert!(read_private(&cache.join("blob"), 9).unwrap_err().to_string().contains("larger than 9"));
+        // Written again as a whole, over the old one.
+        write_private(&cache, "blob", b"abc").unwrap();
+        assert_eq!(read_private(&cache.join("blob"), 10).unwrap(), b"abc");
+
+        // Writable by others: refused, as is a directory others may write to.
+        std::fs::set_permissions(cache.join("blob"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let error = read_private(&cache.join("blob"), 10).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert!(error.to_string().contains("other users may write"), "{error}");
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_dir(&cache).unwrap_err().to_string().contains("other users may write"));
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        // Another user's file is refused even when no one else may write to it (as root, the
+        // test can make one).
+        if effective_uid() == 0 {
+            std::fs::set_permissions(cache.join("blob"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(cache.join("blob"), Some(65534), None).unwrap();
+            let error = read_private(&cache.join("blob"), 10).unwrap_err();
+            assert!(error.to_string().contains("belongs to uid 65534"), "{error}");
+        }
+
+        // A symbolic link is not followed, and a directory is not a file.
+        std::os::unix::fs::symlink(cache.join("blob"), cache.join("link")).unwrap();
+        assert!(read_private(&cache.join("link"), 10).is_err());
+        assert!(read_private(&cache, 10).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,7 +3,8 @@
 //! kernel is done with them ([`ring`]), CPU affinity and thread CPU time ([`cpu`]), listening
 //! and connecting TCP sockets and the UDP socket of a DNS query ([`net`]), cross-core wake-ups
 //! ([`EventFd`]), the process signal mask ([`signal`]), the kernel's CSPRNG ([`random`]),
-//! bounded reads of configuration files ([`file`]), the system-call filter isobar puts on itself
+//! bounded reads of configuration files and private cache files ([`file`]), the running
+//! program's build ID ([`executable`]), the system-call filter isobar puts on itself
 //! after start-up ([`seccomp`]) and giving up root ([`user`]). It hands the other crates safe,
 //! typed interfaces and reports operating errors as values whose messages name the cause and
 //! the fix.
@@ -13,6 +14,7 @@
 
 pub mod cpu;
 pub mod eventfd;
+pub mod executable;
 pub mod file;
 pub mod limits;
 pub mod link;

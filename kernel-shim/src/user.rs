@@ -34,6 +34,12 @@ pub struct Account {
     pub gid: libc::gid_t,
 }
 
+/// Whether this process runs as root (effective user ID 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Looks `name` up in the password database (`getpwnam_r`: /etc/passwd, or NSS).
 pub fn lookup(name: &str) -> Result<Account, UserError> {
     let c_name = CString::new(name).map_err(|_| UserError::Unknown(name.to_string()))?;

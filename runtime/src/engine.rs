@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::api;
@@ -21,6 +20,8 @@ use crate::bridge::{class, hooks};
 static PLATFORM: OnceLock<v8::SharedRef<v8::Platform>> = OnceLock::new();
 static EXTRA_FLAGS: OnceLock<String> = OnceLock::new();
 static SNAPSHOT: OnceLock<Result<&'static [u8], String>> = OnceLock::new();
+static SNAPSHOT_KEY: OnceLock<u64> = OnceLock::new();
+static SNAPSHOT_BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static EXTERNAL_REFERENCES: OnceLock<ExternalReferences> = OnceLock::new();
 
 /// The op table as V8 external references (plain function addresses).
@@ -50,15 +51,23 @@ const FLAGS: &str = "--single-threaded --enable-sharedarraybuffer-per-context \
 /// Index of the `internals` object among the snapshot context's data.
 pub(crate) const INTERNALS_DATA_INDEX: usize = 0;
 
-/// Adds V8 flags (e.g. `--trace-gc`) for diagnosis; must be called before the first isolate.
-/// Returns false if V8 was already initialised (the flags would be ignored).
+/// Adds V8 flags (e.g. `--trace-gc`) for diagnosis; must be called before the first isolate
+/// and before [`snapshot_key`]. Returns false if it was too late (the flags would be ignored).
 pub fn set_extra_flags(flags: &str) -> bool {
-    PLATFORM.get().is_none() && EXTRA_FLAGS.set(flags.to_string()).is_ok()
+    PLATFORM.get().is_none() && SNAPSHOT_KEY.get().is_none() && EXTRA_FLAGS.set(flags.to_string()).is_ok()
 }
 
-/// Initialises V8 for this process and builds the startup snapshot. Cheap and idempotent after
-/// the first call; call it on the main thread before starting cores so the cost is paid once.
+/// Initialises V8 for this process and builds the startup snapshot (unless
+/// [`use_snapshot_bytes`] gave one). Cheap and idempotent after the
+/// first call; call it on the main thread before starting cores so the cost is paid once.
 pub fn init() -> Result<(), String> {
+    init_v8();
+    snapshot().map(|_| ())
+}
+
+/// Initialises V8 alone: flags, entropy, the single-threaded platform (no snapshot yet).
+/// Idempotent; [`init`] calls it.
+pub fn init_v8() {
     PLATFORM.get_or_init(|| {
         // V8 seeds each new isolate's random numbers (Math.random, hash seeds) from /dev/urandom
         // unless the embedder gives it a source; once the process is sealed no core, and not
@@ -73,7 +82,12 @@ pub fn init() -> Result<(), String> {
         v8::V8::initialize();
         platform
     });
-    snapshot().map(|_| ())
+}
+
+/// Whether this process built its snapshot (rather than loading one): then it is worth
+/// keeping ([`snapshot_file`]) for the next start.
+pub fn snapshot_was_built() -> bool {
+    SNAPSHOT_BUILT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The ops as V8 external references: the snapshot records functions by these addresses.
@@ -92,9 +106,14 @@ pub(crate) fn external_references() -> &'static [v8::ExternalReference] {
         .0
 }
 
-/// The startup snapshot blob (built on first use, unless [`use_snapshot_file`] loaded one).
+/// The startup snapshot blob (built on first use, unless [`use_snapshot_bytes`] gave one).
 pub(crate) fn snapshot() -> Result<&'static [u8], String> {
-    SNAPSHOT.get_or_init(|| build_snapshot().map(|blob| &*Box::leak(blob.into_boxed_slice()))).clone()
+    SNAPSHOT
+        .get_or_init(|| {
+            SNAPSHOT_BUILT.store(true, std::sync::atomic::Ordering::Relaxed);
+            build_snapshot().map(|blob| &*Box::leak(blob.into_boxed_slice()))
+        })
+        .clone()
 }
 
 /// First bytes of a snapshot file written by [`snapshot_file`].
@@ -102,12 +121,20 @@ const SNAPSHOT_MAGIC: &[u8; 16] = b"isobar-snapshot\n";
 /// Magic, key, blob length, blob checksum.
 const SNAPSHOT_HEADER: usize = 16 + 8 + 8 + 8;
 
-/// What a snapshot depends on: V8's version, the flags it runs with, isobar's JavaScript API and
-/// its op table (V8 records ops by their index among the external references). A snapshot file
-/// made with any of these different is not used: V8 would abort on some mismatches and silently
-/// misbehave on others.
-fn snapshot_key() -> u64 {
+/// What a snapshot depends on: the binary that made it (its GNU build ID, which covers V8 and
+/// every line of isobar linked into it), V8's version, the flags it runs with, isobar's
+/// JavaScript API and its op table (V8 records ops by their index among the external
+/// references). A snapshot file made with any of these different is not used: V8 would abort on
+/// some mismatches and silently misbehave on others. The build ID is belt and braces for a
+/// rebuilt binary whose Rust side changed in a way the rest does not show (how a template is
+/// made, say); the rest still tells snapshots apart where no build ID can be read.
+pub fn snapshot_key() -> u64 {
+    *SNAPSHOT_KEY.get_or_init(compute_snapshot_key)
+}
+
+fn compute_snapshot_key() -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
+    kernel_shim::executable::build_id().hash(&mut hasher);
     (env!("CARGO_PKG_VERSION"), v8::V8::get_version(), FLAGS, EXTRA_FLAGS.get()).hash(&mut hasher);
     api::PRIMORDIALS.hash(&mut hasher);
     api::BOOTSTRAP.hash(&mut hasher);
@@ -133,15 +160,18 @@ fn snapshot_key() -> u64 {
     hasher.finish()
 }
 
+/// CRC-32 of the blob: a damaged file (cut short by a crash, a flipped bit) is told from a
+/// sound one before V8 sees it. It guards against accidents only; who may have written a
+/// cached file is checked apart (`kernel_shim::file::read_private`). CRC-32 with the CPU's
+/// carry-less multiply reads a megabyte in well under 0.1 ms, where SipHash took ~0.5 ms of a
+/// start-up budget of 5 ms.
 fn checksum(bytes: &[u8]) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    hasher.finish()
+    u64::from(crc32fast::hash(bytes))
 }
 
-/// The startup snapshot as a file's contents, for [`use_snapshot_file`] in a later process of
-/// the same binary: building the snapshot is most of V8's start-up, ~70 ms natively but seconds
-/// in a guest under TCG, so the guest image ships one made at image build time.
+/// The startup snapshot as a file's contents, for [`use_snapshot_bytes`] in a later process of the same binary with the same flags: building
+/// the snapshot is most of V8's start-up (~50 ms natively, seconds in a guest under TCG), so
+/// `isobar` keeps it in a cache directory and the guest image ships one made at image build time.
 pub fn snapshot_file() -> Result<Vec<u8>, String> {
     init()?;
     let blob = snapshot()?;
@@ -154,13 +184,18 @@ pub fn snapshot_file() -> Result<Vec<u8>, String> {
     Ok(file)
 }
 
-/// Uses the snapshot in `path` (written by [`snapshot_file`]) instead of building one. Call it
-/// before [`init`]. Returns why the file cannot be used — unreadable, damaged, made by another
-/// build or with other flags — in which case [`init`] builds the snapshot as usual.
-pub fn use_snapshot_file(path: &Path) -> Result<(), String> {
-    let file = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let blob = parse_snapshot_file(&file).map_err(|e| format!("{}: {e}", path.display()))?;
-    let blob: &'static [u8] = Box::leak(blob.to_vec().into_boxed_slice());
+/// Uses `file` (the contents of a file written by [`snapshot_file`]) as the snapshot instead of
+/// building one, once its key, length and checksum are checked. Call it before [`init`]. Returns
+/// why it cannot be used, in which case [`init`] builds the snapshot as usual.
+pub fn use_snapshot_bytes(file: Vec<u8>) -> Result<(), String> {
+    if SNAPSHOT.get().is_some() {
+        return Err("the snapshot was already made in this process".into());
+    }
+    let blob = parse_snapshot_file(&file)?.len();
+    // The blob is the file's tail: keep the whole buffer for the process (V8 reads the blob
+    // whenever an isolate is made) rather than copy a megabyte.
+    let file: &'static [u8] = Box::leak(file.into_boxed_slice());
+    let blob = &file[file.len() - blob..];
     match SNAPSHOT.set(Ok(blob)) {
         Ok(()) => Ok(()),
         Err(_) => Err("the snapshot was already made in this process".into()),
@@ -169,8 +204,12 @@ pub fn use_snapshot_file(path: &Path) -> Result<(), String> {
 
 fn parse_snapshot_file(file: &[u8]) -> Result<&[u8], String> {
     let field = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().expect("8 bytes"));
-    if file.len() < SNAPSHOT_HEADER || &file[..16] != SNAPSHOT_MAGIC {
+    let magic = file.len().min(SNAPSHOT_MAGIC.len());
+    if file[..magic] != SNAPSHOT_MAGIC[..magic] {
         return Err("not an isobar snapshot file".into());
+    }
+    if file.len() < SNAPSHOT_HEADER {
+        return Err(format!("cut short ({} bytes)", file.len()));
     }
     if field(16) != snapshot_key() {
         return Err("made by another isobar build or with other V8 flags".into());
@@ -351,7 +390,8 @@ mod tests {
         other_build[16] ^= 1;
         assert!(parse_snapshot_file(&other_build).unwrap_err().contains("another isobar build"));
 
-        assert!(parse_snapshot_file(&file[..SNAPSHOT_HEADER - 1]).unwrap_err().contains("not an isobar snapshot"));
+        assert!(parse_snapshot_file(&file[..SNAPSHOT_HEADER - 1]).unwrap_err().contains("cut short"));
+        assert!(parse_snapshot_file(&[]).unwrap_err().contains("cut short"));
         assert!(parse_snapshot_file(&file[..file.len() - 1]).unwrap_err().contains("damaged"));
         assert!(parse_snapshot_file(b"#!/bin/sh\necho not a snapshot at all, but long enough").is_err());
     }

@@ -6,7 +6,8 @@
 //! Deployment and sends it to every core, which swaps it in between two requests. Requests that
 //! are in flight keep the version they started on; the next request uses the new one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use isobar_tenancy::{TenantLimits, TenantSettings};
 
 use crate::routes::{Route, RouteError, Router};
-use crate::worker::{LoadError, WorkerSpec};
+use crate::worker::{LoadError, ModuleSource, ScriptFormat, WorkerSpec};
 
 /// One version of one tenant's worker.
 #[derive(Debug)]
@@ -38,6 +39,22 @@ impl Tenant {
     /// Builds a tenant version: compiles the script and its imports (a syntax error or a missing
     /// import is reported here, with file:line:column) and keeps their sources as the bundle.
     pub fn build(settings: TenantSettings) -> Result<Tenant, LoadError> {
+        Tenant::build_with(settings, crate::worker::bundle)
+    }
+
+    /// [`Tenant::build`], with the script's top level run once in a fresh isolate of the
+    /// tenant's heap limit, as `Worker::validate` runs it, within `cpu_max`: the same isolate
+    /// compiles and checks it (`Worker::bundle_and_validate`), one isolate fewer than building
+    /// and then validating. For a start-up with one tenant.
+    pub fn build_checked(settings: TenantSettings, cpu_max: Duration) -> Result<Tenant, LoadError> {
+        let heap_bytes = settings.limits.heap_bytes;
+        Tenant::build_with(settings, |spec| crate::worker::Worker::bundle_and_validate(spec, heap_bytes, cpu_max))
+    }
+
+    fn build_with(
+        settings: TenantSettings,
+        bundle: impl FnOnce(&WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, ModuleSource>), LoadError>,
+    ) -> Result<Tenant, LoadError> {
         let mut env: Vec<(String, String)> = settings.vars.into_iter().collect();
         let secret_names: Vec<String> = settings.secrets.keys().cloned().collect();
         env.extend(settings.secrets);
@@ -52,7 +69,7 @@ impl Tenant {
             kv: Arc::new(settings.kv),
             services: Arc::new(settings.services.into_iter().collect()),
         };
-        let (format, modules) = crate::worker::bundle(&spec)?;
+        let (format, modules) = bundle(&spec)?;
         spec.format = format;
         spec.modules = Arc::new(modules);
         spec.read_disk = false;

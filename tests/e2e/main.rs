@@ -14,6 +14,7 @@ mod netstack;
 mod qemu;
 mod services;
 mod skeleton;
+mod snapshot;
 mod tenants;
 mod tls;
 mod websocket;

@@ -61,7 +61,7 @@ struct Args {
     /// The isobar binary (default: build it with cargo, same profile as this harness).
     #[arg(long)]
     isobar: Option<PathBuf>,
-    /// Another isobar build measured beside this one in the switch and throughput scenarios
+    /// Another isobar build measured beside this one in the switch, throughput and coldstart scenarios
     /// (an A/B of a change under the same load).
     #[arg(long)]
     baseline: Option<PathBuf>,
