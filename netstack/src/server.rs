@@ -655,21 +655,10 @@ impl<T: Transport> HttpServer<T> {
             c.take_output(&mut rest);
             let flushed = rest.is_empty() && !c.tls.as_ref().is_some_and(|tls| tls.has_output());
             if flushed {
-                c.closing = true;
                 if c.codec.error().is_some() {
                     self.stats.protocol_errors += 1;
                 }
-                // TLS ends with close_notify, so the client knows nothing was cut off.
-                if let Some(tls) = &mut c.tls {
-                    let mut close_notify = Vec::new();
-                    tls.close(&mut close_notify);
-                    if !close_notify.is_empty() {
-                        self.stats.bytes_out += close_notify.len() as u64;
-                        let _ = self.transport.send_owned(ring, conn, close_notify);
-                    }
-                }
-                // Graceful: flushes what was sent, shuts our side down, then closes.
-                self.transport.close(ring, conn);
+                close_gracefully(&mut self.transport, &mut self.stats, ring, c, conn);
                 return;
             }
             if !rest.is_empty() {
@@ -782,20 +771,33 @@ impl<T: Transport> HttpServer<T> {
         }
         let over = c.ws.as_ref().is_some_and(|ws| ws.is_over());
         if over && self.transport.queued_bytes(conn) == 0 {
-            c.closing = true;
-            if let Some(tls) = &mut c.tls {
-                let mut close_notify = Vec::new();
-                tls.close(&mut close_notify);
-                if !close_notify.is_empty() {
-                    self.stats.bytes_out += close_notify.len() as u64;
-                    let _ = self.transport.send_owned(ring, conn, close_notify);
-                }
-            }
-            self.transport.close(ring, conn);
+            close_gracefully(&mut self.transport, &mut self.stats, ring, c, conn);
             return;
         }
         reschedule(&mut self.deadlines, c, conn);
     }
+}
+
+/// Closes a connection whose output is flushed: TLS ends with close_notify, so the client
+/// knows nothing was cut off; then the transport flushes what was sent, shuts our side down and
+/// closes.
+fn close_gracefully<T: Transport>(
+    transport: &mut T,
+    stats: &mut ServerStats,
+    ring: &mut Ring,
+    c: &mut Conn,
+    conn: ConnId,
+) {
+    c.closing = true;
+    if let Some(tls) = &mut c.tls {
+        let mut close_notify = Vec::new();
+        tls.close(&mut close_notify);
+        if !close_notify.is_empty() {
+            stats.bytes_out += close_notify.len() as u64;
+            let _ = transport.send_owned(ring, conn, close_notify);
+        }
+    }
+    transport.close(ring, conn);
 }
 
 /// Records `c`'s next deadline in `deadlines` (one entry per connection that has one).

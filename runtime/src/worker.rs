@@ -243,6 +243,11 @@ impl Worker {
     /// up a fetch handler. A top level that runs longer than `cpu_max` (wall time, on this
     /// unloaded thread) is stopped.
     pub fn validate(spec: &WorkerSpec, heap_bytes: usize, cpu_max: Duration) -> Result<(), LoadError> {
+        Worker::load_guarded(spec, heap_bytes, cpu_max).map(drop)
+    }
+
+    /// Loads `spec` into a fresh isolate under the CPU guard [`Worker::validate`] describes.
+    fn load_guarded(spec: &WorkerSpec, heap_bytes: usize, cpu_max: Duration) -> Result<Worker, LoadError> {
         engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
         let isolate = Isolate::new(&spec.name, heap_bytes).map_err(|m| bootstrap_error("isolate", &m))?;
         let handle = isolate.thread_safe_handle();
@@ -255,7 +260,7 @@ impl Worker {
             }
             cut
         });
-        let result = Worker::load(isolate, spec, Duration::MAX).map(drop);
+        let result = Worker::load(isolate, spec, Duration::MAX);
         let _ = done_tx.send(());
         match guard.join() {
             Ok(true) => Err(LoadError::Limit { file, limit: "CPU time" }),
@@ -275,24 +280,7 @@ impl Worker {
         heap_bytes: usize,
         cpu_max: Duration,
     ) -> Result<(ScriptFormat, BTreeMap<PathBuf, ModuleSource>), LoadError> {
-        engine::init().map_err(|message| bootstrap_error("snapshot", &message))?;
-        let isolate = Isolate::new(&spec.name, heap_bytes).map_err(|m| bootstrap_error("isolate", &m))?;
-        let handle = isolate.thread_safe_handle();
-        let file = spec.path.display().to_string();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let guard = std::thread::spawn(move || {
-            let cut = done_rx.recv_timeout(cpu_max) == Err(std::sync::mpsc::RecvTimeoutError::Timeout);
-            if cut {
-                handle.terminate_execution();
-            }
-            cut
-        });
-        let result = Worker::load(isolate, spec, Duration::MAX);
-        let _ = done_tx.send(());
-        if let Ok(true) = guard.join() {
-            return Err(LoadError::Limit { file, limit: "CPU time" });
-        }
-        let mut worker = result?;
+        let mut worker = Worker::load_guarded(spec, heap_bytes, cpu_max)?;
         // A module's default export is its handler; a service worker has none (it registered a
         // fetch listener, which `load` checked).
         let module = worker.isolate.handles.as_ref().is_some_and(|h| h.handler.is_some());

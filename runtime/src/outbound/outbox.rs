@@ -42,6 +42,18 @@ pub enum Work {
 /// How many pieces of work one isolate may queue between two turns of the core.
 pub const WORK_MAX: usize = 10_000;
 
+/// Queues `work` for the core after this entry (refused past [`WORK_MAX`]), for ops that
+/// settle no promise (a subrequest's body pieces, a WebSocket's sends).
+pub fn push(scope: &mut Scope, work: Work) -> Result<(), JsError> {
+    let state = bridge::state(scope);
+    let mut state = state.borrow_mut();
+    if state.outbox.len() >= WORK_MAX {
+        return Err(JsError::range_error("too many operations started at once in this worker"));
+    }
+    state.outbox.push(work);
+    Ok(())
+}
+
 /// Starts an async op of request `request` whose work the core carries out after the entry:
 /// `work(op)` is queued in the outbox (refused past [`WORK_MAX`]) and the op's promise returned.
 pub fn start_op<'s>(

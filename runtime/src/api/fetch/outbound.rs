@@ -9,7 +9,7 @@
 
 use crate::bridge::class::{self, ClassDecl, ClassId};
 use crate::bridge::{self, JsError, OpDecl, Scope, args, context};
-use crate::outbound::outbox::{WORK_MAX, Work};
+use crate::outbound::outbox::{self, Work};
 use crate::outbound::{FetchRequest, RequestBody, ResponseMeta};
 use crate::{op, op_decl};
 
@@ -82,16 +82,6 @@ pub fn response_from_origin<'s>(
     response::from_origin(scope, meta.status, reason, headers, body, url, redirected)
 }
 
-fn queue(scope: &mut Scope, work: Work) -> Result<(), JsError> {
-    let state = bridge::state(scope);
-    let mut state = state.borrow_mut();
-    if state.outbox.len() >= WORK_MAX {
-        return Err(JsError::range_error("too many operations started at once in this worker"));
-    }
-    state.outbox.push(work);
-    Ok(())
-}
-
 /// The request the running code works for, with its subrequest counted: the error Workers
 /// throws past the limit, or when there is no request at all.
 pub(crate) fn count_subrequest(scope: &mut Scope) -> Result<u64, JsError> {
@@ -147,7 +137,7 @@ op!(fn fetch_start(scope, args) {
     };
     let (op, promise) = state.borrow_mut().async_ops.start(scope, Some(request_id))?;
     let fetch = Box::new(FetchRequest { url, method, headers: wire_headers, body });
-    queue(scope, Work::Fetch { op, request: request_id, key, fetch })?;
+    outbox::push(scope, Work::Fetch { op, request: request_id, key, fetch })?;
     let key_value = v8::Number::new(scope, key as f64);
     let streamed = v8::Boolean::new(scope, streamed);
     Ok(v8::Array::new_with_elements(scope, &[key_value.into(), promise.into(), streamed.into()]))
@@ -165,19 +155,19 @@ op!(fn fetch_write(scope, args) {
     let request = context::current(scope);
     let state = bridge::state(scope);
     let (op, promise) = state.borrow_mut().async_ops.start(scope, request)?;
-    queue(scope, Work::UploadWrite { op, key, bytes })?;
+    outbox::push(scope, Work::UploadWrite { op, key, bytes })?;
     Ok(promise)
 });
 
 op!(fn fetch_finish(scope, args) {
     let key = key_arg(scope, args.get(0))?;
-    queue(scope, Work::UploadFinish { key })?;
+    outbox::push(scope, Work::UploadFinish { key })?;
     Ok(())
 });
 
 op!(fn fetch_abort(scope, args) {
     let key = key_arg(scope, args.get(0))?;
-    queue(scope, Work::Abort { key })?;
+    outbox::push(scope, Work::Abort { key })?;
     Ok(())
 });
 
@@ -189,13 +179,13 @@ op!(fn body_read(scope, args) {
     let request = context::current(scope);
     let state = bridge::state(scope);
     let (op, promise) = state.borrow_mut().async_ops.start(scope, request)?;
-    queue(scope, Work::BodyRead { op, key })?;
+    outbox::push(scope, Work::BodyRead { op, key })?;
     Ok(promise)
 });
 
 op!(fn body_cancel(scope, args) {
     if let Some(key) = source_key(scope, args.get(0)) {
-        queue(scope, Work::BodyCancel { key })?;
+        outbox::push(scope, Work::BodyCancel { key })?;
     }
     Ok(())
 });

@@ -9,7 +9,7 @@ use netstack::{WsMessage, WsUpdate};
 
 use crate::bridge::hooks::{self, Hook};
 use crate::bridge::{self, JsError, OpDecl, Scope, args, context};
-use crate::outbound::outbox::{self, WORK_MAX, Work};
+use crate::outbound::outbox::{self, Work};
 use crate::{op, op_decl};
 
 pub const JS: (&str, &str) = ("isobar:websocket", include_str!("websocket.js"));
@@ -31,16 +31,6 @@ pub struct WsConnect {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-fn push(scope: &mut Scope, work: Work) -> Result<(), JsError> {
-    let state = bridge::state(scope);
-    let mut state = state.borrow_mut();
-    if state.outbox.len() >= WORK_MAX {
-        return Err(JsError::range_error("too many operations started at once in this worker"));
-    }
-    state.outbox.push(work);
-    Ok(())
-}
-
 fn socket_id(scope: &mut Scope, value: v8::Local<v8::Value>, what: &str) -> Result<u32, JsError> {
     Ok(args::enforce_range(scope, value, 1.0..=(u32::MAX as f64), what)? as u32)
 }
@@ -54,7 +44,7 @@ op!(fn ws_send(scope, args) {
     } else {
         WsMessage::Binary(args::bytes(data, MESSAGE_BYTES_MAX, "WebSocket.send")?)
     };
-    push(scope, Work::WsSend { socket, message })
+    outbox::push(scope, Work::WsSend { socket, message })
 });
 
 // `wsClose(id, code, reason)`.
@@ -62,7 +52,7 @@ op!(fn ws_close(scope, args) {
     let socket = socket_id(scope, args.get(0), "WebSocket.close")?;
     let code = args::enforce_range(scope, args.get(1), 1000.0..=4999.0, "WebSocket.close")? as u16;
     let reason = args::string_coerced(scope, &args, 2, 123, "WebSocket.close")?;
-    push(scope, Work::WsClose { socket, code, reason })
+    outbox::push(scope, Work::WsClose { socket, code, reason })
 });
 
 // `wsConnect(id, url, protocols, headers)`: a promise of `[protocol]` once the server accepted
