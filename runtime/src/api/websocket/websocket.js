@@ -60,6 +60,8 @@
     #id = 0;
     // Events waiting for accept(), and whether a delivery is scheduled.
     #queue = [];
+    // The next event of `#queue` to deliver (taken ones are cleared, as MessagePort's queue).
+    #head = 0;
     #scheduled = false;
     #url = null;
     #protocol = "";
@@ -145,8 +147,7 @@
         bound.delete(origin);
         client.#coupled = true;
         client.#state = CLOSED;
-        const arrived = client.#queue;
-        client.#queue = [];
+        const arrived = client.#taken();
         for (const event of arrived) {
           if (event.type === "message") ops.wsSend(id, toWire(event.data));
           else if (event.type === "close") ops.wsClose(id, event.code >= 3000 || event.code === 1000 ? event.code : 1000, event.reason);
@@ -165,8 +166,7 @@
       server.#id = id;
       bound.set(id, server);
       // What the server end sent before the response goes out first, in order.
-      const sent = client.#queue;
-      client.#queue = [];
+      const sent = client.#taken();
       for (const event of sent) {
         if (event.type === "message") ops.wsSend(id, toWire(event.data));
         else if (event.type === "close") ops.wsClose(id, event.code, event.reason);
@@ -193,9 +193,18 @@
       }
     }
 
+    // The events not yet delivered, taken out of the queue.
+    #taken() {
+      const events = [];
+      for (let i = this.#head; i < this.#queue.length; i++) ArrayPrototypePush(events, this.#queue[i]);
+      this.#queue = [];
+      this.#head = 0;
+      return events;
+    }
+
     // An event for this end: now if accepted, else when accept() is called.
     #receive(event) {
-      if (this.#queue.length >= QUEUED_EVENTS_MAX) {
+      if (this.#queue.length - this.#head >= QUEUED_EVENTS_MAX) {
         // An end nobody accepts cannot hold without bound what its peer sends.
         if (this.#id !== 0) ops.wsClose(this.#id, 1011, "too many messages before accept()");
         return;
@@ -205,17 +214,21 @@
     }
 
     #schedule() {
-      if (!this.#accepted || this.#coupled || this.#scheduled || this.#queue.length === 0) return;
+      if (!this.#accepted || this.#coupled || this.#scheduled || this.#head === this.#queue.length) return;
       this.#scheduled = true;
       PromisePrototypeThen(PromiseResolve(), () => {
         this.#scheduled = false;
         // One event per microtask: listeners may close or send in between.
-        if (this.#queue.length === 0) return;
-        const event = this.#queue[0];
-        // Queues are short (bounded by QUEUED_EVENTS_MAX); a copy keeps the array dense.
-        const rest = [];
-        for (let i = 1; i < this.#queue.length; i++) ArrayPrototypePush(rest, this.#queue[i]);
-        this.#queue = rest;
+        if (this.#head === this.#queue.length) return;
+        const event = this.#queue[this.#head];
+        this.#queue[this.#head++] = undefined;
+        if (this.#head === this.#queue.length) {
+          this.#queue = [];
+          this.#head = 0;
+        } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+          // A queue that never empties is compacted now and then, so the array stays bounded.
+          this.#queue = this.#taken();
+        }
         try {
           this.#fire(event);
         } finally {
