@@ -338,7 +338,7 @@ pub(crate) fn take_snapshot_data(scope: &mut v8::PinScope) -> Result<(class::Cla
             .map_err(|e| format!("the snapshot has no hook {}: {e:?}", hook.name()))?;
         functions.push(v8::Global::new(scope, function));
     }
-    Ok((class::Classes(templates), hooks::Hooks(functions)))
+    Ok((class::Classes::new(scope, templates), hooks::Hooks(functions)))
 }
 
 fn describe_exception(tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>) -> String {

@@ -12,11 +12,11 @@ use std::mem::ManuallyDrop;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::engine;
 use crate::state::IsolateState;
-use crate::watchdog::CoreWatch;
+use crate::watchdog::{CoreWatch, EntryEnd};
 
 /// Why an isolate may not run again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +140,8 @@ extern "C" fn out_of_memory(location: *const std::ffi::c_char, details: &v8::Oom
 struct Meter {
     cpu_total: Cell<Duration>,
     last_entry: Cell<Duration>,
+    /// Entries so far (see [`Isolate::entries`]).
+    entries: Cell<u64>,
     condemned: Cell<Option<Condemned>>,
     watch: Option<Arc<CoreWatch>>,
     handle: v8::IsolateHandle,
@@ -167,7 +169,7 @@ impl std::fmt::Debug for Isolate {
 pub(crate) struct Entered<'a> {
     isolate: &'a mut v8::OwnedIsolate,
     meter: &'a Meter,
-    cpu_start: Duration,
+    started: Instant,
     sequence: Option<u64>,
 }
 
@@ -186,14 +188,17 @@ impl std::ops::DerefMut for Entered<'_> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let spent = kernel_shim::cpu::thread_cpu_time().saturating_sub(self.cpu_start);
-        self.meter.last_entry.set(spent);
-        self.meter.cpu_total.set(self.meter.cpu_total.get() + spent);
-        if let (Some(watch), Some(sequence)) = (&self.meter.watch, self.sequence)
-            && watch.end(sequence)
-        {
+        let ended = Instant::now();
+        let end = match (&self.meter.watch, self.sequence) {
+            (Some(watch), Some(sequence)) => watch.end(sequence),
+            _ => EntryEnd { terminated: false, seen: None },
+        };
+        if end.terminated {
             self.meter.condemned.set(Some(Condemned::CpuLimit));
         }
+        let spent = crate::watchdog::entry_cpu(self.started, ended, &end, kernel_shim::cpu::thread_cpu_time);
+        self.meter.last_entry.set(spent);
+        self.meter.cpu_total.set(self.meter.cpu_total.get() + spent);
         // SAFETY: paired with the enter in Isolate::enter; guards are scoped, so no other
         // isolate entered on this thread since is still entered.
         unsafe { self.isolate.exit() };
@@ -226,6 +231,7 @@ impl Isolate {
         let meter = Meter {
             cpu_total: Cell::new(Duration::ZERO),
             last_entry: Cell::new(Duration::ZERO),
+            entries: Cell::new(0),
             condemned: Cell::new(None),
             watch: None,
             handle,
@@ -270,9 +276,10 @@ impl Isolate {
     pub(crate) fn enter(&mut self, budget: Duration) -> Entered<'_> {
         // SAFETY: the isolate is idle and exited (module docs), and Entered's drop exits it.
         unsafe { self.isolate.enter() };
-        let cpu_start = kernel_shim::cpu::thread_cpu_time();
-        let sequence = self.meter.watch.as_ref().map(|watch| watch.begin(&self.meter.handle, cpu_start, budget));
-        Entered { isolate: &mut self.isolate, meter: &self.meter, cpu_start, sequence }
+        self.meter.entries.set(self.meter.entries.get() + 1);
+        let started = Instant::now();
+        let sequence = self.meter.watch.as_ref().map(|watch| watch.begin(&self.meter.handle, started, budget));
+        Entered { isolate: &mut self.isolate, meter: &self.meter, started, sequence }
     }
 
     /// A handle other threads can use to stop this isolate's script.
@@ -299,6 +306,17 @@ impl Isolate {
     /// CPU time of the most recent entry.
     pub fn last_entry_cpu(&self) -> Duration {
         self.meter.last_entry.get()
+    }
+
+    /// How many times the isolate has been entered: a caller that notes it can tell later
+    /// whether anything ran in the isolate since.
+    pub fn entries(&self) -> u64 {
+        self.meter.entries.get()
+    }
+
+    /// Records that the caller had nothing to run, so the last entry's CPU is not charged twice.
+    pub fn skip_entry(&self) {
+        self.meter.last_entry.set(Duration::ZERO);
     }
 
     pub fn heap_max_bytes(&self) -> usize {

@@ -2,18 +2,28 @@
 //!
 //! A core cannot interrupt itself while it is inside V8, so one watchdog thread per process
 //! looks at every core a few hundred times a second. A core tells its [`CoreWatch`] when it
-//! enters an isolate (with the CPU-time deadline of that entry) and when it leaves; the watchdog
-//! reads the core thread's CPU clock and, past the deadline, calls `terminate_execution` on the
-//! isolate. The entry's sequence number, checked under the same lock, guarantees the watchdog
+//! enters an isolate (the entry's start on the monotonic clock, and its CPU budget) and when it
+//! leaves; the watchdog calls `terminate_execution` on the isolate once the entry has used its
+//! budget. The entry's sequence number, checked under the same lock, guarantees the watchdog
 //! never terminates a later entry (another tenant) by mistake.
 //!
-//! Cost on the core: two uncontended mutex acquisitions per entry. The watchdog's polling period
-//! is a tenth of the smallest CPU limit (at least 1 ms, at most 10 ms), so a runaway script
-//! overshoots its limit by at most that.
+//! What "used" means: the core does not read its CPU clock when it enters (that clock is a
+//! system call, ~0.3-0.8 us, which was 7% of a hello-world request). The watchdog reads the core
+//! thread's CPU clock at its first look at an entry, and from then on counts the CPU the thread
+//! used since that look plus the wall time before it. Both that figure and the entry's wall time
+//! are at least the CPU the entry used, so the smaller of the two is what the entry is charged
+//! against its budget: preemption by other processes after the first look costs the script
+//! nothing, and the entry ends when its budget is used, never later than one polling period.
+//! The core reads the same figures when the entry ends, to meter long entries exactly
+//! ([`EntryEnd`]).
+//!
+//! Cost on the core: two uncontended mutex acquisitions and two monotonic clock reads (vDSO) per
+//! entry. The watchdog's polling period is a tenth of the smallest CPU limit (at least 1 ms, at
+//! most 10 ms), so a runaway script overshoots its limit by at most that.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kernel_shim::cpu::ThreadClock;
 use kernel_shim::seccomp::{Role, Sandbox};
@@ -24,10 +34,38 @@ struct Slot {
     sequence: u64,
     /// The isolate being run, while inside an entry.
     isolate: Option<v8::IsolateHandle>,
-    /// Terminate once the core thread's CPU clock passes this.
-    deadline: Duration,
+    /// When the entry started (monotonic).
+    started: Option<Instant>,
+    /// The entry's CPU budget.
+    budget: Duration,
+    /// The core thread's CPU clock at the watchdog's first look at this entry, and when.
+    seen: Option<(Duration, Instant)>,
     /// The sequence number of the entry the watchdog terminated, if any.
     terminated: u64,
+}
+
+impl Slot {
+    /// CPU the current entry has used at most, by `now` with the thread's CPU clock at
+    /// `cpu_now`: the smaller of its wall time and (CPU since the first look + wall before it).
+    fn spent(&self, now: Instant, cpu_now: Option<Duration>) -> Duration {
+        let Some(started) = self.started else { return Duration::ZERO };
+        let wall = now.saturating_duration_since(started);
+        match (self.seen, cpu_now) {
+            (Some((cpu_seen, at)), Some(cpu_now)) => {
+                wall.min(cpu_now.saturating_sub(cpu_seen) + at.saturating_duration_since(started))
+            }
+            _ => wall,
+        }
+    }
+}
+
+/// What the core learns when an entry ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryEnd {
+    /// The watchdog terminated the entry.
+    pub terminated: bool,
+    /// The watchdog looked at the entry while it ran: the thread's CPU clock then, and when.
+    pub seen: Option<(Duration, Instant)>,
 }
 
 /// One core's entry in the watchdog's view.
@@ -48,32 +86,57 @@ impl CoreWatch {
         Ok(CoreWatch { clock: ThreadClock::current()?, slot: Mutex::new(Slot::default()) })
     }
 
-    /// Called when the core enters `isolate` with `budget` of CPU time; `cpu_now` is the core
-    /// thread's CPU clock at entry. Returns the entry's sequence number.
-    pub fn begin(&self, isolate: &v8::IsolateHandle, cpu_now: Duration, budget: Duration) -> u64 {
+    /// Called when the core enters `isolate` at `started` (monotonic) with `budget` of CPU time.
+    /// Returns the entry's sequence number.
+    pub fn begin(&self, isolate: &v8::IsolateHandle, started: Instant, budget: Duration) -> u64 {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.sequence += 1;
         slot.isolate = Some(isolate.clone());
-        slot.deadline = cpu_now.saturating_add(budget);
+        slot.started = Some(started);
+        slot.budget = budget;
+        slot.seen = None;
         slot.sequence
     }
 
-    /// Called when the entry returns; true if the watchdog terminated it.
-    pub fn end(&self, sequence: u64) -> bool {
+    /// Called when the entry returns.
+    pub fn end(&self, sequence: u64) -> EntryEnd {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         assert_eq!(slot.sequence, sequence, "watchdog entries are strictly nested per core");
         slot.isolate = None;
-        slot.terminated == sequence
+        slot.started = None;
+        EntryEnd { terminated: slot.terminated == sequence, seen: slot.seen.take() }
     }
 
     fn check(&self) {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(isolate) = slot.isolate.as_ref() else { return };
-        let Ok(spent) = self.clock.now() else { return };
-        if spent >= slot.deadline && slot.terminated != slot.sequence {
+        if slot.isolate.is_none() || slot.terminated == slot.sequence {
+            return;
+        }
+        let cpu_now = self.clock.now().ok();
+        let now = Instant::now();
+        if slot.seen.is_none() {
+            // The first look: from here on the CPU clock tells preemption from work.
+            slot.seen = cpu_now.map(|cpu| (cpu, now));
+        }
+        if slot.spent(now, cpu_now) >= slot.budget
+            && let Some(isolate) = slot.isolate.as_ref()
+        {
             isolate.terminate_execution();
             slot.terminated = slot.sequence;
         }
+    }
+}
+
+/// The CPU an entry that started at `started` and ended at `ended` (monotonic) used, as exactly
+/// as the core can tell without reading its CPU clock on every entry: an entry the watchdog saw
+/// is measured by the CPU clock from that look on (one clock read, made only for entries at
+/// least a polling period long); a shorter one by its wall time, which is the same on a core
+/// that is not preempted and more otherwise (never less).
+pub fn entry_cpu(started: Instant, ended: Instant, end: &EntryEnd, cpu_now: impl FnOnce() -> Duration) -> Duration {
+    let wall = ended.saturating_duration_since(started);
+    match end.seen {
+        Some((cpu_seen, at)) => wall.min(cpu_now().saturating_sub(cpu_seen) + at.saturating_duration_since(started)),
+        None => wall,
     }
 }
 
@@ -151,5 +214,46 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn slot(started: Instant, seen: Option<(Duration, Instant)>) -> Slot {
+        Slot { sequence: 1, started: Some(started), budget: 50 * MS, seen, ..Slot::default() }
+    }
+
+    #[test]
+    fn an_entry_not_yet_seen_is_charged_its_wall_time() {
+        let started = Instant::now();
+        assert_eq!(slot(started, None).spent(started + 7 * MS, Some(100 * MS)), 7 * MS);
+    }
+
+    #[test]
+    fn preemption_after_the_first_look_is_not_charged() {
+        // Seen 2 ms in with the thread's clock at 1 s; 100 ms later the thread has run 10 ms
+        // (another process had the CPU for the rest).
+        let started = Instant::now();
+        let seen = Some((1000 * MS, started + 2 * MS));
+        let spent = slot(started, seen).spent(started + 102 * MS, Some(1010 * MS));
+        assert_eq!(spent, 12 * MS);
+        // Running flat out, the CPU figure and the wall time agree, and the smaller is taken.
+        let spent = slot(started, seen).spent(started + 102 * MS, Some(1100 * MS));
+        assert_eq!(spent, 102 * MS);
+    }
+
+    #[test]
+    fn entries_are_metered_by_the_cpu_clock_once_seen() {
+        let started = Instant::now();
+        let unseen = EntryEnd { terminated: false, seen: None };
+        assert_eq!(entry_cpu(started, started + 3 * MS, &unseen, || unreachable!()), 3 * MS);
+        let seen = EntryEnd { terminated: false, seen: Some((500 * MS, started + MS)) };
+        assert_eq!(entry_cpu(started, started + 40 * MS, &seen, || 520 * MS), 21 * MS);
+        // CPU time cannot outrun wall time: if the figures say so, the wall time is charged.
+        assert_eq!(entry_cpu(started, started + 40 * MS, &seen, || 600 * MS), 40 * MS);
     }
 }

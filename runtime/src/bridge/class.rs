@@ -159,25 +159,51 @@ fn illegal_constructor<'s>(
     super::guard(scope, "illegal_constructor", rv, |_| Err::<(), _>(JsError::type_error("Illegal constructor")));
 }
 
-/// One isolate's class templates, by [`ClassId`] (an isolate slot).
-pub struct Classes(pub Vec<v8::Global<v8::FunctionTemplate>>);
+/// One isolate's class templates, by [`ClassId`] (an isolate slot): each class's
+/// FunctionTemplate and its instance template, kept so that making an instance asks V8 for
+/// neither (`FunctionTemplate::InstanceTemplate` is a lookup in cold memory when the isolate
+/// serves one request in a thousand).
+pub struct Classes {
+    templates: Vec<v8::Global<v8::FunctionTemplate>>,
+    instances: Vec<v8::Global<v8::ObjectTemplate>>,
+}
+
+impl Classes {
+    /// The classes of a new isolate, from the templates the snapshot recorded (in [`ClassId`] order).
+    pub fn new(scope: &mut Scope, templates: Vec<v8::Global<v8::FunctionTemplate>>) -> Classes {
+        let instances = templates
+            .iter()
+            .map(|template| {
+                let template = v8::Local::new(scope, template);
+                let instance = template.instance_template(scope);
+                v8::Global::new(scope, instance)
+            })
+            .collect();
+        Classes { templates, instances }
+    }
+}
 
 /// The template of `id` in this isolate.
 pub fn template<'s>(scope: &mut Scope<'s, '_>, id: ClassId) -> Result<v8::Local<'s, v8::FunctionTemplate>, JsError> {
-    let global = scope
-        .get_slot::<Classes>()
-        .and_then(|c| c.0.get(id as usize))
-        .cloned()
-        .ok_or_else(|| JsError::type_error("isobar: this isolate has no native classes"))?;
+    // A Local straight from the slot's Global: cloning the Global would create and destroy a
+    // global handle per call.
+    let classes = scope.get_slot::<Classes>().ok_or_else(no_classes)?;
+    let global = classes.templates.get(id as usize).ok_or_else(no_classes)?;
     Ok(v8::Local::new(scope, global))
 }
 
 /// A new instance of `id` made by isobar (no constructor runs), with its brand set.
 pub fn new_instance<'s>(scope: &mut Scope<'s, '_>, id: ClassId) -> Result<v8::Local<'s, v8::Object>, JsError> {
-    let template = template(scope, id)?;
-    let object = template.instance_template(scope).new_instance(scope).ok_or(JsError::Pending)?;
+    let classes = scope.get_slot::<Classes>().ok_or_else(no_classes)?;
+    let global = classes.instances.get(id as usize).ok_or_else(no_classes)?;
+    let template = v8::Local::new(scope, global);
+    let object = template.new_instance(scope).ok_or(JsError::Pending)?;
     set_brand(scope, object, id);
     Ok(object)
+}
+
+fn no_classes() -> JsError {
+    JsError::type_error("isobar: this isolate has no native classes")
 }
 
 /// Marks `object` (made from `id`'s template, e.g. `this` in its constructor) as an instance.

@@ -8,7 +8,8 @@
 //! `.then()` continuations (the mechanism AsyncContext builds on), and isobar carries it across
 //! timers itself. An op reads it with [`current`].
 
-use std::collections::HashMap;
+// Keyed by request ids isobar assigns (Cargo.toml says why Fx).
+use rustc_hash::FxHashMap as HashMap;
 use std::time::{Duration, Instant};
 
 use super::Scope;

@@ -71,7 +71,8 @@ pub struct Hooks(pub Vec<v8::Global<v8::Function>>);
 
 /// The hook `hook` of this isolate, if it has its hooks (every isolate made from the snapshot).
 pub fn get<'s>(scope: &mut Scope<'s, '_>, hook: Hook) -> Option<v8::Local<'s, v8::Function>> {
-    let global = scope.get_slot::<Hooks>()?.0.get(hook as usize)?.clone();
+    // A Local straight from the slot's Global (a clone would create a global handle per call).
+    let global = scope.get_slot::<Hooks>()?.0.get(hook as usize)?;
     Some(v8::Local::new(scope, global))
 }
 

@@ -8,12 +8,13 @@
 //! Nothing in the loop blocks except the ring wait, and nothing is shared with other cores except
 //! the mailbox (commands from the control plane) and the watchdog's view of which isolate runs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
+// Keyed by request ids and tenant names only (Cargo.toml says why Fx).
 use kernel_shim::EventFd;
 use kernel_shim::ring::{Completion, CompletionData, Op, Ring, RingConfig, key_tag, tagged_key};
 use netstack::http1::{self, RequestId};
@@ -22,6 +23,7 @@ use netstack::{
     Forwarder, HttpServer, IncomingRequest, KernelNet, Link, LinkKind, NetLimits, ServerTls, SmolConfig, SmolNet,
     TAG_NET, TlsServerConfig,
 };
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::cache::{IsolateBudget, IsolateCache};
 use crate::isolate::Condemned;
@@ -303,15 +305,15 @@ impl Core {
             mailbox,
             wake,
             _watch: watch,
-            pending: HashMap::new(),
-            pending_of: HashMap::new(),
-            background: HashMap::new(),
-            background_of: HashMap::new(),
+            pending: HashMap::default(),
+            pending_of: HashMap::default(),
+            background: HashMap::default(),
+            background_of: HashMap::default(),
             wall_deadlines: BTreeSet::new(),
             timers: BTreeSet::new(),
-            timer_of: HashMap::new(),
-            counters: HashMap::new(),
-            in_flight: HashMap::new(),
+            timer_of: HashMap::default(),
+            counters: HashMap::default(),
+            in_flight: HashMap::default(),
             unrouted: 0,
             next_request_id: 1,
             draining: false,
@@ -322,7 +324,7 @@ impl Core {
             completions: Vec::new(),
             touched: BTreeSet::new(),
             last_release: Instant::now(),
-            scheduled_runs: HashMap::new(),
+            scheduled_runs: HashMap::default(),
             test_scheduled: config.test_scheduled,
             io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
             kv,
@@ -1120,7 +1122,7 @@ impl Core {
     }
 
     fn stats(&mut self) -> CoreStats {
-        let mut tenants: HashMap<Arc<str>, TenantStats> = HashMap::new();
+        let mut tenants: HashMap<Arc<str>, TenantStats> = HashMap::default();
         for (name, counters) in &self.counters {
             let entry =
                 tenants.entry(name.clone()).or_insert_with(|| TenantStats { name: name.clone(), ..Default::default() });

@@ -67,7 +67,7 @@ impl Collector for Reports {
         counter(
             &mut encoder,
             "isobar_tenant_cpu_seconds",
-            "CPU time spent in the tenant's isolates (thread CPU clock around every entry): what the tenant is billed.",
+            "CPU time spent in the tenant's isolates (timed around every entry): what the tenant is billed.",
             per_tenant().map(|(l, t)| (l, t.counters.cpu.as_secs_f64())),
         )?;
         counter(

@@ -32,8 +32,9 @@ impl LimitKind {
 /// Monotonic counters of one tenant on one core.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TenantCounters {
-    /// CPU time spent in the tenant's isolates (the thread CPU clock around every entry): what
-    /// the tenant is billed.
+    /// CPU time spent in the tenant's isolates, timed around every entry (runtime's watchdog
+    /// module says how: the monotonic clock, and the thread CPU clock for entries the watchdog
+    /// saw): what the tenant is billed.
     pub cpu: Duration,
     /// Wall time from dispatch to response, summed over requests.
     pub wall: Duration,

@@ -14,6 +14,9 @@ pub const FLAG_USED: i32 = 1;
 /// The largest body isobar reads into one string or buffer for a script.
 pub const BODY_BYTES_MAX: usize = 128 << 20;
 
+/// The Content-Type of a string body (a plain string each time: see request.rs on internalizing).
+const TEXT_PLAIN: &str = "text/plain;charset=UTF-8";
+
 /// Where a class keeps its body and flags.
 #[derive(Clone, Copy)]
 pub struct Slots {
@@ -99,7 +102,7 @@ pub fn extract<'s>(scope: &mut Scope<'s, '_>, init: v8::Local<'s, v8::Value>) ->
         return Ok(Extracted { body: v8::null(scope).into(), content_type: None });
     }
     if let Ok(text) = v8::Local::<v8::String>::try_from(init) {
-        let content_type = args::name(scope, "text/plain;charset=UTF-8")?;
+        let content_type = args::new_string(scope, TEXT_PLAIN)?;
         return Ok(Extracted { body: text.into(), content_type: Some(content_type) });
     }
     if args::buffer_len(init).is_some() {
@@ -118,7 +121,7 @@ pub fn extract<'s>(scope: &mut Scope<'s, '_>, init: v8::Local<'s, v8::Value>) ->
     }
     // Numbers, booleans...: Web IDL converts them with String() (a Symbol throws).
     let text = args::to_js_string(scope, init)?;
-    let content_type = args::name(scope, "text/plain;charset=UTF-8")?;
+    let content_type = args::new_string(scope, TEXT_PLAIN)?;
     Ok(Extracted { body: text.into(), content_type: Some(content_type) })
 }
 
