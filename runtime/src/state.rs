@@ -156,6 +156,9 @@ pub struct IsolateState {
     /// WebAssembly memory: the most every live memory together may reach, and what the live
     /// instances and memories have reserved of it (`api::wasm`).
     pub wasm: crate::api::wasm::WasmBudget,
+    /// A Request and an ExecutionContext made at the end of the last dispatch, while the
+    /// isolate's memory was in the cache, for the next request to fill in (`worker::dispatch_in`).
+    pub spare: Option<(v8::Global<v8::Object>, v8::Global<v8::Object>)>,
 }
 
 impl IsolateState {
@@ -174,6 +177,7 @@ impl IsolateState {
             panicked: false,
             unhandled_rejections: Vec::new(),
             wasm: Default::default(),
+            spare: None,
             outbox: Vec::new(),
             last_fetch_key: 0,
             body_readers: std::collections::HashMap::new(),
@@ -195,6 +199,7 @@ impl IsolateState {
         self.unhandled_rejections.clear();
         self.body_readers.clear();
         self.body_reads.clear();
+        self.spare = None;
         self.async_ops = AsyncOps::default();
         self.resources = ResourceTable::default();
     }

@@ -76,6 +76,15 @@ pub struct Incoming<'a> {
 /// The Request object of an incoming HTTP request.
 pub fn incoming<'s>(scope: &mut Scope<'s, '_>, request: &Incoming) -> Result<v8::Local<'s, v8::Object>, JsError> {
     let this = class::new_instance(scope, ClassId::Request)?;
+    incoming_into(scope, this, request)
+}
+
+/// [`incoming`] into `this`, a Request made by `class::new_instance` and not yet filled in.
+pub fn incoming_into<'s>(
+    scope: &mut Scope<'s, '_>,
+    this: v8::Local<'s, v8::Object>,
+    request: &Incoming,
+) -> Result<v8::Local<'s, v8::Object>, JsError> {
     // A plain string: internalizing it would look it up in the isolate's string table, cold
     // memory in an isolate that serves one request in a thousand, to save a few bytes.
     let method = args::new_string(scope, request.method)?;

@@ -28,9 +28,19 @@ pub fn class() -> ClassDecl {
 /// The `ctx` of request `id`.
 pub fn new_context<'s>(scope: &mut Scope<'s, '_>, id: u64) -> Result<v8::Local<'s, v8::Object>, JsError> {
     let ctx = class::new_instance(scope, ClassId::ExecutionContext)?;
+    Ok(context_into(scope, ctx, id))
+}
+
+/// [`new_context`] into `ctx`, an ExecutionContext made by `class::new_instance` and not yet
+/// given its request.
+pub fn context_into<'s>(
+    scope: &mut Scope<'s, '_>,
+    ctx: v8::Local<'s, v8::Object>,
+    id: u64,
+) -> v8::Local<'s, v8::Object> {
     let id = v8::Number::new(scope, id as f64);
     class::set_field(ctx, REQUEST, id.into());
-    Ok(ctx)
+    ctx
 }
 
 fn request_of(scope: &mut Scope, ctx: v8::Local<v8::Object>) -> Option<u64> {
