@@ -98,8 +98,12 @@ pub(crate) fn external_references() -> &'static [v8::ExternalReference] {
             for class in api::classes() {
                 functions.extend(class.callbacks());
             }
-            let refs: Vec<v8::ExternalReference> =
+            let mut refs: Vec<v8::ExternalReference> =
                 functions.into_iter().map(|function| v8::ExternalReference { function }).collect();
+            // isobar's JS sources: the snapshot keeps them external (api::SOURCES).
+            refs.extend(api::SOURCES.iter().map(|source| v8::ExternalReference {
+                pointer: source as *const v8::OneByteConst as *mut std::ffi::c_void,
+            }));
             // Lives for the whole process, as V8 requires of external references.
             ExternalReferences(Box::leak(refs.into_boxed_slice()))
         })
@@ -285,9 +289,10 @@ fn fill_snapshot(creator: &mut v8::OwnedIsolate) -> Result<(), String> {
         let key = v8::String::new(scope, "consts").ok_or("consts")?;
         internals.set(scope, key.into(), consts.into());
 
-        let primordials = run_bootstrap_file(scope, api::PRIMORDIALS, &[])?;
-        for file in api::BOOTSTRAP {
-            run_bootstrap_file(scope, *file, &[ops_object.into(), internals.into(), global.into(), primordials])?;
+        let primordials = run_bootstrap_file(scope, api::PRIMORDIALS.0, &api::SOURCES[0], &[])?;
+        for (file, source) in api::BOOTSTRAP.iter().zip(&api::SOURCES[1..]) {
+            let args = [ops_object.into(), internals.into(), global.into(), primordials];
+            run_bootstrap_file(scope, file.0, source, &args)?;
         }
         let hook_functions = hooks::collect(scope, internals)?;
         let index = scope.add_context_data(context, internals);
@@ -304,13 +309,14 @@ fn fill_snapshot(creator: &mut v8::OwnedIsolate) -> Result<(), String> {
 /// Evaluates one bootstrap file (a function expression) and calls it with `args`.
 fn run_bootstrap_file<'s>(
     scope: &mut v8::PinScope<'s, '_>,
-    (file, source): (&str, &str),
+    file: &str,
+    source: &'static v8::OneByteConst,
     args: &[v8::Local<'s, v8::Value>],
 ) -> Result<v8::Local<'s, v8::Value>, String> {
     v8::tc_scope!(let tc, scope);
     let name = v8::String::new(tc, file).ok_or("file name")?;
     let origin = v8::ScriptOrigin::new(tc, name.into(), 0, 0, false, 0, None, false, false, false, None);
-    let code = v8::String::new(tc, source).ok_or("source too large")?;
+    let code = v8::String::new_from_onebyte_const(tc, source).ok_or("source too large")?;
     let init = v8::Script::compile(tc, code, Some(&origin))
         .and_then(|script| script.run(tc))
         .and_then(|value| v8::Local::<v8::Function>::try_from(value).ok())

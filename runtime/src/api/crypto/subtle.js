@@ -217,7 +217,7 @@
     wrapKey: ["AES-KW", ALGORITHM],
   };
 
-  // The spec's "ASCII case-insensitive match" (not toUpperCase, which maps "ſ" to "S").
+  // The spec's "ASCII case-insensitive match" (not toUpperCase, which maps U+017F, the long s, to "S").
   function asciiCaseInsensitiveEqual(a, b) {
     if (a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++) {

@@ -1,6 +1,6 @@
 // The JavaScript side of the Fetch classes (which are native): what Rust cannot do without
-// running the script's own code — iterating a HeadersInit sequence, extracting Blob, FormData,
-// URLSearchParams and stream bodies, and reading stream bodies — registered as hooks.
+// running the script's own code - iterating a HeadersInit sequence, extracting Blob, FormData,
+// URLSearchParams and stream bodies, and reading stream bodies - registered as hooks.
 (function (ops, internals, global, primordials) {
   "use strict";
   const {
