@@ -279,9 +279,11 @@ fn a_garbage_client_hello_closes_only_its_connection() {
         let _ = http_on_tls.read_to_end(&mut http_answer);
         get(&mut good, "/after");
         let after = read_response(&mut good, &mut buffer);
-        (before, answer, http_answer, after)
+        // The good connection stays open (returned, not dropped) until the server is seen to
+        // hold it alone: its close must not race the check below.
+        (before, answer, http_answer, after, good)
     });
-    let (before, answer, http_answer, after) = server.echo_until_finished(thread);
+    let (before, answer, http_answer, after, good) = server.echo_until_finished(thread);
     assert_eq!(before, b"/before tls");
     assert_eq!(after, b"/after tls");
     // The bad clients got a TLS alert record (content type 21) and nothing else.
@@ -289,6 +291,7 @@ fn a_garbage_client_hello_closes_only_its_connection() {
     assert_eq!(http_answer.first(), Some(&0x15), "{http_answer:?}");
     assert!(!String::from_utf8_lossy(&http_answer).contains("HTTP/1.1"));
     server.run_until(|s| s.http.open_conns() == 1);
+    drop(good);
     let stats = server.http.stats();
     assert_eq!((stats.tls_errors, stats.tls_handshakes, stats.requests), (2, 1, 2));
 }
