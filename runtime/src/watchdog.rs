@@ -45,18 +45,27 @@ struct Slot {
 }
 
 impl Slot {
-    /// CPU the current entry has used at most, by `now` with the thread's CPU clock at
-    /// `cpu_now`: the smaller of its wall time and (CPU since the first look + wall before it).
+    /// CPU the current entry has used at most, by `now` with the thread's CPU clock at `cpu_now`.
     fn spent(&self, now: Instant, cpu_now: Option<Duration>) -> Duration {
         let Some(started) = self.started else { return Duration::ZERO };
-        let wall = now.saturating_duration_since(started);
-        match (self.seen, cpu_now) {
-            (Some((cpu_seen, at)), Some(cpu_now)) => {
-                wall.min(cpu_now.saturating_sub(cpu_seen) + at.saturating_duration_since(started))
-            }
-            _ => wall,
-        }
+        cpu_at_most(started, now, self.seen, || cpu_now)
     }
+}
+
+/// CPU an entry that started at `started` has used at most by `now`: the smaller of its wall
+/// time and, once the watchdog has `seen` it, the CPU the thread used since that look (the clock
+/// is read through `cpu_now` only then) plus the wall time before it.
+fn cpu_at_most(
+    started: Instant,
+    now: Instant,
+    seen: Option<(Duration, Instant)>,
+    cpu_now: impl FnOnce() -> Option<Duration>,
+) -> Duration {
+    let wall = now.saturating_duration_since(started);
+    let since_look = seen.and_then(|(cpu_seen, at)| {
+        cpu_now().map(|cpu| cpu.saturating_sub(cpu_seen) + at.saturating_duration_since(started))
+    });
+    since_look.map_or(wall, |cpu| wall.min(cpu))
 }
 
 /// What the core learns when an entry ends.
@@ -133,11 +142,7 @@ impl CoreWatch {
 /// least a polling period long); a shorter one by its wall time, which is the same on a core
 /// that is not preempted and more otherwise (never less).
 pub fn entry_cpu(started: Instant, ended: Instant, end: &EntryEnd, cpu_now: impl FnOnce() -> Duration) -> Duration {
-    let wall = ended.saturating_duration_since(started);
-    match end.seen {
-        Some((cpu_seen, at)) => wall.min(cpu_now().saturating_sub(cpu_seen) + at.saturating_duration_since(started)),
-        None => wall,
-    }
+    cpu_at_most(started, ended, end.seen, || Some(cpu_now()))
 }
 
 /// The watchdog thread and the cores it watches.
