@@ -303,20 +303,16 @@ impl Isolate {
         self.meter.cpu_total.get()
     }
 
-    /// CPU time of the most recent entry.
-    pub fn last_entry_cpu(&self) -> Duration {
-        self.meter.last_entry.get()
+    /// CPU time of the most recent entry, once: a second call, or a call after a method that
+    /// had nothing to run and did not enter, gives zero, so no entry is charged twice.
+    pub fn take_last_entry_cpu(&self) -> Duration {
+        self.meter.last_entry.replace(Duration::ZERO)
     }
 
     /// How many times the isolate has been entered: a caller that notes it can tell later
     /// whether anything ran in the isolate since.
     pub fn entries(&self) -> u64 {
         self.meter.entries.get()
-    }
-
-    /// Records that the caller had nothing to run, so the last entry's CPU is not charged twice.
-    pub fn skip_entry(&self) {
-        self.meter.last_entry.set(Duration::ZERO);
     }
 
     pub fn heap_max_bytes(&self) -> usize {

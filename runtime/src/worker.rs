@@ -390,11 +390,10 @@ impl Worker {
     /// promises resume), then collects what they settled: handlers' responses, `waitUntil()`
     /// promises, and rejections nobody handled.
     ///
-    /// Nothing runs (and the call charges no CPU) if the last entry was a dispatch, which ran
-    /// its own checkpoint.
+    /// Nothing runs (and there is no entry's CPU to take) if the last entry was a dispatch,
+    /// which ran its own checkpoint.
     pub fn run_microtasks(&mut self, budget: Duration) {
         if self.checkpointed_at == Some(self.isolate.entries()) {
-            self.isolate.skip_entry();
             return;
         }
         let state = self.isolate.state.clone();
@@ -590,9 +589,9 @@ impl Worker {
         self.isolate.cpu_total()
     }
 
-    /// CPU time of the most recent entry.
-    pub fn last_entry_cpu(&self) -> Duration {
-        self.isolate.last_entry_cpu()
+    /// CPU time of the most recent entry, to be charged once ([`Isolate::take_last_entry_cpu`]).
+    pub fn take_last_entry_cpu(&self) -> Duration {
+        self.isolate.take_last_entry_cpu()
     }
 
     /// Heap (used, total physical) bytes plus ArrayBuffer bytes.

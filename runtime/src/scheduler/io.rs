@@ -251,7 +251,7 @@ impl Core {
         let budget = self.entry_budget(version);
         if let Some(slot) = self.cache.slot(version) {
             slot.worker.settle(settled, budget);
-            let cpu = slot.worker.last_entry_cpu();
+            let cpu = slot.worker.take_last_entry_cpu();
             let ids = self.work_ids(version);
             self.charge(version, &ids, cpu);
             self.touched.insert(version);
@@ -482,7 +482,7 @@ impl Core {
                 let budget = self.entry_budget(version);
                 if let Some(slot) = self.cache.slot(version) {
                     slot.worker.read_body_chunk(id, reader, budget);
-                    let cpu = slot.worker.last_entry_cpu();
+                    let cpu = slot.worker.take_last_entry_cpu();
                     self.charge(version, &[id], cpu);
                     self.touched.insert(version);
                 } else {

@@ -579,7 +579,7 @@ impl Core {
         *self.in_flight.entry(tenant.name.clone()).or_default() += 1;
         let parts = RequestParts { method: request.method(), url: &url, headers: &headers, body: request.body() };
         slot.worker.dispatch(id, &parts, now, tenant.limits.cpu, tenant.limits.subrequests);
-        let cpu = slot.worker.last_entry_cpu();
+        let cpu = slot.worker.take_last_entry_cpu();
         let version = tenant.version;
         let counters = self.counters.entry(tenant.name.clone()).or_default();
         counters.cpu += cpu;
@@ -617,7 +617,7 @@ impl Core {
             let budget = self.entry_budget(version);
             let Some(slot) = self.cache.slot(version) else { continue };
             let fired = slot.worker.fire_timers(now, budget);
-            let cpu = slot.worker.last_entry_cpu();
+            let cpu = slot.worker.take_last_entry_cpu();
             self.charge(version, &fired, cpu);
             self.touched.insert(version);
         }
@@ -634,7 +634,7 @@ impl Core {
             if slot.worker.condemned().is_none() {
                 slot.worker.run_microtasks(budget);
             }
-            let cpu = slot.worker.last_entry_cpu();
+            let cpu = slot.worker.take_last_entry_cpu();
             slot.worker.take_outcomes(&mut self.outcomes);
             slot.worker.take_outbox(&mut self.io.work);
             let mut ended = Vec::new();
@@ -794,7 +794,7 @@ impl Core {
         self.next_request_id += 1;
         slot.in_flight += 1;
         slot.worker.dispatch_scheduled(id, cron, scheduled_time_ms, now, tenant.limits.cpu, tenant.limits.subrequests);
-        let cpu = slot.worker.last_entry_cpu();
+        let cpu = slot.worker.take_last_entry_cpu();
         let version = tenant.version;
         self.counters.entry(tenant.name.clone()).or_default().cpu += cpu;
         let wall_deadline = now + tenant.limits.wall;

@@ -100,7 +100,7 @@ impl Core {
         slot.in_flight += 1;
         *self.in_flight.entry(tenant.name.clone()).or_default() += 1;
         slot.worker.dispatch(id, &parts, now, tenant.limits.cpu, tenant.limits.subrequests);
-        let cpu = slot.worker.last_entry_cpu();
+        let cpu = slot.worker.take_last_entry_cpu();
         let counters = self.counters.entry(tenant.name.clone()).or_default();
         counters.cpu += cpu;
         counters.bytes_in += call.body.len() as u64;

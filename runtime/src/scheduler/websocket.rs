@@ -178,7 +178,7 @@ impl Core {
             return;
         }
         slot.worker.ws_event(request, socket, event, now, budget);
-        let cpu = slot.worker.last_entry_cpu();
+        let cpu = slot.worker.take_last_entry_cpu();
         self.charge(version, &[request], cpu);
         self.touched.insert(version);
     }
