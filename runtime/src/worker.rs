@@ -623,15 +623,14 @@ fn dispatch_in(
     let result = {
         v8::tc_scope!(let tc, scope);
         let spare = crate::bridge::state(tc).borrow_mut().spare.take();
-        let made = match spare {
-            Some((req, ctx)) => {
-                let (req, ctx) = (v8::Local::new(tc, req), v8::Local::new(tc, ctx));
-                api::fetch::request::incoming_into(tc, req, &incoming)
-                    .map(|req| (req, api::worker::context_into(tc, ctx, id)))
-            }
-            None => api::fetch::request::incoming(tc, &incoming)
-                .and_then(|req| api::worker::new_context(tc, id).map(|ctx| (req, ctx))),
+        let objects = match spare {
+            Some((req, ctx)) => Ok((v8::Local::new(tc, req), v8::Local::new(tc, ctx))),
+            None => request_objects(tc),
         };
+        let made = objects.and_then(|(req, ctx)| {
+            let req = api::fetch::request::incoming_into(tc, req, &incoming)?;
+            Ok((req, api::worker::context_into(tc, ctx, id)))
+        });
         match made {
             Err(error) => Err(format!("isobar could not make the Request: {error:?}")),
             Ok((req, ctx)) => {
@@ -681,12 +680,19 @@ fn make_spare(scope: &mut v8::PinScope, state: &Rc<std::cell::RefCell<crate::sta
     if scope.is_execution_terminating() || state.borrow().spare.is_some() {
         return;
     }
-    let made = class::new_instance(scope, ClassId::Request)
-        .and_then(|req| class::new_instance(scope, ClassId::ExecutionContext).map(|ctx| (req, ctx)));
-    if let Ok((req, ctx)) = made {
+    if let Ok((req, ctx)) = request_objects(scope) {
         let spare = (v8::Global::new(scope, req), v8::Global::new(scope, ctx));
         state.borrow_mut().spare = Some(spare);
     }
+}
+
+/// A Request and an ExecutionContext, made but not yet filled in for a request.
+fn request_objects<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+) -> Result<(v8::Local<'s, v8::Object>, v8::Local<'s, v8::Object>), crate::bridge::JsError> {
+    let req = class::new_instance(scope, ClassId::Request)?;
+    let ctx = class::new_instance(scope, ClassId::ExecutionContext)?;
+    Ok((req, ctx))
 }
 
 /// Runs queued microtasks and the platform's foreground tasks, then collects what they settled.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
-// Keyed by request ids and tenant names only (Cargo.toml says why Fx).
 use kernel_shim::EventFd;
 use kernel_shim::ring::{Completion, CompletionData, Op, Ring, RingConfig, key_tag, tagged_key};
 use netstack::http1::{self, RequestId};
@@ -23,6 +22,7 @@ use netstack::{
     Forwarder, HttpServer, IncomingRequest, KernelNet, Link, LinkKind, NetLimits, ServerTls, SmolConfig, SmolNet,
     TAG_NET, TlsServerConfig,
 };
+// Keyed by request ids and tenant names only (Cargo.toml says why Fx).
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::cache::{IsolateBudget, IsolateCache};

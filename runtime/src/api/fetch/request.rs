@@ -73,13 +73,8 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
 }
 
-/// The Request object of an incoming HTTP request.
-pub fn incoming<'s>(scope: &mut Scope<'s, '_>, request: &Incoming) -> Result<v8::Local<'s, v8::Object>, JsError> {
-    let this = class::new_instance(scope, ClassId::Request)?;
-    incoming_into(scope, this, request)
-}
-
-/// [`incoming`] into `this`, a Request made by `class::new_instance` and not yet filled in.
+/// The Request object of an incoming HTTP request, made in `this`: a Request made by
+/// `class::new_instance` and not yet filled in.
 pub fn incoming_into<'s>(
     scope: &mut Scope<'s, '_>,
     this: v8::Local<'s, v8::Object>,
