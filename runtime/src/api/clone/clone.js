@@ -7,7 +7,7 @@
     PromisePrototypeThen, PromiseResolve, String: StringCtor, StringPrototypeSlice, SymbolIterator,
     TypeError: TypeErrorCtor, RangeError: RangeErrorCtor,
   } = primordials;
-  const { defineHidden, webClass, token, DOMException, Event, EventTarget } = internals;
+  const { defineHidden, webClass, token, DOMException, Event, EventTarget, newList, listPush, listShift } = internals;
 
   // ---------------------------------------------------------------------------------------------
   // Host objects: isobar's classes written in JS. An instance of one of these (or of a subclass)
@@ -123,9 +123,8 @@
   let entangle, disentangle, isPort, enqueue, schedule, deliver;
 
   class MessagePort extends EventTarget {
-    // #queue[#head..] are the messages not yet delivered (a moving head instead of shift(),
-    // which would make a long queue quadratic).
-    #partner = null; #started = false; #closed = false; #queue = []; #head = 0; #scheduled = false;
+    // #queue holds the messages not yet delivered.
+    #partner = null; #started = false; #closed = false; #queue = newList(); #scheduled = false;
     #onmessage = null; #onmessageerror = null;
     constructor(key) {
       super();
@@ -150,8 +149,7 @@
     }
     close() {
       this.#closed = true;
-      this.#queue = [];
-      this.#head = 0;
+      this.#queue = newList();
       const partner = this.#partner;
       this.#partner = null;
       if (partner !== null) disentangle(partner);
@@ -178,35 +176,23 @@
       isPort = (value) => value !== null && typeof value === "object" && #queue in value;
       enqueue = (port, serialized) => {
         if (port.#closed) return;
-        if (port.#queue.length - port.#head >= QUEUED_MESSAGES_MAX) {
+        if (port.#queue.size >= QUEUED_MESSAGES_MAX) {
           throw new RangeErrorCtor(`MessagePort.postMessage: the receiving port already holds ${QUEUED_MESSAGES_MAX} undelivered messages`);
         }
-        ArrayPrototypePush(port.#queue, serialized);
+        listPush(port.#queue, serialized);
         schedule(port);
       };
       // Queues one delivery if the port is started and has a message waiting.
       schedule = (port) => {
-        if (!port.#started || port.#closed || port.#scheduled || port.#head === port.#queue.length) return;
+        if (!port.#started || port.#closed || port.#scheduled || port.#queue.size === 0) return;
         port.#scheduled = true;
         PromisePrototypeThen(PromiseResolve(), () => deliver(port));
       };
       // Delivers the next message: a `message` event, or `messageerror` if it cannot be read.
       deliver = (port) => {
         port.#scheduled = false;
-        if (port.#closed || port.#head === port.#queue.length) return;
-        const serialized = port.#queue[port.#head];
-        port.#queue[port.#head++] = undefined;
-        if (port.#head === port.#queue.length) {
-          port.#queue = [];
-          port.#head = 0;
-        } else if (port.#head > 1024 && port.#head * 2 > port.#queue.length) {
-          // A queue that never empties is compacted now and then, so it stays bounded too.
-          // (Copied by hand: Array.prototype.slice would consult a species a script can replace.)
-          const rest = [];
-          for (let i = port.#head; i < port.#queue.length; i++) ArrayPrototypePush(rest, port.#queue[i]);
-          port.#queue = rest;
-          port.#head = 0;
-        }
+        if (port.#closed || port.#queue.size === 0) return;
+        const serialized = listShift(port.#queue);
         let data;
         try {
           data = deserialize(serialized);

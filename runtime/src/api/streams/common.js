@@ -17,7 +17,7 @@
     TypedArrayPrototypeGetLength, TypedArrayPrototypeGetSymbolToStringTag, TypedArrayPrototypeSet, Uint16Array,
     Uint32Array, Uint8Array: Uint8ArrayCtor, Uint8ClampedArray, markPromiseHandled,
   } = primordials;
-  const { defineHidden, webClass } = internals;
+  const { defineHidden, webClass, newList, listPush, listShift } = internals;
 
   const S = { __proto__: null };
   internals.streams = S;
@@ -61,48 +61,6 @@
     }
   }
   S.promiseCall = promiseCall;
-
-  // -----------------------------------------------------------------------------------------
-  // A FIFO list (the standard's lists of chunks and requests): a linked list, so that taking
-  // from the front is O(1) and no array method a tenant could replace is involved.
-
-  function newList() {
-    return { __proto__: null, head: null, tail: null, size: 0 };
-  }
-  S.newList = newList;
-  function listPush(list, value) {
-    const node = { __proto__: null, value, next: null };
-    if (list.tail === null) list.head = node;
-    else list.tail.next = node;
-    list.tail = node;
-    list.size++;
-  }
-  S.listPush = listPush;
-  function listShift(list) {
-    const node = list.head;
-    list.head = node.next;
-    if (list.head === null) list.tail = null;
-    list.size--;
-    return node.value;
-  }
-  S.listShift = listShift;
-  S.listPeek = (list) => list.head.value;
-  S.listLast = (list) => list.tail.value;
-  function listUnshift(list, value) {
-    const node = { __proto__: null, value, next: list.head };
-    list.head = node;
-    if (list.tail === null) list.tail = node;
-    list.size++;
-  }
-  S.listUnshift = listUnshift;
-  // Empties `list` and returns what it held, as a list to walk.
-  S.listTake = (list) => {
-    const taken = { __proto__: null, head: list.head, tail: list.tail, size: list.size };
-    list.head = null;
-    list.tail = null;
-    list.size = 0;
-    return taken;
-  };
 
   // -----------------------------------------------------------------------------------------
   // Queue-with-sizes (the containers are controller records with `queue` and `queueTotalSize`).

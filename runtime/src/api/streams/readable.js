@@ -14,11 +14,11 @@
     AsyncIteratorPrototype, PromisePrototypeThen, SafePromiseAll, SymbolAsyncIterator, SymbolIterator,
     NumberMAX_SAFE_INTEGER,
   } = primordials;
-  const { defineHidden, webClass, enforceRange } = internals;
+  const { defineHidden, webClass, enforceRange, newList, listPush, listShift, listPeek, listTake } = internals;
   const S = internals.streams;
   const {
     newPromise, resolved, rejected, resolvedUndefined, rejectedHandled, markHandled, uponPromise, uponFulfillment,
-    uponRejection, transformPromise, promiseCall, newList, listPush, listShift, listPeek, listTake, isObject, dictionary,
+    uponRejection, transformPromise, promiseCall, isObject, dictionary,
     member, callback, queuingStrategy, extractHighWaterMark, extractSizeAlgorithm, dequeueValue, enqueueValueWithSize,
     resetQueue, viewInfo, isView, isDetached, transferArrayBuffer, canTransferArrayBuffer, copyDataBlockBytes,
     cloneAsUint8Array, bufferByteLength, newUint8Array, makeView, min, toBoolean, toString, noop,

@@ -3,11 +3,11 @@
 (function (ops, internals, global, primordials) {
   "use strict";
   const { FunctionPrototypeCall } = primordials;
-  const { defineHidden, webClass } = internals;
+  const { defineHidden, webClass, newList, listPush, listShift, listTake } = internals;
   const S = internals.streams;
   const {
-    newPromise, resolved, rejected, resolvedUndefined, rejectedHandled, markHandled, uponPromise, promiseCall, newList,
-    listPush, listShift, listTake, isObject, dictionary, member, callback, queuingStrategy, extractHighWaterMark,
+    newPromise, resolved, rejected, resolvedUndefined, rejectedHandled, markHandled, uponPromise, promiseCall,
+    isObject, dictionary, member, callback, queuingStrategy, extractHighWaterMark,
     extractSizeAlgorithm, dequeueValue, enqueueValueWithSize, peekQueueValue, resetQueue, noop, INTERNAL,
     TypeError: TypeErrorCtor, RangeError: RangeErrorCtor,
   } = S;

@@ -15,6 +15,34 @@
   // A value only isobar's own scripts hold: constructors that tenants may not call check it.
   internals.token = Symbol("isobar.internal");
 
+  // A FIFO list (the Streams standard's lists of chunks and requests, MessagePort's and a
+  // WebSocket's queued events): a linked list, so that taking from the front is O(1), a queue
+  // holds nothing after it is emptied, and no array method a tenant could replace is involved.
+  internals.newList = () => ({ __proto__: null, head: null, tail: null, size: 0 });
+  internals.listPush = (list, value) => {
+    const node = { __proto__: null, value, next: null };
+    if (list.tail === null) list.head = node;
+    else list.tail.next = node;
+    list.tail = node;
+    list.size++;
+  };
+  internals.listShift = (list) => {
+    const node = list.head;
+    list.head = node.next;
+    if (list.head === null) list.tail = null;
+    list.size--;
+    return node.value;
+  };
+  internals.listPeek = (list) => list.head.value;
+  // Empties `list` and returns what it held, as a list to walk.
+  internals.listTake = (list) => {
+    const taken = { __proto__: null, head: list.head, tail: list.tail, size: list.size };
+    list.head = null;
+    list.tail = null;
+    list.size = 0;
+    return taken;
+  };
+
   // Installs `value` on `target` the way Web IDL does: writable, configurable, not enumerable.
   function defineHidden(target, name, value) {
     ObjectDefineProperty(target, name, { value, writable: true, configurable: true, enumerable: false });

@@ -14,7 +14,7 @@
     ArrayPrototypePush, ObjectDefineProperty, PromisePrototypeThen, PromiseResolve, RangeError: RangeErrorCtor,
     SafeMap, SafeWeakMap, String: StringCtor, TypeError: TypeErrorCtor, Uint8Array: Uint8ArrayCtor,
   } = primordials;
-  const { webClass, hooks, defineHidden, DOMException } = internals;
+  const { webClass, hooks, defineHidden, DOMException, newList, listPush, listShift, listTake } = internals;
   // Captured at bootstrap, before any script can replace the globals.
   const { MessageEvent, ErrorEvent, TextEncoder, URL } = global;
   const token = {};
@@ -58,10 +58,8 @@
     #peer = null;
     // The core's id once bound to a connection.
     #id = 0;
-    // Events waiting for accept(), and whether a delivery is scheduled.
-    #queue = [];
-    // The next event of `#queue` to deliver (taken ones are cleared, as MessagePort's queue).
-    #head = 0;
+    // Events not yet delivered (all of them until accept()), and whether a delivery is scheduled.
+    #queue = newList();
     #scheduled = false;
     #url = null;
     #protocol = "";
@@ -147,8 +145,9 @@
         bound.delete(origin);
         client.#coupled = true;
         client.#state = CLOSED;
-        const arrived = client.#taken();
-        for (const event of arrived) {
+        const arrived = listTake(client.#queue);
+        for (let node = arrived.head; node !== null; node = node.next) {
+          const event = node.value;
           if (event.type === "message") ops.wsSend(id, toWire(event.data));
           else if (event.type === "close") ops.wsClose(id, event.code >= 3000 || event.code === 1000 ? event.code : 1000, event.reason);
         }
@@ -166,8 +165,9 @@
       server.#id = id;
       bound.set(id, server);
       // What the server end sent before the response goes out first, in order.
-      const sent = client.#taken();
-      for (const event of sent) {
+      const sent = listTake(client.#queue);
+      for (let node = sent.head; node !== null; node = node.next) {
+        const event = node.value;
         if (event.type === "message") ops.wsSend(id, toWire(event.data));
         else if (event.type === "close") ops.wsClose(id, event.code, event.reason);
       }
@@ -193,42 +193,25 @@
       }
     }
 
-    // The events not yet delivered, taken out of the queue.
-    #taken() {
-      const events = [];
-      for (let i = this.#head; i < this.#queue.length; i++) ArrayPrototypePush(events, this.#queue[i]);
-      this.#queue = [];
-      this.#head = 0;
-      return events;
-    }
-
     // An event for this end: now if accepted, else when accept() is called.
     #receive(event) {
-      if (this.#queue.length - this.#head >= QUEUED_EVENTS_MAX) {
+      if (this.#queue.size >= QUEUED_EVENTS_MAX) {
         // An end nobody accepts cannot hold without bound what its peer sends.
         if (this.#id !== 0) ops.wsClose(this.#id, 1011, "too many messages before accept()");
         return;
       }
-      ArrayPrototypePush(this.#queue, event);
+      listPush(this.#queue, event);
       this.#schedule();
     }
 
     #schedule() {
-      if (!this.#accepted || this.#coupled || this.#scheduled || this.#head === this.#queue.length) return;
+      if (!this.#accepted || this.#coupled || this.#scheduled || this.#queue.size === 0) return;
       this.#scheduled = true;
       PromisePrototypeThen(PromiseResolve(), () => {
         this.#scheduled = false;
         // One event per microtask: listeners may close or send in between.
-        if (this.#head === this.#queue.length) return;
-        const event = this.#queue[this.#head];
-        this.#queue[this.#head++] = undefined;
-        if (this.#head === this.#queue.length) {
-          this.#queue = [];
-          this.#head = 0;
-        } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-          // A queue that never empties is compacted now and then, so the array stays bounded.
-          this.#queue = this.#taken();
-        }
+        if (this.#queue.size === 0) return;
+        const event = listShift(this.#queue);
         try {
           this.#fire(event);
         } finally {
