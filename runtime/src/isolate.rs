@@ -115,7 +115,7 @@ struct HeapGuard {
 /// tenant's script built a 256 MiB one-byte string into 512 MiB of two-byte in one flatten,
 /// which the earlier 256 MiB headroom did not hold. Only what the script really allocates is
 /// committed, and the termination requested here lands at its next call or loop iteration.
-const HEAP_HEADROOM_BYTES: usize = (1 << 30) + (256 << 20);
+pub(crate) const HEAP_HEADROOM_BYTES: usize = (1 << 30) + (256 << 20);
 
 unsafe extern "C" fn near_heap_limit(data: *mut c_void, current_limit: usize, _initial_limit: usize) -> usize {
     // SAFETY: `data` is the HeapGuard boxed in the Isolate, which outlives the V8 isolate.
@@ -157,6 +157,8 @@ pub struct Isolate {
     heap_max_bytes: usize,
     /// Exited whenever no call is in progress; see the module docs.
     isolate: ManuallyDrop<v8::OwnedIsolate>,
+    /// Its place in an isolate group (with pointer compression), released after it.
+    _seat: crate::cage::Seat,
 }
 
 impl std::fmt::Debug for Isolate {
@@ -212,7 +214,8 @@ impl Isolate {
         let buffers = Arc::new(BufferBudget { used_bytes: AtomicUsize::new(0), max_bytes: heap_max_bytes });
         // SAFETY: the pointer is an Arc reference handed to V8, released by buffer_budget_drop.
         let allocator = unsafe { v8::new_rust_allocator(Arc::into_raw(buffers.clone()), &BUFFER_VTABLE) };
-        let mut isolate = engine::new_isolate(heap_max_bytes, allocator)?;
+        let (seat, isolate) = crate::cage::seat(heap_max_bytes, || engine::new_isolate(heap_max_bytes, allocator))?;
+        let mut isolate = isolate?;
         isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
         isolate.set_capture_stack_trace_for_uncaught_exceptions(true, 10);
         isolate.set_promise_reject_callback(promise_reject_callback);
@@ -244,6 +247,7 @@ impl Isolate {
             buffers,
             heap_max_bytes,
             isolate: ManuallyDrop::new(isolate),
+            _seat: seat,
         };
         this.handles = Some(this.create_context()?);
         Ok(this)

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 pub mod bridge;
 pub mod cache;
+pub mod cage;
 pub mod engine;
 pub mod isolate;
 pub mod outbound;

@@ -1145,6 +1145,7 @@ impl Core {
             pool: self.cache.pool_len(),
             isolates_created: self.cache.created,
             isolates_evicted: self.cache.evicted,
+            isolate_groups: crate::cage::groups_alive(),
             unrouted: self.unrouted,
             open_conns: self.http.open_conns(),
             conns_refused: {

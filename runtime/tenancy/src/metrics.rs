@@ -263,6 +263,12 @@ impl Collector for Reports {
             "Tenant isolates evicted to stay within the core's budget.",
             per_core().map(|(l, c)| (l, c.isolates_evicted as f64)),
         )?;
+        gauge(
+            &mut encoder,
+            "isobar_core_isolate_groups",
+            "Isolate groups alive, each a pointer-compression cage (0 without pointer compression).",
+            per_core().map(|(l, c)| (l, c.isolate_groups as i64)),
+        )?;
         counter(
             &mut encoder,
             "isobar_unrouted_requests",
@@ -329,6 +335,7 @@ mod tests {
             pool: 3,
             isolates_created: 7,
             isolates_evicted: 4,
+            isolate_groups: 2,
             unrouted: 9,
             open_conns: 1,
             conns_refused: crate::stats::RefusedConns { table_full: 0, per_client: 6, total: 2 },
@@ -350,6 +357,7 @@ mod tests {
         assert!(text.contains("isobar_tenant_cache_hits_total{tenant=\"shop\",core=\"1\"} 1"), "{text}");
         assert!(text.contains("isobar_tenant_cache_misses_total{tenant=\"shop\",core=\"1\"} 1"), "{text}");
         assert!(text.contains("isobar_core_isolates_evicted_total{core=\"1\"} 4"), "{text}");
+        assert!(text.contains("isobar_core_isolate_groups{core=\"1\"} 2"), "{text}");
         assert!(text.contains("isobar_unrouted_requests_total{core=\"1\"} 9"), "{text}");
         assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"per_client\"} 6"), "{text}");
         assert!(text.contains("isobar_connections_refused_total{core=\"1\",reason=\"total\"} 2"), "{text}");

@@ -163,6 +163,9 @@ pub struct CoreStats {
     pub pool: usize,
     pub isolates_created: u64,
     pub isolates_evicted: u64,
+    /// Isolate groups alive, each a pointer-compression cage of its own (runtime's `cage`;
+    /// always 0 in a build without pointer compression).
+    pub isolate_groups: usize,
     pub unrouted: u64,
     pub open_conns: usize,
     /// Connections closed (or reset) at accept: a full table, a client at its cap, the
