@@ -651,8 +651,8 @@ fn check_top_levels(next: &Deployment, current: Option<&Deployment>, already: &[
     Ok(())
 }
 
-/// Memory mappings one isolate takes, with a margin (measured: about nine).
-const MAPS_PER_ISOLATE: u64 = 12;
+/// Memory mappings one isolate takes, with a margin (runtime knows its V8's).
+const MAPS_PER_ISOLATE: u64 = runtime::isolate::MAPS_PER_ISOLATE;
 /// Mappings kept for everything else (the binary, stacks, allocator, rings, sockets).
 const MAPS_RESERVED: u64 = 16_384;
 

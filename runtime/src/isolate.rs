@@ -147,6 +147,15 @@ struct Meter {
     handle: v8::IsolateHandle,
 }
 
+/// Memory mappings one isolate takes, with a margin: the process needs `vm.max_map_count` to
+/// hold them all, or V8 aborts when an isolate cannot map its memory. Measured with
+/// `SMAPS=1 isolates 1000` (bench/src/bin/isolates.rs): about ten per isolate; about fourteen
+/// with pointer compression, where V8 maps its per-isolate tables in 64 KB pieces.
+#[cfg(not(feature = "ptrcomp"))]
+pub const MAPS_PER_ISOLATE: u64 = 12;
+#[cfg(feature = "ptrcomp")]
+pub const MAPS_PER_ISOLATE: u64 = 18;
+
 /// An isolate made from the snapshot, with isobar's API in its context.
 pub struct Isolate {
     pub(crate) handles: Option<Handles>,
