@@ -92,13 +92,15 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr through a bounded, lossy queue and a writer thread, so a core thread never
-/// blocks on a slow terminal or pipe (a flood of console.log drops lines instead).
+/// blocks on a slow terminal or pipe (a flood of console.log drops lines instead). The queue's
+/// slots are allocated and touched whole at start-up: 8,192 lines (~0.3 MB) cost ~0.1 ms of it,
+/// where 65,536 cost ~1 ms.
 fn init_logging(filter: &str, ansi: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let confine = Arc::new(Mutex::new(None));
     let sink = LogSink { stderr: std::io::stderr(), confine: confine.clone() };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
-        .buffered_lines_limit(64 * 1024)
+        .buffered_lines_limit(8 * 1024)
         .thread_name("isobar-log")
         .finish(sink);
     let _ = LOG_THREAD.set(LogThread { poke: Mutex::new(writer.clone()), confine });
