@@ -205,9 +205,18 @@ struct ClientLink {
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// A queued operation, boxed: the request queue allocates and touches all its slots when the
+/// store opens (on every start-up), so a slot holds a pointer, not a whole `CacheOp`.
 enum Message {
-    Op { token: u64, op: CacheOp, now_ms: u64, client: Arc<ClientLink> },
+    Op(Box<Queued>),
     Stop,
+}
+
+struct Queued {
+    token: u64,
+    op: CacheOp,
+    now_ms: u64,
+    client: Arc<ClientLink>,
 }
 
 /// The host's cache: owns the storage thread. Dropping it stops the thread.
@@ -262,7 +271,9 @@ impl CacheStore {
     /// A core's handle; `wake` is called from the cache thread after replies were queued.
     pub fn client(&self, wake: Arc<dyn Fn() + Send + Sync>) -> CacheClient {
         let in_flight_max = self.config.in_flight_per_client_max.max(1);
-        let (replies, inbox) = crossbeam_channel::bounded(in_flight_max);
+        // Unbounded, and still never longer than `in_flight_max`: a reply answers an accepted
+        // call, and `submit` accepts no more than that many at once. Its memory grows with use.
+        let (replies, inbox) = crossbeam_channel::unbounded();
         CacheClient {
             requests: self.requests.clone(),
             replies: inbox,
@@ -336,7 +347,8 @@ impl CacheClient {
         if self.in_flight >= self.in_flight_max {
             return Err(CacheError::TooManyInFlight);
         }
-        let message = Message::Op { token, op, now_ms: self.clock.now_unix_ms(), client: self.link.clone() };
+        let message =
+            Message::Op(Box::new(Queued { token, op, now_ms: self.clock.now_unix_ms(), client: self.link.clone() }));
         match self.requests.try_send(message) {
             Ok(()) => {
                 self.in_flight += 1;
@@ -466,7 +478,8 @@ impl Tiers {
         let mut now_ms_seen = 0;
         loop {
             match inbox.recv_timeout(self.config.sweep_interval) {
-                Ok(Message::Op { token, op, now_ms, client }) => {
+                Ok(Message::Op(queued)) => {
+                    let Queued { token, op, now_ms, client } = *queued;
                     now_ms_seen = now_ms;
                     let result = self.apply(op, now_ms);
                     let _ = client.replies.try_send((token, result));

@@ -112,8 +112,10 @@ struct Request {
     client: Arc<ClientLink>,
 }
 
+/// Requests are boxed: the request queue allocates and touches all its slots when the store
+/// opens, so a slot holds a pointer, not a whole `Request`.
 enum Message {
-    Op(Request),
+    Op(Box<Request>),
     Stop,
 }
 
@@ -173,7 +175,9 @@ impl EmbeddedKv {
     /// A core's handle. `wake` is called (from the storage thread) after replies for this client
     /// were queued; the core passes a closure that writes its eventfd.
     pub fn client(&self, wake: Arc<dyn Fn() + Send + Sync>) -> KvClient {
-        let (replies, inbox) = crossbeam_channel::bounded(self.in_flight_per_client_max);
+        // Unbounded, and still never longer than `in_flight_per_client_max`: a reply answers an
+        // accepted operation, and the client accepts no more than that many at once.
+        let (replies, inbox) = crossbeam_channel::unbounded();
         KvClient {
             requests: self.requests.clone(),
             replies: inbox,
@@ -244,7 +248,7 @@ impl KvClient {
             Err(error) => return refused(error),
         };
         let request = Request { token, namespace: namespace.clone(), op, client: self.link.clone() };
-        match self.requests.try_send(Message::Op(request)) {
+        match self.requests.try_send(Message::Op(Box::new(request))) {
             Ok(()) => {
                 self.in_flight += 1;
                 Ok(())
@@ -302,7 +306,7 @@ impl StorageThread {
         let mut last_purge = Instant::now();
         loop {
             let first = match inbox.recv_timeout(self.config.purge_interval) {
-                Ok(Message::Op(request)) => request,
+                Ok(Message::Op(request)) => *request,
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     self.purge_expired();
@@ -317,7 +321,7 @@ impl StorageThread {
                 match inbox.try_recv() {
                     Ok(Message::Op(request)) => {
                         batch_bytes += request.op.bytes_written() as usize;
-                        batch.push(request);
+                        batch.push(*request);
                     }
                     Ok(Message::Stop) => {
                         stop = true;
