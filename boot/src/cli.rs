@@ -207,9 +207,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 50)]
     pub cpu_ms: u64,
 
-    /// Heap of the worker's isolate, in MiB.
-    #[arg(long, default_value_t = 128)]
-    pub heap_mb: usize,
+    /// Heap of the worker's isolate, in MiB (4 to 4096; to 2304 in a build with pointer compression).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(4..=i64::from(isobar_tenancy::limits::HEAP_MB_MAX)))]
+    pub heap_mb: u32,
 
     /// An admin listener (metrics, tenants API), loopback only.
     #[arg(long)]

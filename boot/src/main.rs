@@ -270,7 +270,7 @@ fn run(args: RunArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCo
     }
     let limits = TenantLimits {
         cpu: Duration::from_millis(args.cpu_ms.max(1)),
-        heap_bytes: args.heap_mb.max(4) << 20,
+        heap_bytes: (args.heap_mb as usize) << 20,
         ..TenantLimits::default()
     };
     let settings = TenantSettings {

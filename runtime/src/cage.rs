@@ -28,6 +28,10 @@ const CAGE_OVERHEAD_BYTES: usize = 512 << 20;
 #[cfg(any(feature = "ptrcomp", test))]
 pub(crate) const GROUP_HEAP_BYTES: usize = CAGE_BYTES - CAGE_OVERHEAD_BYTES - crate::isolate::HEAP_HEADROOM_BYTES;
 
+// The largest heap limit configuration and the admin API accept fits one group.
+#[cfg(feature = "ptrcomp")]
+const _: () = assert!((isobar_tenancy::limits::HEAP_MB_MAX as usize) << 20 <= GROUP_HEAP_BYTES);
+
 /// A place held for one isolate in a group; dropped with the isolate.
 #[derive(Debug)]
 pub(crate) struct Seat {

@@ -1228,7 +1228,7 @@ impl Document<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::LIMIT_KEYS;
+    use crate::limits::{HEAP_MB_MAX, LIMIT_KEYS};
 
     const FILE: &str = "isobar.toml";
 
@@ -1519,7 +1519,7 @@ subrequests = 0
         );
         assert_eq!(
             parse_err(&tenant_with("heap_mb = 8192")),
-            "isobar.toml:5:22: tenant.limits.heap_mb must be between 4 and 4096 (got 8192)"
+            format!("isobar.toml:5:22: tenant.limits.heap_mb must be between 4 and {HEAP_MB_MAX} (got 8192)")
         );
         assert_eq!(
             parse_err(&tenant_with("wall_ms = -1")),

@@ -40,10 +40,16 @@ pub struct LimitKey {
     field: fn(&mut Limits) -> &mut u32,
 }
 
+/// The largest heap an isolate may have, in MiB. With pointer compression an isolate's heap
+/// lives in its isolate group's 4 GB cage, which holds at most 2,304 MB of heap limits (runtime's
+/// `cage::GROUP_HEAP_BYTES`, which checks that it agrees), so a larger limit is refused when it
+/// is set rather than failing every time an isolate is made.
+pub const HEAP_MB_MAX: u32 = if cfg!(feature = "ptrcomp") { 2304 } else { 4096 };
+
 /// Every limit a tenant can set, with its range, in the order messages list them.
 pub const LIMIT_KEYS: [LimitKey; 5] = [
     LimitKey { name: "cpu_ms", min: 1, max: 60_000, field: |limits| &mut limits.cpu_ms },
-    LimitKey { name: "heap_mb", min: 4, max: 4096, field: |limits| &mut limits.heap_mb },
+    LimitKey { name: "heap_mb", min: 4, max: HEAP_MB_MAX, field: |limits| &mut limits.heap_mb },
     LimitKey { name: "wall_ms", min: 1, max: 600_000, field: |limits| &mut limits.wall_ms },
     LimitKey { name: "subrequests", min: 0, max: 10_000, field: |limits| &mut limits.subrequests },
     LimitKey { name: "concurrency", min: 1, max: 100_000, field: |limits| &mut limits.concurrency },
@@ -223,9 +229,11 @@ mod tests {
         let patch = |json: &str| serde_json::from_str::<LimitsPatch<i64>>(json).unwrap();
         let limits = Limits::default().patched(patch(r#"{"cpu_ms": 60000, "subrequests": 0}"#)).unwrap();
         assert_eq!(limits, Limits { cpu_ms: 60_000, subrequests: 0, ..Limits::default() });
+        let heap = (format!(r#"{{"heap_mb": {}}}"#, HEAP_MB_MAX + 1), HEAP_MB_MAX);
+        let heap_message = format!("limits.heap_mb must be between 4 and {} (got {})", heap.1, heap.1 + 1);
         let cases = [
             (r#"{"cpu_ms": 0}"#, "limits.cpu_ms must be between 1 and 60000 (got 0)"),
-            (r#"{"heap_mb": 4097}"#, "limits.heap_mb must be between 4 and 4096 (got 4097)"),
+            (heap.0.as_str(), heap_message.as_str()),
             (r#"{"wall_ms": -5}"#, "limits.wall_ms must be between 1 and 600000 (got -5)"),
             (r#"{"concurrency": 100001}"#, "limits.concurrency must be between 1 and 100000 (got 100001)"),
         ];
