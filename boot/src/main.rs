@@ -734,7 +734,8 @@ fn outbound_config(
         tracing::warn!("no CA bundle at {}: https: subrequests are not available", system.display());
         None
     } else {
-        Some(netstack::tls::load_client_config(&files).context("the CAs trusted for https: subrequests")?)
+        let lazy = netstack::tls::LazyClientConfig::read(&files).context("the CAs trusted for https: subrequests")?;
+        Some(Arc::new(lazy))
     };
     let mut policy = if egress.local_allowed {
         runtime::outbound::EgressPolicy::local_allowed()

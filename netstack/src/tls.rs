@@ -9,7 +9,8 @@
 //! consuming rather than grow either. Errors are values ([`TlsError`]); a garbage ClientHello or
 //! a broken record fails that session and nothing else.
 //!
-//! Configurations: [`client_config`] trusts the system's CA bundle plus extra CAs (PEM);
+//! Configurations: [`client_config`] trusts the system's CA bundle plus extra CAs (PEM), and
+//! [`LazyClientConfig`] builds it on first use;
 //! [`server_config`] serves several certificates, picked by the SNI name of each ClientHello
 //! (exact names, then `*.` wildcards, then the first certificate for clients that send no
 //! name), with ALPN `http/1.1`. The `load_*` functions read the PEM files (through
@@ -160,12 +161,60 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, TlsConfigError> {
 
 /// Reads the CA files and builds the client configuration (control thread: it reads files).
 pub fn load_client_config(files: &ClientTlsFiles) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let sources = read_ca_files(files)?;
+    client_config(&borrowed(&sources))
+}
+
+fn read_ca_files(files: &ClientTlsFiles) -> Result<Vec<(String, Vec<u8>)>, TlsConfigError> {
     let mut sources = Vec::new();
     for path in files.ca_bundle.iter().chain(&files.extra_cas) {
         sources.push((path.display().to_string(), read_pem(path)?));
     }
-    let borrowed: Vec<(&str, &[u8])> = sources.iter().map(|(name, pem)| (name.as_str(), pem.as_slice())).collect();
-    client_config(&borrowed)
+    Ok(sources)
+}
+
+fn borrowed(sources: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    sources.iter().map(|(name, pem)| (name.as_str(), pem.as_slice())).collect()
+}
+
+/// The client configuration for `https:` subrequests, built on first use: parsing the system's
+/// CA bundle (~150 certificates) was a millisecond of every start-up, for a process that may
+/// never fetch over TLS. The files are read when it is made (the cores read no files) and the
+/// extra CAs an operator gave are checked then, so a wrong `--ca-file` still stops the start;
+/// the bundle is parsed by the first core that needs it, once for the process. If that fails,
+/// each `https:` subrequest fails with the reason.
+pub struct LazyClientConfig {
+    sources: Vec<(String, Vec<u8>)>,
+    built: std::sync::OnceLock<Result<Arc<ClientConfig>, String>>,
+}
+
+impl LazyClientConfig {
+    /// Reads `files` and checks the extra CAs among them (control thread: it reads files).
+    pub fn read(files: &ClientTlsFiles) -> Result<LazyClientConfig, TlsConfigError> {
+        let sources = read_ca_files(files)?;
+        let extra = &sources[usize::from(files.ca_bundle.is_some())..];
+        if !extra.is_empty() {
+            client_config(&borrowed(extra))?;
+        }
+        Ok(LazyClientConfig { sources, built: std::sync::OnceLock::new() })
+    }
+
+    /// A configuration already built.
+    pub fn built(config: Arc<ClientConfig>) -> LazyClientConfig {
+        LazyClientConfig { sources: Vec::new(), built: std::sync::OnceLock::from(Ok(config)) }
+    }
+
+    /// The configuration, built now if this is its first use.
+    pub fn get(&self) -> Result<Arc<ClientConfig>, &str> {
+        let built = self.built.get_or_init(|| client_config(&borrowed(&self.sources)).map_err(|e| e.to_string()));
+        built.as_ref().map(Arc::clone).map_err(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for LazyClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyClientConfig").field("built", &self.built.get().is_some()).finish_non_exhaustive()
+    }
 }
 
 /// A client configuration trusting every CA certificate in the PEM `sources` (name, bytes):

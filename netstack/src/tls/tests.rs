@@ -465,3 +465,44 @@ fn shared_pki() -> &'static SharedPki {
         SharedPki { client: pki.client(), server: serving(&[&a]) }
     })
 }
+
+#[test]
+fn the_lazy_client_configuration_reads_now_and_parses_the_bundle_on_first_use() {
+    let pki = Pki::new("isobar lazy CA");
+    let dir = std::env::temp_dir().join(format!("netstack-tls-lazy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bundle, extra, garbage) = (dir.join("bundle.pem"), dir.join("extra.pem"), dir.join("garbage.pem"));
+    std::fs::write(&bundle, &pki.ca_pem).unwrap();
+    std::fs::write(&extra, &pki.ca_pem).unwrap();
+    std::fs::write(&garbage, b"not a certificate\n").unwrap();
+    let files = |ca_bundle: &Path, extra_cas: &[&Path]| ClientTlsFiles {
+        ca_bundle: Some(ca_bundle.to_path_buf()),
+        extra_cas: extra_cas.iter().map(|p| p.to_path_buf()).collect(),
+    };
+
+    // A good bundle and extra CA: built once, on the first get, and the same thereafter; a
+    // handshake with it verifies a certificate the CA issued.
+    let lazy = LazyClientConfig::read(&files(&bundle, &[&extra])).unwrap();
+    assert!(format!("{lazy:?}").contains("built: false"), "{lazy:?}");
+    let config = lazy.get().unwrap();
+    assert!(Arc::ptr_eq(&config, &lazy.get().unwrap()), "built once");
+    let (mut c, mut s) = connect(config, "lazy.test", serving(&[&pki.leaf(&["lazy.test"])]));
+    assert_eq!(pump(&mut c, &mut s), (None, None));
+
+    // The operator's files are checked when read: missing or not PEM, the start fails.
+    let missing = LazyClientConfig::read(&files(&bundle, &[&dir.join("missing.pem")])).unwrap_err();
+    assert!(missing.to_string().contains("missing.pem"), "{missing}");
+    let bad_extra = LazyClientConfig::read(&files(&bundle, &[&garbage])).unwrap_err();
+    assert!(matches!(bad_extra, TlsConfigError::NoCertificate { .. }), "{bad_extra}");
+
+    // A bundle that does not parse fails its first use, with the reason, every time.
+    let bad_bundle = LazyClientConfig::read(&files(&garbage, &[])).unwrap();
+    let reason = bad_bundle.get().unwrap_err().to_string();
+    assert!(reason.contains("garbage.pem"), "{reason}");
+    assert_eq!(bad_bundle.get().unwrap_err(), reason);
+
+    // Already built: handed out as is.
+    let built = load_client_config(&files(&bundle, &[])).unwrap();
+    assert!(Arc::ptr_eq(&LazyClientConfig::built(built.clone()).get().unwrap(), &built));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use kernel_shim::ring::{Completion, Errno, Ring};
 use netstack::http1::{BodyFraming, ClientConn, ClientEvent, ClientLimits, ClientState, OutgoingRequest};
 use netstack::pool::{IdleId, Put};
-use netstack::tls::ClientConfig;
+use netstack::tls::LazyClientConfig;
 use netstack::{ConnEvent, ConnId, KeepAlivePool, Link, LookupId, LookupStart, Origin, PoolLimits, ResolvConf};
 use netstack::{Scheme, TlsLimits, TlsSession, Transport, WsEndpoint, WsError, WsLimits, WsMessage, WsRole, WsUpdate};
 
@@ -95,7 +95,8 @@ impl Default for OutboundLimits {
 #[derive(Clone)]
 pub struct OutboundConfig {
     pub dns: ResolvConf,
-    pub tls: Option<Arc<ClientConfig>>,
+    /// Built on the first `https:` subrequest (see [`LazyClientConfig`]).
+    pub tls: Option<Arc<LazyClientConfig>>,
     pub policy: Arc<EgressPolicy>,
     pub limits: OutboundLimits,
 }
@@ -510,12 +511,15 @@ impl Outbound {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.connected = true;
         if c.origin.scheme() == Scheme::Https {
-            let Some(config) = self.config.tls.clone() else { return };
+            let Some(lazy) = self.config.tls.clone() else { return };
             let host = c.origin.host().trim_start_matches('[').trim_end_matches(']').to_string();
-            match TlsSession::client(config, &host, self.config.limits.tls) {
+            let session = match lazy.get() {
+                Ok(config) => TlsSession::client(config, &host, self.config.limits.tls).map_err(|e| e.to_string()),
+                Err(reason) => Err(format!("the CAs trusted for https: subrequests: {reason}")),
+            };
+            match session {
                 Ok(session) => c.tls = Some(session),
-                Err(error) => {
-                    let reason = error.to_string();
+                Err(reason) => {
                     return self.fail_conn(link, ring, conn, |_| FetchError::Tls {
                         host: host.clone(),
                         reason: reason.clone(),
