@@ -291,10 +291,9 @@ fn run(args: RunArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCo
     timeline.mark("arguments and script");
     let origin = snapshot::prepare(&args.snapshot)?;
     timeline.mark(snapshot_phase(&origin));
-    // Compiled and its top level run in one isolate (not the compiler's and then another).
-    let tenant = Tenant::build_checked(settings, Duration::from_secs(10))?;
-    timeline.mark("compile and top level checked");
-    let deployment = Deployment::new([Arc::new(tenant)])?;
+    // Core 0 compiles the script and runs its top level in the isolate that then serves it: one
+    // isolate before the first response, not a check here and then the core's own.
+    let deployment = runtime::StartDeployment::FirstCore(settings);
     let serving = Serving {
         listen: args.listen,
         cores: args.cores,
@@ -440,7 +439,7 @@ pub(crate) fn serve(args: ServeArgs, mut timeline: snapshot::Timeline) -> anyhow
         bail!("--admin {admin} is not a loopback address: set server.admin_token in {}", args.config.display());
     }
     let what = format!("{} tenant(s) from {}", deployment.tenants.len(), args.config.display());
-    start(serving, deployment, &what, timeline)
+    start(serving, runtime::StartDeployment::Built(deployment), &what, timeline)
 }
 
 /// `isobar run --kv NAME[=NAMESPACE]`: the bindings, checked as the configuration file's are.
@@ -793,7 +792,7 @@ impl Drop for SealOrAbandon {
 /// drains it.
 fn start(
     mut serving: Serving,
-    deployment: Deployment,
+    deployment: runtime::StartDeployment,
     what: &str,
     mut timeline: snapshot::Timeline,
 ) -> anyhow::Result<ExitCode> {

@@ -136,7 +136,7 @@ impl IsolateCache {
             let cpu_before = kernel_shim::cpu::thread_cpu_time();
             let loaded = Worker::load(isolate, &tenant.spec, self.budget.startup_cpu);
             self.last_load_cpu = kernel_shim::cpu::thread_cpu_time().saturating_sub(cpu_before);
-            let mut worker = match loaded {
+            let worker = match loaded {
                 Ok(worker) => {
                     self.backoff.remove(&tenant.version);
                     worker
@@ -153,23 +153,46 @@ impl IsolateCache {
                 load_us = (started.elapsed() - made).as_micros() as u64,
                 "isolate created"
             );
-            let (used, _, buffers) = worker.memory_bytes();
-            let slot = Slot {
-                tenant: tenant.clone(),
-                worker,
-                in_flight: 0,
-                served: 0,
-                memory_bytes: used + buffers,
-                last_used: tick,
-            };
-            self.memory_bytes += slot.memory_bytes;
-            self.created += 1;
-            self.slots.insert(tenant.version, slot);
-            self.evict_over_budget(tenant.version);
+            self.insert(tenant.clone(), worker);
         }
         let slot = self.slots.get_mut(&tenant.version).expect("inserted above");
         slot.last_used = tick;
         Ok(slot)
+    }
+
+    /// Builds a tenant from `settings` in the isolate that will serve it: its script is compiled
+    /// (imports read from disk, if `settings` says so) and its top level run there, under the
+    /// start-up budget and the watchdog, and the isolate is kept for the tenant. One isolate where
+    /// [`Tenant::build_checked`] and then [`IsolateCache::get_or_load`] make two; for a core's
+    /// start-up, before it confines itself (it may read the disk).
+    pub fn build_and_load(&mut self, settings: isobar_tenancy::TenantSettings) -> Result<Arc<Tenant>, LoadError> {
+        let heap_bytes = settings.limits.heap_bytes;
+        let mut loaded = None;
+        let tenant = Tenant::build_with(settings, |spec| {
+            let mut isolate = self.take_isolate(heap_bytes)?;
+            if let Some(watch) = &self.watch {
+                isolate.set_watch(watch.clone());
+            }
+            let worker = Worker::load(isolate, spec, self.budget.startup_cpu)?;
+            let bundle = (worker.format(), worker.modules().clone());
+            loaded = Some(worker);
+            Ok(bundle)
+        })?;
+        let tenant = Arc::new(tenant);
+        self.tick += 1;
+        self.insert(tenant.clone(), loaded.expect("the bundle closure ran and loaded the worker"));
+        Ok(tenant)
+    }
+
+    /// Keeps `worker` as `tenant`'s isolate, counts it, and evicts others over the budget.
+    fn insert(&mut self, tenant: Arc<Tenant>, mut worker: Worker) {
+        let (used, _, buffers) = worker.memory_bytes();
+        let version = tenant.version;
+        let slot = Slot { tenant, worker, in_flight: 0, served: 0, memory_bytes: used + buffers, last_used: self.tick };
+        self.memory_bytes += slot.memory_bytes;
+        self.created += 1;
+        self.slots.insert(version, slot);
+        self.evict_over_budget(version);
     }
 
     fn note_failure(&mut self, version: u64, error: &LoadError) {

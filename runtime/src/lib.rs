@@ -26,7 +26,7 @@ pub mod worker;
 // (and the rest) meaning what they did.
 pub use isobar_tenancy::{TenantLimits, TenantSettings, metrics, routes, stats};
 pub use scheduler::KvStore;
-pub use server::{Control, ControlError, CoreEvent, Server, ServerConfig, StartError};
+pub use server::{Control, ControlError, CoreEvent, Server, ServerConfig, StartDeployment, StartError};
 pub use state::{Outcome, WireResponse};
 pub use tenant::{Deployment, Tenant};
 pub use worker::{LoadError, ModuleSource, RequestParts, ScriptFormat, Worker, WorkerSpec};

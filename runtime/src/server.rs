@@ -50,10 +50,23 @@ pub fn unix_now_ms() -> u64 {
 /// Frames one core may hold for another before they are dropped (counted).
 const FORWARD_INBOX_FRAMES: usize = 1024;
 
+/// What the cores serve from the start.
+#[derive(Debug)]
+pub enum StartDeployment {
+    /// Tenants the control thread built (and checked).
+    Built(Deployment),
+    /// One tenant that core 0 builds as it starts (before the other cores start): its script
+    /// compiled, imports read from disk (no filter is on yet), its top level run under the
+    /// core's start-up CPU budget, in the isolate that then serves it. `isobar run`: one isolate
+    /// before the first response instead of the control thread's check and then the core's own.
+    /// A script that fails to load fails the start, with the error.
+    FirstCore(isobar_tenancy::TenantSettings),
+}
+
 /// What the main thread asks for.
 #[derive(Debug)]
 pub struct ServerConfig {
-    pub deployment: Deployment,
+    pub deployment: StartDeployment,
     pub net: ServerNet,
     /// The CPUs to pin the cores to, one per listener.
     pub cpus: Vec<usize>,
@@ -85,6 +98,11 @@ pub struct ServerConfig {
 pub enum CoreEvent {
     Ready {
         index: usize,
+    },
+    /// Core 0 built the deployment it was started to build ([`StartDeployment::FirstCore`]).
+    Built {
+        index: usize,
+        deployment: Arc<Deployment>,
     },
     /// Start-up failed; the message names the cause.
     Failed {
@@ -206,6 +224,15 @@ impl Control {
             }
         }
         Ok(())
+    }
+
+    /// At start-up: `deployment` is what the cores serve (no core has acknowledged anything yet).
+    fn adopt(&self, deployment: &Arc<Deployment>) {
+        if let Some(smallest) = deployment.smallest_cpu_limit() {
+            self.watchdog.set_smallest_limit(smallest);
+        }
+        *self.deployment.lock().unwrap_or_else(|e| e.into_inner()) = deployment.clone();
+        self.sync_crons(deployment);
     }
 
     /// The cron table follows `deployment`: a tenant's unchanged schedules keep their next
@@ -375,10 +402,10 @@ impl Server {
         let cores = config.cpus.len();
         crate::engine::init().map_err(StartError::Engine)?;
         let watchdog = Watchdog::start_confined(config.sandbox.clone()).map_err(StartError::Spawn)?;
-        let deployment = Arc::new(config.deployment);
-        if let Some(smallest) = deployment.smallest_cpu_limit() {
-            watchdog.set_smallest_limit(smallest);
-        }
+        let (mut deployment, mut first) = match config.deployment {
+            StartDeployment::Built(deployment) => (Arc::new(deployment), None),
+            StartDeployment::FirstCore(settings) => (Arc::new(Deployment::default()), Some(settings)),
+        };
         let (events_tx, events) = bounded::<CoreEvent>(config.cpus.len() * 4 + 4);
         let mut handles = Vec::new();
         let mut mailboxes = Vec::new();
@@ -398,7 +425,7 @@ impl Server {
             crons: Mutex::new(CronTable::new()),
             next_cron_core: std::sync::atomic::AtomicUsize::new(0),
         });
-        control.sync_crons(&deployment);
+        control.adopt(&deployment);
         let mut threads = Vec::new();
         let nets: Vec<CoreNet> = match config.net {
             ServerNet::Kernel { listeners, tls_listeners } => {
@@ -435,11 +462,13 @@ impl Server {
             }
         };
         for (index, ((net, cpu), (mailbox, wake))) in nets.into_iter().zip(config.cpus).zip(mailboxes).enumerate() {
+            let builds_first = first.is_some();
             let core_config = CoreConfig {
                 index,
                 cpu,
                 net,
                 deployment: deployment.clone(),
+                first: first.take(),
                 budget: config.budget,
                 http: config.http,
                 net_limits: config.net_limits,
@@ -465,6 +494,9 @@ impl Server {
                         }
                     };
                     drop(control_for_core);
+                    if builds_first {
+                        let _ = events_tx.send(CoreEvent::Built { index, deployment: core.deployment().clone() });
+                    }
                     let _ = events_tx.send(CoreEvent::Ready { index });
                     // Start-up (ring, listener, isolate pool) is over: from here the core makes
                     // only the calls of its role.
@@ -480,6 +512,19 @@ impl Server {
                 })
                 .map_err(StartError::Spawn)?;
             threads.push(Some(thread));
+            if builds_first {
+                // The other cores start with the deployment core 0 built.
+                match events.recv() {
+                    Ok(CoreEvent::Built { deployment: built, .. }) => {
+                        deployment = built;
+                        control.adopt(&deployment);
+                    }
+                    failed => {
+                        let mut server = Server { control, threads, events };
+                        return Err(server.failed_start(failed, config.sandbox.as_deref()));
+                    }
+                }
+            }
         }
         drop(events_tx);
         let mut server = Server { control, threads, events };
@@ -487,25 +532,30 @@ impl Server {
         while ready < server.threads.len() {
             match server.events.recv() {
                 Ok(CoreEvent::Ready { .. }) => ready += 1,
-                Ok(CoreEvent::Failed { error, .. }) => {
-                    // Cores that are ready wait for the seal, which will not come now.
-                    if let Some(sandbox) = &config.sandbox {
-                        sandbox.abandon();
-                    }
-                    server.control.drain();
-                    server.join(Duration::from_secs(5));
-                    return Err(StartError::Core(error));
-                }
-                Ok(CoreEvent::Exited { .. }) | Err(_) => {
-                    if let Some(sandbox) = &config.sandbox {
-                        sandbox.abandon();
-                    }
-                    server.control.drain();
-                    return Err(StartError::Vanished);
-                }
+                failed => return Err(server.failed_start(failed, config.sandbox.as_deref())),
             }
         }
         Ok(server)
+    }
+
+    /// Stops a start-up that `event` (a core's failure, exit or silence) ended.
+    fn failed_start(
+        &mut self,
+        event: Result<CoreEvent, crossbeam_channel::RecvError>,
+        sandbox: Option<&Sandbox>,
+    ) -> StartError {
+        // Cores that are ready wait for the seal, which will not come now.
+        if let Some(sandbox) = sandbox {
+            sandbox.abandon();
+        }
+        self.control.drain();
+        match event {
+            Ok(CoreEvent::Failed { error, .. }) => {
+                self.join(Duration::from_secs(5));
+                StartError::Core(error)
+            }
+            _ => StartError::Vanished,
+        }
     }
 
     /// The control plane, to share with the admin API.

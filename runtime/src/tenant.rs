@@ -51,7 +51,9 @@ impl Tenant {
         Tenant::build_with(settings, |spec| crate::worker::Worker::bundle_and_validate(spec, heap_bytes, cpu_max))
     }
 
-    fn build_with(
+    /// Builds a tenant version with `bundle` giving its format and module sources (for
+    /// [`crate::cache::IsolateCache::build_and_load`], which loads the isolate that serves it).
+    pub(crate) fn build_with(
         settings: TenantSettings,
         bundle: impl FnOnce(&WorkerSpec) -> Result<(ScriptFormat, BTreeMap<PathBuf, ModuleSource>), LoadError>,
     ) -> Result<Tenant, LoadError> {

@@ -284,11 +284,14 @@ impl Worker {
         cpu_max: Duration,
     ) -> Result<(ScriptFormat, BTreeMap<PathBuf, ModuleSource>), LoadError> {
         let mut worker = Worker::load_guarded(spec, heap_bytes, cpu_max)?;
-        // A module's default export is its handler; a service worker has none (it registered a
-        // fetch listener, which `load` checked).
-        let module = worker.isolate.handles.as_ref().is_some_and(|h| h.handler.is_some());
-        let format = if module { ScriptFormat::Module } else { ScriptFormat::ServiceWorker };
-        Ok((format, std::mem::take(&mut worker.modules)))
+        Ok((worker.format(), std::mem::take(&mut worker.modules)))
+    }
+
+    /// The format the script ran in: a module's default export is its handler; a service worker
+    /// has none (it registered a fetch listener, which `load` checked).
+    pub fn format(&self) -> ScriptFormat {
+        let module = self.isolate.handles.as_ref().is_some_and(|h| h.handler.is_some());
+        if module { ScriptFormat::Module } else { ScriptFormat::ServiceWorker }
     }
 
     pub fn name(&self) -> Rc<str> {

@@ -87,6 +87,9 @@ pub struct CoreConfig {
     pub cpu: usize,
     pub net: CoreNet,
     pub deployment: Arc<Deployment>,
+    /// A tenant this core builds and loads as it starts, in place of `deployment` (see
+    /// [`crate::server::StartDeployment::FirstCore`]).
+    pub first: Option<isobar_tenancy::TenantSettings>,
     pub budget: IsolateBudget,
     pub http: http1::Limits,
     pub net_limits: NetLimits,
@@ -120,6 +123,11 @@ pub enum CoreError {
     Kv { index: usize, error: std::io::Error },
     #[error("core {index}: cannot make the cache store's eventfd: {error}")]
     Caches { index: usize, error: std::io::Error },
+    /// The tenant the core was to build as it started: its script failed to load.
+    #[error("{0}")]
+    Tenant(LoadError),
+    #[error("{0}")]
+    Deploy(crate::tenant::DeployError),
 }
 
 /// Who gets a pending request's response.
@@ -257,6 +265,7 @@ impl Core {
         watchdog: &Watchdog,
     ) -> Result<Core, CoreError> {
         let index = config.index;
+        let first = config.first;
         kernel_shim::cpu::pin_current_thread(config.cpu).map_err(|error| CoreError::Pin {
             index,
             cpu: config.cpu,
@@ -334,7 +343,16 @@ impl Core {
         core.arm_mailbox(Vec::with_capacity(EventFd::READ_BYTES));
         core.arm_kv(Vec::with_capacity(EventFd::READ_BYTES));
         core.arm_caches(Vec::with_capacity(EventFd::READ_BYTES));
+        if let Some(settings) = first {
+            let tenant = core.cache.build_and_load(settings).map_err(CoreError::Tenant)?;
+            core.deployment = Arc::new(Deployment::new([tenant]).map_err(CoreError::Deploy)?);
+        }
         Ok(core)
+    }
+
+    /// The deployment the core serves (the one it built, after a start with a first tenant).
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.deployment
     }
 
     fn arm_mailbox(&mut self, mut buf: Vec<u8>) {
