@@ -17,11 +17,14 @@
 
 mod tls;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use kernel_shim::ring::{Completion, Ring};
+// Keyed by connection ids this process hands out (no peer chooses one), looked up several times
+// per request: Fx, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::http1::{self, ConnState, RequestId, Response, ResponseHead, ServerConn};
 use crate::transport::{ConnEvent, ConnId, SendError, Transport};
@@ -222,7 +225,7 @@ impl<T: Transport> HttpServer<T> {
         HttpServer {
             transport,
             limits: limits.clamped(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             deadlines: BTreeMap::new(),
             draining: false,
             listener_closed: false,

@@ -6,9 +6,10 @@
 //! sum of their memory (V8 heap in use plus ArrayBuffers), sampled when an isolate is created and
 //! every [`SAMPLE_EVERY_REQUESTS`] requests it serves.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::isolate::Isolate;
 use crate::tenant::Tenant;
@@ -96,7 +97,7 @@ const BACKOFF_ENTRIES_MAX: usize = 10_000;
 impl IsolateCache {
     pub fn new(budget: IsolateBudget, watch: Option<Arc<CoreWatch>>, name: &str) -> IsolateCache {
         IsolateCache {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             pool: Vec::new(),
             budget,
             watch,
@@ -106,7 +107,7 @@ impl IsolateCache {
             evicted: 0,
             evicted_since_release: 0,
             last_load_cpu: Duration::ZERO,
-            backoff: HashMap::new(),
+            backoff: HashMap::default(),
             name: name.to_string(),
         }
     }
