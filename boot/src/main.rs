@@ -292,8 +292,16 @@ fn run(args: RunArgs, mut timeline: snapshot::Timeline) -> anyhow::Result<ExitCo
     let origin = snapshot::prepare(&args.snapshot)?;
     timeline.mark(snapshot_phase(&origin));
     // Core 0 compiles the script and runs its top level in the isolate that then serves it: one
-    // isolate before the first response, not a check here and then the core's own.
-    let deployment = runtime::StartDeployment::FirstCore(settings);
+    // isolate before the first response, not a check here and then the core's own. With
+    // `--user`, the script's imports are read here instead, as root, before root is given up
+    // (docs/dedicated-host.md), at the cost of that second isolate.
+    let deployment = if args.hardening.user.is_some() {
+        let tenant = Tenant::build_checked(settings, Duration::from_secs(10))?;
+        timeline.mark("compile and top level checked");
+        runtime::StartDeployment::Built(Deployment::new([Arc::new(tenant)])?)
+    } else {
+        runtime::StartDeployment::FirstCore(settings)
+    };
     let serving = Serving {
         listen: args.listen,
         cores: args.cores,

@@ -101,6 +101,27 @@ fn run_as_user_drops_root_after_binding() {
     assert!(stderr.contains("no user named \"no-such-user-isobar\""), "{stderr}");
 }
 
+#[test]
+fn run_as_user_reads_the_scripts_imports_before_dropping_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping root needs a test run as root");
+        return;
+    }
+    // A directory only root may read: an import read after the drop would fail the start.
+    let dir = isobar_e2e::TempDir::new("root-only");
+    let main = dir.write(
+        "main.js",
+        "import { word } from \"./word.js\";\nexport default { fetch() { return new Response(word); } };\n",
+    );
+    dir.write("word.js", "export const word = \"read as root\";\n");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let isobar = Isobar::start(&["run", main.to_str().unwrap(), "--user", "nobody"]);
+    let response = isobar.get("/");
+    assert_eq!((response.status, response.text().as_str()), (200, "read as root"));
+    assert_eq!(isobar.status_field("Uid").as_deref().and_then(|ids| ids.split_whitespace().next()), Some("65534"));
+}
+
 /// A TCP connection to `to` from `from` (any address of 127.0.0.0/8), opened with libc because
 /// std cannot bind before connecting.
 fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
