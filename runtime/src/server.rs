@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use kernel_shim::EventFd;
 use kernel_shim::ring::RingConfig;
 use kernel_shim::seccomp::{Role, Sandbox};
@@ -513,8 +513,17 @@ impl Server {
                 .map_err(StartError::Spawn)?;
             threads.push(Some(thread));
             if builds_first {
-                // The other cores start with the deployment core 0 built.
-                match events.recv() {
+                // The other cores start with the deployment core 0 built. This thread still
+                // holds a sender, so a core 0 that ends without a word is seen by its thread.
+                let event = loop {
+                    match events.recv_timeout(Duration::from_millis(20)) {
+                        Ok(event) => break Ok(event),
+                        Err(RecvTimeoutError::Timeout) if !threads[0].as_ref().is_some_and(JoinHandle::is_finished) => {
+                        }
+                        Err(_) => break Err(crossbeam_channel::RecvError),
+                    }
+                };
+                match event {
                     Ok(CoreEvent::Built { deployment: built, .. }) => {
                         deployment = built;
                         control.adopt(&deployment);
