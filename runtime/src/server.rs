@@ -518,9 +518,12 @@ impl Server {
                 let event = loop {
                     match events.recv_timeout(Duration::from_millis(20)) {
                         Ok(event) => break Ok(event),
-                        Err(RecvTimeoutError::Timeout) if !threads[0].as_ref().is_some_and(JoinHandle::is_finished) => {
+                        Err(RecvTimeoutError::Timeout) if threads[0].as_ref().is_some_and(JoinHandle::is_finished) => {
+                            // What it sent just before it ended, if anything.
+                            break events.try_recv().map_err(|_| crossbeam_channel::RecvError);
                         }
-                        Err(_) => break Err(crossbeam_channel::RecvError),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break Err(crossbeam_channel::RecvError),
                     }
                 };
                 match event {
