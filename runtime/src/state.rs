@@ -156,9 +156,10 @@ pub struct IsolateState {
     /// WebAssembly memory: the most every live memory together may reach, and what the live
     /// instances and memories have reserved of it (`api::wasm`).
     pub wasm: crate::api::wasm::WasmBudget,
-    /// A Request and an ExecutionContext made at the end of the last dispatch, while the
-    /// isolate's memory was in the cache, for the next request to fill in (`worker::dispatch_in`).
-    pub spare: Option<(v8::Global<v8::Object>, v8::Global<v8::Object>)>,
+    /// Whether a Request and an ExecutionContext made at the end of the last dispatch, while the
+    /// isolate's memory was in the cache, wait in the context's embedder data for the next
+    /// request to fill in (`worker::dispatch_in`).
+    pub spare: bool,
 }
 
 impl IsolateState {
@@ -177,7 +178,7 @@ impl IsolateState {
             panicked: false,
             unhandled_rejections: Vec::new(),
             wasm: Default::default(),
-            spare: None,
+            spare: false,
             outbox: Vec::new(),
             last_fetch_key: 0,
             body_readers: std::collections::HashMap::new(),
@@ -199,7 +200,7 @@ impl IsolateState {
         self.unhandled_rejections.clear();
         self.body_readers.clear();
         self.body_reads.clear();
-        self.spare = None;
+        self.spare = false;
         self.async_ops = AsyncOps::default();
         self.resources = ResourceTable::default();
     }
