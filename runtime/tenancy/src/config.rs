@@ -1229,6 +1229,8 @@ impl Document<'_> {
 mod tests {
     use super::*;
     use crate::limits::{HEAP_MB_MAX, LIMIT_KEYS};
+    use proptest::prelude::RngExt;
+    use proptest::test_runner::{RngAlgorithm, TestRng};
 
     const FILE: &str = "isobar.toml";
 
@@ -1882,13 +1884,8 @@ routes = ["blog.test", "Example.COM/shop/"]
     /// result must be a `Config` or a positioned error, never a panic.
     #[test]
     fn parse_never_panics_on_mangled_input() {
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
+        let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+        let mut next = move |below: usize| rng.random_range(0..below);
         const INSERTS: &[&str] =
             &["\"", "=", "[", "]", "{", "}", ",", "\n", "#", "*", ".", "0", "-1", "é", "[[tenant]]"];
         let original: Vec<char> = FULL.chars().collect();
