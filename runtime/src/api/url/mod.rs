@@ -13,6 +13,7 @@
 use crate::bridge::{JsError, OpDecl, args};
 use crate::{op, op_decl};
 
+mod libstdcxx;
 #[cfg(test)]
 pub mod wpt;
 
