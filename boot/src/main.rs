@@ -1185,6 +1185,10 @@ fn wait_and_drain(
         };
         select! {
             recv(cron_due) -> _ => {
+                // At most a second after the start, the snapshot leaves its file's mapping.
+                if runtime::engine::detach_snapshot() {
+                    tracing::debug!("the startup snapshot is copied out of its file");
+                }
                 next_cron = server.control().poll_crons(runtime::server::unix_now_ms());
             },
             recv(signals) -> sig => match sig {

@@ -102,7 +102,7 @@ fn load(source: &SnapshotSource) -> Origin {
 
 /// Reads `path` as a private file and gives it to V8 if its key, length and checksum match.
 fn read(path: &Path) -> Result<(), String> {
-    let bytes = kernel_shim::file::read_private(path, SNAPSHOT_BYTES_MAX).map_err(|e| e.to_string())?;
+    let bytes = kernel_shim::file::map_private(path, SNAPSHOT_BYTES_MAX).map_err(|e| e.to_string())?;
     runtime::engine::use_snapshot_bytes(bytes)
 }
 

@@ -20,8 +20,12 @@ use crate::bridge::{class, hooks};
 static PLATFORM: OnceLock<v8::SharedRef<v8::Platform>> = OnceLock::new();
 static EXTRA_FLAGS: OnceLock<String> = OnceLock::new();
 static SNAPSHOT: OnceLock<Result<&'static [u8], String>> = OnceLock::new();
+/// The snapshot copied out of its file's mapping by [`detach_snapshot`], used from then on.
+static SNAPSHOT_COPY: OnceLock<&'static [u8]> = OnceLock::new();
 static SNAPSHOT_KEY: OnceLock<u64> = OnceLock::new();
 static SNAPSHOT_BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether [`SNAPSHOT`] is in a file's mapping (see [`detach_snapshot`]).
+static SNAPSHOT_MAPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static EXTERNAL_REFERENCES: OnceLock<ExternalReferences> = OnceLock::new();
 
 /// The op table as V8 external references (plain function addresses).
@@ -112,12 +116,33 @@ pub(crate) fn external_references() -> &'static [v8::ExternalReference] {
 
 /// The startup snapshot blob (built on first use, unless [`use_snapshot_bytes`] gave one).
 pub(crate) fn snapshot() -> Result<&'static [u8], String> {
+    if let Some(copy) = SNAPSHOT_COPY.get() {
+        return Ok(copy);
+    }
     SNAPSHOT
         .get_or_init(|| {
             SNAPSHOT_BUILT.store(true, std::sync::atomic::Ordering::Relaxed);
             build_snapshot().map(|blob| &*Box::leak(blob.into_boxed_slice()))
         })
         .clone()
+}
+
+/// Copies a snapshot that [`use_snapshot_bytes`] took from a file's mapping into memory of its
+/// own, for the isolates made from now on; once is enough, later calls do nothing. The mapping
+/// made the start fast; the copy makes the process independent of the file, which, if cut short
+/// in place while mapped, would take the mapped pages with it (see
+/// `kernel_shim::file::map_private`). Call it once the start is over, off the first request's
+/// path. Isolates made before it read the mapping only while they were made (V8 reads the blob
+/// to make an isolate and its context, and isobar makes one context per isolate, at once), and
+/// the mapping is never unmapped. Returns whether it copied the snapshot now.
+pub fn detach_snapshot() -> bool {
+    if SNAPSHOT_COPY.get().is_some() || !SNAPSHOT_MAPPED.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    match SNAPSHOT.get() {
+        Some(Ok(mapped)) => SNAPSHOT_COPY.set(Box::leak(mapped.to_vec().into_boxed_slice())).is_ok(),
+        _ => false,
+    }
 }
 
 /// First bytes of a snapshot file written by [`snapshot_file`].
@@ -192,20 +217,23 @@ pub fn snapshot_file() -> Result<Vec<u8>, String> {
     Ok(file)
 }
 
-/// Uses `file` (the contents of a file written by [`snapshot_file`]) as the snapshot instead of
-/// building one, once its key, length and checksum are checked. Call it before [`init`]. Returns
-/// why it cannot be used, in which case [`init`] builds the snapshot as usual.
-pub fn use_snapshot_bytes(file: Vec<u8>) -> Result<(), String> {
+/// Uses `file` (a file written by [`snapshot_file`], mapped) as the snapshot instead of building
+/// one, once its key, length and checksum are checked. Call it before [`init`], and
+/// [`detach_snapshot`] once the start is over. Returns why it cannot be used, in which case
+/// [`init`] builds the snapshot as usual (and the mapping is dropped).
+pub fn use_snapshot_bytes(file: kernel_shim::file::Mapped) -> Result<(), String> {
     if SNAPSHOT.get().is_some() {
         return Err("the snapshot was already made in this process".into());
     }
     let blob = parse_snapshot_file(&file)?.len();
-    // The blob is the file's tail: keep the whole buffer for the process (V8 reads the blob
-    // whenever an isolate is made) rather than copy a megabyte.
-    let file: &'static [u8] = Box::leak(file.into_boxed_slice());
+    // The blob is the file's tail, read where it is mapped rather than copied.
+    let file = file.leak();
     let blob = &file[file.len() - blob..];
     match SNAPSHOT.set(Ok(blob)) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            SNAPSHOT_MAPPED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
         Err(_) => Err("the snapshot was already made in this process".into()),
     }
 }

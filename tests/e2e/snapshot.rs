@@ -149,6 +149,57 @@ fn an_unfit_cached_snapshot_is_refused_rebuilt_and_replaced() {
     assert!(log.contains("V8 + snapshot built"), "{log}");
 }
 
+/// The cached snapshot is mapped for a fast start, then copied out of the mapping: a file cut
+/// short in place after that (by hand: isobar itself replaces files by renaming) would have taken
+/// the mapped pages with it, and the next isolate made from them would have been SIGBUS for the
+/// whole process. Here each spin loses its isolate (CPU limit), so new ones are made from the
+/// snapshot after the file is emptied.
+#[test]
+fn a_cached_snapshot_cut_short_after_the_start_stops_nothing() {
+    let dir = TempDir::new("snapshot-cache-cut");
+    let cache = dir.path().join("cache");
+    run_with_cache(&cache, &[]);
+    let file = cached(&cache).pop().expect("the first start cached its snapshot");
+    let script = dir.write(
+        "spin.js",
+        "export default { fetch(request) {\n  if (new URL(request.url).pathname === '/spin') for (;;) {}\n  \
+         return new Response('served');\n} };\n",
+    );
+    let args = [
+        "run",
+        script.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--cpu-ms",
+        "50",
+        "--snapshot-cache",
+        cache.to_str().unwrap(),
+        "--log",
+        "info,isobar=debug",
+    ];
+    let mut isobar = Isobar::start(&args);
+    assert_eq!(isobar.get("/").text(), "served");
+    let log = eventually(SETTLE, || Some(isobar.stderr()).filter(|log| log.contains("copied out of its file")))
+        .unwrap_or_else(|| isobar.stderr());
+    assert!(log.contains("snapshot loaded from the cache"), "{log}");
+    assert!(log.contains("copied out of its file"), "{log}");
+
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(0).unwrap();
+    for round in 0..3 {
+        assert_eq!(isobar.get("/spin").status, 503, "round {round}: {}", isobar.stderr());
+        let response = isobar.get("/");
+        assert_eq!(
+            (response.status, response.text()),
+            (200, "served".to_string()),
+            "round {round}: {}",
+            isobar.stderr()
+        );
+    }
+    assert!(isobar.is_running(), "{}", isobar.stderr());
+    isobar.terminate();
+    assert_eq!(isobar.wait_exit(SETTLE), Some(0), "{}", isobar.stderr());
+}
+
 /// This test's user (isobar's too): whose files the cache must hold.
 fn own_uid() -> u32 {
     std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
