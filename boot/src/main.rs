@@ -395,11 +395,32 @@ pub(crate) fn serve(args: ServeArgs, mut timeline: snapshot::Timeline) -> anyhow
     tracing::info!("V8 and isobar's snapshot ready in {:?} ({origin})", started.elapsed());
     timeline.mark(snapshot_phase(&origin));
     let started = Instant::now();
-    let (deployment, checked) = build_deployment(&config, None)?;
-    timeline.mark("compile, first tenant of each script checked");
-    check_top_levels(&deployment, None, &checked)?;
-    timeline.mark("other top levels checked");
-    tracing::info!(tenants = deployment.tenants.len(), "tenants compiled and checked in {:?}", started.elapsed());
+    // One tenant: core 0 compiles it and runs its top level in the isolate that then serves it,
+    // as `isobar run` does (one isolate before the first response, not a check here and then
+    // the core's own). More: each script is checked here first, so that a tenant that fails to
+    // load is named before any core starts, and no core makes an isolate per tenant at start.
+    // With `--user`, imports are read here, as root (see `run`).
+    let (deployment, first) = match config.tenants.as_slice() {
+        [tenant] if args.hardening.user.is_none() => {
+            check_service_targets(&config)?;
+            let source = std::fs::read_to_string(&tenant.script)
+                .map_err(|e| config::ConfigError::script(&config, tenant, &e))?;
+            let label = format!("{}: tenant {}", config.path.display(), tenant.name);
+            (runtime::StartDeployment::FirstCore(tenant.settings(source)), Some(label))
+        }
+        _ => {
+            let (deployment, checked) = build_deployment(&config, None)?;
+            timeline.mark("compile, first tenant of each script checked");
+            check_top_levels(&deployment, None, &checked)?;
+            timeline.mark("other top levels checked");
+            tracing::info!(
+                tenants = deployment.tenants.len(),
+                "tenants compiled and checked in {:?}",
+                started.elapsed()
+            );
+            (runtime::StartDeployment::Built(deployment), None)
+        }
+    };
     let defaults = TenantLimits::from(config.default_limits);
     let serving = Serving {
         listen: args.listen.unwrap_or(config.server.listen),
@@ -446,8 +467,18 @@ pub(crate) fn serve(args: ServeArgs, mut timeline: snapshot::Timeline) -> anyhow
     {
         bail!("--admin {admin} is not a loopback address: set server.admin_token in {}", args.config.display());
     }
-    let what = format!("{} tenant(s) from {}", deployment.tenants.len(), args.config.display());
-    start(serving, runtime::StartDeployment::Built(deployment), &what, timeline)
+    let what = format!("{} tenant(s) from {}", config.tenants.len(), args.config.display());
+    start(serving, deployment, &what, timeline).map_err(|error| {
+        // Core 0's tenant failed to load: say which one of the configuration it was.
+        let tenant_failed = matches!(
+            error.downcast_ref::<runtime::StartError>(),
+            Some(runtime::StartError::Core(runtime::scheduler::CoreError::Tenant(_)))
+        );
+        match first {
+            Some(label) if tenant_failed => error.context(label),
+            _ => error,
+        }
+    })
 }
 
 /// `isobar run --kv NAME[=NAMESPACE]`: the bindings, checked as the configuration file's are.
@@ -583,18 +614,7 @@ fn build_deployment(
     config: &config::Config,
     current: Option<&Deployment>,
 ) -> anyhow::Result<(Deployment, Vec<Arc<str>>)> {
-    for tenant in &config.tenants {
-        for (binding, target) in &tenant.services {
-            if !config.tenants.iter().any(|t| &t.name == target) {
-                bail!(
-                    "{}:{}: tenant {}: services.{binding} names tenant {target:?}, which is not in the configuration",
-                    config.path.display(),
-                    tenant.name_at.line,
-                    tenant.name
-                );
-            }
-        }
-    }
+    check_service_targets(config)?;
     let mut tenants = Vec::with_capacity(config.tenants.len());
     let mut checked: Vec<Arc<str>> = Vec::new();
     let mut scripts_checked: Vec<(&Path, usize)> = Vec::new();
@@ -614,6 +634,23 @@ fn build_deployment(
         tenants.push(kept.unwrap_or_else(|| Arc::new(built)));
     }
     Ok((Deployment::new(tenants)?, checked))
+}
+
+/// Every service binding names a tenant of the configuration.
+fn check_service_targets(config: &config::Config) -> anyhow::Result<()> {
+    for tenant in &config.tenants {
+        for (binding, target) in &tenant.services {
+            if !config.tenants.iter().any(|t| &t.name == target) {
+                bail!(
+                    "{}:{}: tenant {}: services.{binding} names tenant {target:?}, which is not in the configuration",
+                    config.path.display(),
+                    tenant.name_at.line,
+                    tenant.name
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `tenant` is the same version `current` serves (kept across a reload by

@@ -162,6 +162,12 @@ const MAIN: &[Allowed] = &[
     always(libc::SYS_statx),
     always(libc::SYS_newfstatat),
     always(libc::SYS_fstat),
+    // The first isolate V8 makes on the main thread asks for the thread's stack bounds, and
+    // glibc answers that for the main thread from /proc/self/maps and its own stack limit
+    // (getrlimit is prlimit64 on pid 0). That first isolate may come after the seal: a reload
+    // of a server whose only tenant core 0 built checks the new script here. Only this process's
+    // own stack limit.
+    (libc::SYS_prlimit64, &[(0, SeccompCmpOp::Eq, 0), (1, SeccompCmpOp::Eq, libc::RLIMIT_STACK as u64)]),
 ];
 
 /// The watchdog: reads other threads' CPU clocks (clock_gettime, in COMMON), sleeps.
