@@ -202,6 +202,14 @@ const TURN_BATCH_MAX: usize = 64;
 /// How often, at most, evicted isolates' memory is handed back to the kernel.
 const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(1);
 
+/// How long after its start a core that has served no request yet waits before its first idle
+/// work. A pooled isolate takes ~2-3 ms that a request arriving meanwhile waits out, and a start's
+/// first request is likely close: on a cold start of `serve` it waited behind the pool's first
+/// isolates (~10 against ~16 ms launch -> first 200 in BENCHMARKS.md). After the first request
+/// the pool refills as soon as the core is idle, as before: a timer per turn to hold it back
+/// longer cost more than it saved.
+const IDLE_WORK_AFTER_START: Duration = Duration::from_millis(100);
+
 pub struct Core {
     index: usize,
     ring: Ring,
@@ -236,6 +244,9 @@ pub struct Core {
     /// Isolates that ran JS this turn, by version.
     touched: BTreeSet<u64>,
     last_release: Instant,
+    /// When idle work may begin: [`IDLE_WORK_AFTER_START`] after the start, or at the first
+    /// request if that comes sooner.
+    idle_work_from: Instant,
     /// Cron firings running, by id: the `/__scheduled` request waiting for it, if any.
     scheduled_runs: HashMap<u64, Option<(ConnId, RequestId)>>,
     /// `isobar run --test-scheduled`: `/__scheduled?cron=...` fires the scheduled handler.
@@ -333,6 +344,7 @@ impl Core {
             completions: Vec::new(),
             touched: BTreeSet::new(),
             last_release: Instant::now(),
+            idle_work_from: Instant::now(),
             scheduled_runs: HashMap::default(),
             test_scheduled: config.test_scheduled,
             io: io::CoreIo::new(crate::outbound::Outbound::new(config.outbound)),
@@ -365,14 +377,20 @@ impl Core {
     /// Runs the loop until a drain completes.
     pub fn run(mut self) -> Result<(), kernel_shim::ring::RingError> {
         let mut idle_work_left = self.has_idle_work();
+        self.idle_work_from = Instant::now() + IDLE_WORK_AFTER_START;
         loop {
             let now = Instant::now();
-            let timeout = if !self.incoming.is_empty() || !self.touched.is_empty() || idle_work_left {
+            let timeout = if !self.incoming.is_empty()
+                || !self.touched.is_empty()
+                || idle_work_left && now >= self.idle_work_from
+            {
                 // Work left over from a full batch, isolates with settled operations whose
                 // continuations have not run, or idle-time work: look without sleeping.
                 Some(Duration::ZERO)
             } else {
-                self.next_deadline().map(|at| at.saturating_duration_since(now))
+                // Idle work held back after the start: a timer for when it may begin.
+                let idle_work = idle_work_left.then_some(self.idle_work_from);
+                self.next_deadline().into_iter().chain(idle_work).min().map(|at| at.saturating_duration_since(now))
             };
             self.ring.wait(timeout, &mut self.completions)?;
             let now = Instant::now();
@@ -412,11 +430,14 @@ impl Core {
                 tracing::debug!(core = self.index, "drained");
                 return Ok(());
             }
-            // Idle: no request waits and none is in flight. Do one piece of idle work, then look
-            // at the ring again before the next, so a request that arrives meanwhile waits for at
-            // most one piece (making one isolate, ~2 ms).
+            // Idle: no request waits and none is in flight (and the start's first request came,
+            // or IDLE_WORK_AFTER_START passed). Do one piece of idle work, then look at the ring
+            // again before the next, so a request that arrives meanwhile waits for at most one
+            // piece (making one isolate, ~2 ms).
             let idle = self.incoming.is_empty() && self.pending.is_empty() && self.background.is_empty();
-            if idle {
+            if !idle {
+                self.idle_work_from = self.idle_work_from.min(now);
+            } else if now >= self.idle_work_from {
                 self.idle_work(now);
             }
             idle_work_left = idle && self.has_idle_work();
