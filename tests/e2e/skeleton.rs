@@ -17,6 +17,21 @@ fn hello_example_answers() {
     assert!(response.header("x-isobar-core").is_some());
 }
 
+/// The binary loads no C++ library: V8 brings its own libc++, and the five libstdc++ symbols
+/// ada refers to are isobar's own (runtime/src/api/url/libstdcxx.rs). Loading libstdc++.so cost
+/// every start ~0.4 ms; a dependency that needs more of it would bring it back.
+#[test]
+fn the_binary_loads_no_cxx_library() {
+    let isobar = Isobar::start(&["run", "examples/hello.js", "--cores", "1"]);
+    // A URL that is not already in its canonical form goes through ada.
+    assert_eq!(isobar.get("/a/../b/%7e?q").status, 200);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", isobar.pid())).unwrap();
+    assert!(maps.contains("libc.so"), "the maps name the shared libraries:\n{maps}");
+    for library in ["libstdc++", "libc++"] {
+        assert!(!maps.contains(library), "{library} is mapped:\n{maps}");
+    }
+}
+
 #[test]
 fn echo_returns_method_url_headers_and_body() {
     let isobar = Isobar::start(&["run", "examples/echo.js"]);

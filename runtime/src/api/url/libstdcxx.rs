@@ -7,10 +7,11 @@
 //! destructor of `std::ios_base::Init` (the static object every translation unit that includes
 //! `<iostream>` holds; ada never writes to a standard stream) and three helpers that throw when a
 //! `std::string` is misused. Loading the library and relocating it cost every start ~0.4 ms of
-//! CPU and ~60 page faults, most of a C++ "hello world"'s start-up; see BENCHMARKS.md. So cc is
-//! told to link no C++ library for ada (`CXXSTDLIB` is empty in `.cargo/config.toml`) and the
-//! five are here. Anything else that needs libstdc++ fails to link, loudly, rather than loading
-//! it behind our back.
+//! CPU and ~50 page faults, most of a C++ "hello world"'s start-up; see BENCHMARKS.md. With the
+//! five defined here, nothing in the binary refers to libstdc++ any more, and the linker (rustc
+//! links with `--as-needed`) leaves `libstdc++.so` out although cc still names it for ada. An
+//! e2e test (`skeleton::the_binary_loads_no_cxx_library`) holds that: a new C++ dependency that
+//! needs more of libstdc++ would bring the library back, and fail it.
 //!
 //! The throw helpers stop the process with their message. That is what the exception did
 //! before: ada's C API functions are `noexcept`, so it reached `std::terminate`. They mean a
