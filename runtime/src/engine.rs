@@ -24,8 +24,6 @@ static SNAPSHOT: OnceLock<Result<&'static [u8], String>> = OnceLock::new();
 static SNAPSHOT_COPY: OnceLock<&'static [u8]> = OnceLock::new();
 static SNAPSHOT_KEY: OnceLock<u64> = OnceLock::new();
 static SNAPSHOT_BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-/// Whether [`SNAPSHOT`] is in a file's mapping (see [`detach_snapshot`]).
-static SNAPSHOT_MAPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static EXTERNAL_REFERENCES: OnceLock<ExternalReferences> = OnceLock::new();
 
 /// The op table as V8 external references (plain function addresses).
@@ -136,7 +134,9 @@ pub(crate) fn snapshot() -> Result<&'static [u8], String> {
 /// to make an isolate and its context, and isobar makes one context per isolate, at once), and
 /// the mapping is never unmapped. Returns whether it copied the snapshot now.
 pub fn detach_snapshot() -> bool {
-    if SNAPSHOT_COPY.get().is_some() || !SNAPSHOT_MAPPED.load(std::sync::atomic::Ordering::Relaxed) {
+    // A snapshot this process built is its own memory; only one `use_snapshot_bytes` took is
+    // mapped.
+    if SNAPSHOT_COPY.get().is_some() || snapshot_was_built() {
         return false;
     }
     match SNAPSHOT.get() {
@@ -236,10 +236,7 @@ pub fn use_snapshot_bytes(file: kernel_shim::file::Mapped) -> Result<(), String>
     let file = file.leak();
     let blob = &file[file.len() - blob..];
     match SNAPSHOT.set(Ok(blob)) {
-        Ok(()) => {
-            SNAPSHOT_MAPPED.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(_) => Err("the snapshot was already made in this process".into()),
     }
 }
